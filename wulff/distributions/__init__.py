@@ -1,0 +1,41 @@
+"""Smoothing distributions q(x) ∝ exp(-psi(x / lam)) on R^d, declared symbolically.
+
+Three structural classes (:class:`IID`, :class:`Radial`, :class:`Uniform`) carry the machinery:
+their scale (lam <-> sigma, from radius-law moments, Lemmas U.3 and U.4) and their vectorized torch
+samplers. The paper's named families are thin constructors over them, and :func:`Density`
+recognizes a hand-written psi.
+"""
+from .base import Distribution, ParameterError, register_certificate_selector
+from .density import Density
+from .families import (
+    NAMED_FAMILIES,
+    Exp1,
+    Exp2,
+    ExpInf,
+    ExpP,
+    Gaussian,
+    Laplace,
+    Pareto,
+    Power2,
+    PowerInf,
+    UniformBall,
+    UniformCube,
+)
+from .radius_law import (
+    BallRadiusLaw,
+    BetaPrimePowerLaw,
+    GammaPowerLaw,
+    NumericRadiusLaw,
+    RadiusLaw,
+    radius_law,
+)
+from .structures import IID, Radial, Uniform
+from .symbols import coordinate_sum, norm, r, t, x
+
+__all__ = [
+    "Distribution", "ParameterError", "register_certificate_selector", "Density", "NAMED_FAMILIES",
+    "Gaussian", "Laplace", "ExpP", "ExpInf", "Exp2", "Exp1", "PowerInf", "Power2", "Pareto",
+    "UniformCube", "UniformBall", "IID", "Radial", "Uniform", "RadiusLaw", "GammaPowerLaw",
+    "BetaPrimePowerLaw", "BallRadiusLaw", "NumericRadiusLaw", "radius_law", "coordinate_sum",
+    "norm", "r", "t", "x",
+]

@@ -1,0 +1,192 @@
+"""The common interface of every smoothing distribution q(x) ∝ exp(-psi(x / lam)) on R^d.
+
+A distribution knows its structure, its scale and how to sample; it knows nothing about
+certification. :meth:`Distribution.certified_radius` is a convenience that forwards to the
+certificate selector registered by the downstream packages (:func:`register_certificate_selector`).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import sympy as sp
+import torch
+
+#: signature of a sampling hook: (n, generator, device, dtype) -> Tensor of shape (n, d), full scale
+Sampler = Callable[..., torch.Tensor]
+
+_certificate_selector: Callable | None = None
+
+
+class ParameterError(ValueError, TypeError):
+    """A parameter of the wrong type: both a ValueError and a TypeError, so either may be caught."""
+
+
+def register_certificate_selector(selector: Callable) -> None:
+    """Install the function behind :meth:`Distribution.certified_radius` (done by wulff.certificates)."""
+    global _certificate_selector
+    _certificate_selector = selector
+
+
+def check_dimension(d) -> int:
+    """d must be a positive integer."""
+    if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+        raise ParameterError(f"d must be a positive integer; got {d!r} of type {type(d).__name__}")
+    if d < 1:
+        raise ValueError(f"d must be a positive integer (d >= 1); got {d}")
+    return int(d)
+
+
+def check_real(name: str, value, *, low: float = -math.inf, high: float = math.inf,
+               low_open: bool = True, rule: str | None = None) -> float:
+    """A finite real number in the interval (low, high) (or [low, high) when low_open is False)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, sp.Number)):
+        raise ParameterError(f"{name} must be a real number; got {value!r} of type {type(value).__name__}")
+    v = float(value)
+    below = v <= low if low_open else v < low
+    if not math.isfinite(v) or below or v >= high:
+        bracket = "(" if low_open else "["
+        rule = rule or f"{name} in {bracket}{low:g}, {high:g})"
+        raise ValueError(f"{name} must satisfy {rule}; got {name} = {value!r}")
+    return v
+
+
+def check_count(name: str, n) -> int:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise ParameterError(f"{name} must be a non-negative integer; got {n!r}")
+    if n < 0:
+        raise ValueError(f"{name} must be a non-negative integer; got {n}")
+    return int(n)
+
+
+class Distribution:
+    """q(x) ∝ exp(-psi(x / lam)) on R^d. Subclasses: IID, Radial, Uniform.
+
+    Attributes: ``d``, ``lam``, ``sigma`` (sigma^2 = E||delta||_2^2 / d), ``psi`` (sympy, unit scale),
+    ``name`` and ``params`` (the family and its shape parameters), ``sampler`` (optional hook).
+    """
+
+    #: phrase for the error raised when sigma is requested but infinite (families refine it)
+    sigma_condition: str = "a finite second moment"
+
+    def __init__(self, d: int, lam: float | None = None, sigma: float | None = None, *,
+                 name: str | None = None, params: dict | None = None, sampler: Sampler | None = None,
+                 sigma_condition: str | None = None):
+        self.d = check_dimension(d)
+        if sigma_condition is not None:
+            self.sigma_condition = sigma_condition
+        self.name = name or type(self).__name__
+        self.params = dict(params or {})
+        self.sampler = sampler
+        self._lam = self._resolve_scale(lam, sigma)
+
+    # -- structure, supplied by subclasses -----------------------------------------------------
+    @property
+    def psi(self) -> sp.Expr:
+        """The exponent at unit scale: q(x) ∝ exp(-psi(x / lam))."""
+        raise NotImplementedError
+
+    def unit_second_moment(self) -> float:
+        """E ||delta||_2^2 / d at lam = 1 (may be inf), derived from the structure."""
+        raise NotImplementedError
+
+    def _sample_unit(self, n: int, generator, device, dtype) -> torch.Tensor:
+        raise NotImplementedError
+
+    def equivalent_forms(self) -> list[Distribution]:
+        """Other structural descriptions of the same density (e.g. Gaussian iid = Gaussian radial l2)."""
+        return []
+
+    def structure(self) -> str:
+        raise NotImplementedError
+
+    # -- scale ---------------------------------------------------------------------------------
+    def _resolve_scale(self, lam, sigma) -> float:
+        if (lam is None) == (sigma is None):
+            raise ValueError(f"{self.name}: give exactly one of lam= or sigma= "
+                             f"(got lam={lam!r}, sigma={sigma!r})")
+        if lam is not None:
+            return check_real("lam", lam, low=0.0, rule="0 < lam < inf")
+        sigma = check_real("sigma", sigma, low=0.0, rule="0 < sigma < inf")
+        unit = self._unit_sigma()
+        if not math.isfinite(unit):
+            raise ValueError(f"{self.name}: sigma is infinite for these parameters (E||delta||^2 diverges; "
+                             f"it needs {self.sigma_condition}); build it from lam= instead")
+        return sigma / unit
+
+    def _unit_sigma(self) -> float:
+        m = self.unit_second_moment()
+        return math.sqrt(m) if math.isfinite(m) else math.inf
+
+    @property
+    def lam(self) -> float:
+        """The scale lam: q(x) ∝ exp(-psi(x / lam))."""
+        return self._lam
+
+    @property
+    def sigma(self) -> float:
+        """sigma = sqrt(E ||delta||_2^2 / d); inf (with a warning) when the second moment diverges."""
+        unit = self._unit_sigma()
+        if not math.isfinite(unit):
+            warnings.warn(f"{self.name}: sigma is infinite (E||delta||^2 diverges; it needs "
+                          f"{self.sigma_condition})", RuntimeWarning, stacklevel=2)
+            return math.inf
+        return self._lam * unit
+
+    # -- sampling ------------------------------------------------------------------------------
+    def sample(self, n: int, generator: torch.Generator | None = None, device=None,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """n independent draws of delta ~ q, as a tensor of shape (n, d)."""
+        n = check_count("n", n)
+        if generator is not None and device is None:
+            device = generator.device
+        if self.sampler is not None:
+            out = self.sampler(n, generator=generator, device=device, dtype=dtype)
+            if not isinstance(out, torch.Tensor) or tuple(out.shape) != (n, self.d):
+                raise ValueError(f"the sampling hook of {self.name} must return a tensor of shape "
+                                 f"({n}, {self.d}); got {getattr(out, 'shape', type(out))}")
+            return out.to(device=device, dtype=dtype)
+        return self._sample_unit(n, generator, device, dtype).mul_(self._lam)
+
+    def with_sampler(self, sampler: Sampler | None) -> Distribution:
+        """Install a sampling hook ``sampler(n, generator=, device=, dtype=) -> (n, d) tensor``; returns self."""
+        if sampler is not None and not callable(sampler):
+            raise ParameterError(f"sampler must be callable; got {sampler!r}")
+        self.sampler = sampler
+        return self
+
+    def perturb(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x + delta for a batch x of shape (batch, *input_shape) with prod(input_shape) = d.
+
+        A single input (x.numel() == d) is perturbed once. Noise is drawn on x's device and dtype.
+        """
+        if not isinstance(x, torch.Tensor):
+            raise ParameterError(f"x must be a torch.Tensor; got {type(x).__name__}")
+        if x.numel() == self.d:
+            noise = self.sample(1, generator=generator, device=x.device, dtype=x.dtype)
+            return x + noise.reshape(x.shape)
+        if x.dim() < 1 or x.shape[0] == 0 or x[0].numel() != self.d:
+            raise ValueError(f"x must have shape (batch, *input_shape) with prod(input_shape) = d = {self.d}; "
+                             f"got {tuple(x.shape)}")
+        noise = self.sample(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+        return x + noise.reshape(x.shape)
+
+    # -- certification (forwarded downstream) --------------------------------------------------
+    def certified_radius(self, rho, adversary: str) -> np.ndarray:
+        """The largest sound certified radius the library knows for q against ``adversary``.
+
+        ``rho`` is the (lower bound on the) probability of the top class; radii include lam and are 0
+        for rho <= 1/2.
+        """
+        if _certificate_selector is None:
+            import wulff.best_certificate  # noqa: F401  (registers the selector)
+        return _certificate_selector(self, rho, adversary)
+
+    # -- presentation --------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        shape = "".join(f", {k}={v:g}" if isinstance(v, (int, float)) else f", {k}={v}"
+                        for k, v in self.params.items())
+        return f"{self.name}(d={self.d}{shape}, lam={self._lam:.6g})"

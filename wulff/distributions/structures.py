@@ -1,0 +1,147 @@
+"""The three structural classes of smoothing densities (DESIGN.md):
+
+* :class:`IID`     psi(x) = sum_i phi(x_i)          coordinates iid with density ∝ exp(-phi)
+* :class:`Radial`  psi(x) = g(||x||_norm)           R * V with R from the radius law (Lemma U.3)
+* :class:`Uniform` uniform on the unit ball of a norm (cube for linf, ball for l2)
+
+All sizes are at unit scale; the Distribution base class multiplies by lam.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from .base import Distribution, ParameterError, check_dimension
+from .directions import mean_squared_l2, sample_direction
+from .radius_law import BallRadiusLaw, GammaPowerLaw, RadiusLaw, radius_law
+from .sampling import symmetric_uniform
+from .symbols import coordinate_sum, norm, norm_key, r, t, x
+
+
+def _profile(expr, var: sp.Symbol, what: str) -> sp.Expr:
+    """Sympify a profile and rename any free symbol spelled like ``var`` to ``var`` itself."""
+    try:
+        expr = sp.sympify(expr)
+    except (sp.SympifyError, TypeError) as exc:
+        raise ParameterError(f"{what} must be a sympy expression in {var}; got {expr!r}") from exc
+    if not isinstance(expr, sp.Expr):
+        raise ParameterError(f"{what} must be a sympy expression in {var}; got {expr!r}")
+    expr = expr.subs({s: var for s in expr.free_symbols if s.name == var.name and s != var})
+    extra = expr.free_symbols - {var}
+    if extra:
+        raise ValueError(f"{what} may only depend on {var}; it also has {sorted(map(str, extra))}")
+    if var not in expr.free_symbols:
+        raise ValueError(f"{what} must depend on {var}; got the constant {expr}")
+    return expr
+
+
+def _is_even(phi: sp.Expr) -> bool:
+    """phi(-t) == phi(t), symbolically or, failing that, at a spread of points."""
+    if sp.simplify(phi.subs(t, -t) - phi) == 0:
+        return True
+    f = sp.lambdify(t, phi, modules=["numpy", "scipy"])
+    pts = np.array([0.137, 0.71, 1.3, 2.9, 5.3, 11.7])
+    with np.errstate(all="ignore"):
+        a, b = np.asarray(f(pts), dtype=float), np.asarray(f(-pts), dtype=float)
+    return bool(np.allclose(a, b, rtol=1e-10, atol=1e-12, equal_nan=True))
+
+
+class IID(Distribution):
+    """psi(x) = sum_i phi(x_i / lam): independent coordinates with density ∝ exp(-phi(t)).
+
+    ``phi`` is a sympy expression in :data:`wulff.distributions.t` and must be even; |X| then follows
+    the radius law of the profile phi in dimension 1 (:attr:`coordinate_law`).
+    """
+
+    def __init__(self, phi, d: int, lam: float | None = None, sigma: float | None = None, **kwargs):
+        phi = _profile(phi, t, "phi")
+        if not _is_even(phi):
+            raise ValueError(f"phi must be even (phi(-t) = phi(t)) for an iid smoothing density; got {phi}")
+        self.phi = phi
+        self.coordinate_law: RadiusLaw = radius_law(phi.subs(t, r), 1)
+        super().__init__(d, lam, sigma, **kwargs)
+
+    @property
+    def psi(self) -> sp.Expr:
+        return coordinate_sum(self.phi).subs(sp.Symbol("d", positive=True, integer=True), self.d)
+
+    def structure(self) -> str:
+        return f"iid, phi(t) = {self.phi}"
+
+    def unit_second_moment(self) -> float:
+        return self.coordinate_law.moment(2)
+
+    def _sample_unit(self, n, generator, device, dtype):
+        return self.coordinate_law.sample_symmetric((n, self.d), generator, device, dtype)
+
+    def equivalent_forms(self) -> list[Distribution]:
+        """c |t|^k with k in {1, 2} is also radial: c ||x||_k^k."""
+        law = self.coordinate_law
+        if isinstance(law, GammaPowerLaw) and law.k in (1.0, 2.0) and law.shape == 1.0 / law.k:
+            k = int(law.k)
+            return [Radial(law.c * r ** k, k, self.d, lam=self.lam, name=self.name, params=self.params)]
+        return []
+
+
+class Radial(Distribution):
+    """psi(x) = g(||x / lam||_norm), norm in {1, 2, "inf"}: delta = lam R V (Lemma U.3).
+
+    ``g`` is a sympy expression in :data:`wulff.distributions.r` (r > 0); R has density
+    ∝ r^(d-1) exp(-g(r)) (:attr:`radius_law`) and V the cone measure of the unit sphere.
+    """
+
+    def __init__(self, g, norm, d: int, lam: float | None = None, sigma: float | None = None, **kwargs):
+        self.g = _profile(g, r, "g")
+        self.norm = norm_key(norm)
+        self.radius_law: RadiusLaw = radius_law(self.g, check_dimension(d))
+        super().__init__(d, lam, sigma, **kwargs)
+
+    @property
+    def psi(self) -> sp.Expr:
+        return self.g.subs(r, norm(x, self.norm))
+
+    def structure(self) -> str:
+        return f"radial in l{self.norm}, g(r) = {self.g}"
+
+    def unit_second_moment(self) -> float:
+        return self.radius_law.moment(2) * mean_squared_l2(self.norm, self.d) / self.d
+
+    def _sample_unit(self, n, generator, device, dtype):
+        radius = self.radius_law.sample((n, 1), generator, device, dtype)
+        return sample_direction(self.norm, n, self.d, generator, device, dtype).mul_(radius)
+
+    def equivalent_forms(self) -> list[Distribution]:
+        """c ||x||_k^k with k in {1, 2} is also iid: sum_i c |x_i|^k."""
+        law = self.radius_law
+        if (isinstance(law, GammaPowerLaw) and law.k == self.norm and law.shape == self.d / law.k):
+            phi = law.c * (sp.Abs(t) ** self.norm if self.norm == 1 else t ** 2)
+            return [IID(phi, self.d, lam=self.lam, name=self.name, params=self.params)]
+        return []
+
+
+class Uniform(Distribution):
+    """Uniform on the ball {||x||_norm <= lam}: the cube [-lam, lam]^d for linf, the l2 ball for 2."""
+
+    def __init__(self, norm, d: int, lam: float | None = None, sigma: float | None = None, **kwargs):
+        self.norm = norm_key(norm)
+        self.radius_law = BallRadiusLaw(check_dimension(d))
+        super().__init__(d, lam, sigma, **kwargs)
+
+    @property
+    def psi(self) -> sp.Expr:
+        return sp.Piecewise((sp.Integer(0), norm(x, self.norm) <= 1), (sp.oo, True))
+
+    def structure(self) -> str:
+        return f"uniform on the unit l{self.norm} ball"
+
+    def unit_second_moment(self) -> float:
+        return self.radius_law.moment(2) * mean_squared_l2(self.norm, self.d) / self.d
+
+    def _sample_unit(self, n, generator, device, dtype):
+        if self.norm == "inf":  # the cube: iid U(-1, 1) coordinates
+            return symmetric_uniform((n, self.d), generator, device, dtype).mul_(2.0)
+        radius = self.radius_law.sample((n, 1), generator, device, dtype)
+        return sample_direction(self.norm, n, self.d, generator, device, dtype).mul_(radius)
+
+
+__all__ = ["IID", "Radial", "Uniform"]

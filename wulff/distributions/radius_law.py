@@ -24,9 +24,10 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 import torch
-from scipy import integrate, special
+from scipy import integrate, optimize, special
 
 from .sampling import (
+    SymmetricQuantileTable,
     interpolate_inverse_cdf,
     laplace,
     open_unit_uniform,
@@ -79,7 +80,11 @@ class RadiusLaw:
 
     def sample_symmetric(self, shape, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
         """Draws of S * R with S an independent random sign (an iid coordinate when d = 1)."""
-        return self.sample(shape, generator, device, dtype).mul_(random_signs(shape, generator, device, dtype))
+        return self._quantile_table.sample_symmetric(shape, generator, device, dtype)
+
+    @cached_property
+    def _quantile_table(self) -> SymmetricQuantileTable:
+        return SymmetricQuantileTable(self.ppf, self.isf)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()}, d={self.d})"
@@ -197,6 +202,11 @@ class BetaPrimePowerLaw(RadiusLaw):
             z.div_(standard_gamma(shape, self.beta, generator, device, dtype))
         return z.div_(self.c).pow_(1.0 / self.k)
 
+    def sample_symmetric(self, shape, generator=None, device=None, dtype=torch.float32):
+        if self.alpha == 1.0:  # closed-form inversion beats the table
+            return self.sample(shape, generator, device, dtype).mul_(random_signs(shape, generator, device, dtype))
+        return super().sample_symmetric(shape, generator, device, dtype)
+
 
 class BallRadiusLaw(RadiusLaw):
     """R^d ~ Uniform(0, 1): the radius of the uniform law on a unit ball (density ∝ r^(d-1) on (0, 1])."""
@@ -252,7 +262,11 @@ class NumericRadiusLaw(RadiusLaw):
         """(y_lo, y_hi, top) of h(y) + s y: outside [y_lo, y_hi] it lies below top - 60."""
         coarse = np.linspace(-LOG_R_RANGE, LOG_R_RANGE, 28001)
         hc = self.h(coarse) + s * coarse
-        top = float(np.max(hc))
+        peak = int(np.argmax(hc))
+        step = coarse[1] - coarse[0]
+        refined = optimize.minimize_scalar(lambda y: -(float(self.h(y)) + s * y), method="bounded",
+                                           bounds=(coarse[peak] - step, coarse[peak] + step))
+        top = max(float(hc[peak]), -float(refined.fun))
         inside = np.nonzero(hc > top - 60)[0]
         lo = coarse[max(inside[0] - 1, 0)]
         hi = coarse[min(inside[-1] + 1, coarse.size - 1)]
@@ -261,7 +275,7 @@ class NumericRadiusLaw(RadiusLaw):
     def _log_integral(self, s: float) -> float:
         """log of the integral of exp(h(y) + s y) dy."""
         lo, hi, top = self._window(s)
-        if top > 700 or hi >= LOG_R_RANGE:  # mass escapes to r = inf: the moment diverges
+        if hi >= LOG_R_RANGE:  # mass escapes to r = inf: the moment diverges
             return math.inf
         val, _ = integrate.quad(lambda y: math.exp(float(self.h(y)) + s * y - top), lo, hi, limit=500)
         return math.log(val) + top

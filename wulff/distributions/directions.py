@@ -20,9 +20,8 @@ def sample_direction(norm, n: int, d: int, generator=None, device=None, dtype=to
         return v.div_(torch.linalg.vector_norm(v, dim=1, keepdim=True).clamp_min(torch.finfo(dtype).tiny))
     if norm == 1:
         u = symmetric_uniform((n, d), generator, device, dtype)  # |2u| ~ U(0,1) independent of sign(u)
-        sign = torch.sign(u)
-        e = u.abs_().mul_(-2.0).log1p_().neg_()  # standard exponentials
-        return e.div_(e.sum(dim=1, keepdim=True)).mul_(sign)
+        e = u.abs().mul_(2.0).log_().neg_()  # standard exponentials
+        return e.div_(e.sum(dim=1, keepdim=True)).copysign_(u)
     if norm == "inf":
         v = symmetric_uniform((n, d), generator, device, dtype).mul_(2.0)
         face = torch.randint(0, d, (n, 1), generator=generator, device=device)

@@ -29,10 +29,12 @@ def symmetric_uniform(shape, generator=None, device=None, dtype=torch.float32) -
 
 
 def laplace(shape, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Standard Laplace (density e^{-|t|}/2) by inversion: -sign(u) log(1 - 2|u|), u ~ U(-1/2, 1/2)."""
+    """Standard Laplace (density e^{-|t|}/2) by inversion: sign(u) * |log(2|u|)|, u ~ U(-1/2, 1/2).
+
+    2|u| ~ U(0, 1) is independent of sign(u), so |log(2|u|)| ~ Exp(1) carries an independent sign.
+    """
     u = symmetric_uniform(shape, generator, device, dtype)
-    sign = torch.sign(u)
-    return u.abs_().mul_(-2.0).log1p_().mul_(sign).neg_()
+    return u.abs().mul_(2.0).log_().copysign_(u)
 
 
 def random_signs(shape, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -42,35 +44,13 @@ def random_signs(shape, generator=None, device=None, dtype=torch.float32) -> tor
 
 def standard_gamma(shape, concentration: float, generator=None, device=None,
                    dtype=torch.float32) -> torch.Tensor:
-    """Gamma(concentration, 1) samples by Marsaglia and Tsang's squeeze (2000), fully vectorized.
-
-    For concentration < 1 it uses Gamma(a) = Gamma(a + 1) * U^(1/a). Rejected draws (under 5 %) are
-    redrawn in a few vectorized rounds. Computes in float32 at least, then casts to ``dtype``.
-    """
+    """Gamma(concentration, 1) draws by torch's own sampler (the primitive behind
+    torch.distributions.Gamma, which itself takes no generator). Drawn in float64, so that small
+    concentrations do not underflow to 0, then cast to ``dtype``."""
     if not concentration > 0:
         raise ValueError(f"concentration must be > 0, got {concentration}")
-    work = torch.float64 if dtype == torch.float64 else torch.float32
-    boost = concentration < 1
-    a = concentration + 1 if boost else concentration
-    dd = a - 1.0 / 3.0
-    c = 1.0 / (9.0 * dd) ** 0.5
-    numel = 1
-    for s in shape:
-        numel *= int(s)
-    out = torch.empty(numel, device=device, dtype=work)
-    todo = torch.arange(numel, device=device)
-    while todo.numel() > 0:
-        m = todo.numel()
-        z = torch.randn(m, generator=generator, device=device, dtype=work)
-        v = (1 + c * z) ** 3
-        u = open_unit_uniform((m,), generator, device, work)
-        ok = (v > 0) & (u.log() < 0.5 * z * z + dd - dd * v + dd * v.clamp_min(1e-30).log())
-        out[todo[ok]] = dd * v[ok]
-        todo = todo[~ok]
-    if boost:
-        u = open_unit_uniform((numel,), generator, device, work)
-        out.mul_(u.pow_(1.0 / concentration))
-    return out.reshape(tuple(shape)).to(dtype)
+    alpha = torch.full(tuple(shape), float(concentration), dtype=torch.float64, device=device)
+    return torch._standard_gamma(alpha, generator=generator).to(dtype)
 
 
 def interpolate_inverse_cdf(u: torch.Tensor, cdf_grid: torch.Tensor, x_grid: torch.Tensor) -> torch.Tensor:

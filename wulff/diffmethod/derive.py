@@ -1,0 +1,262 @@
+"""derive(q, adversary): the differential-method certificate of a declared density (Theorem G.6).
+
+1. Read the law of gamma_u = <u, grad psi(delta)> off q's structure (:mod:`.structure`), trying q
+   and its equivalent structural forms (e.g. Gaussian iid = Radial(r^2/2, 2)).
+2. If a rule of :mod:`.closed_forms` integrates R(rho) = lam int_{1-rho}^{1/2} dp / Phi(p)
+   symbolically, use it (``method="closed-form"``).
+3. Otherwise bound Phi above by the envelope of stop-loss lines and integrate exactly
+   (:mod:`.envelope`, ``method="quadrature"``): sound by construction.
+
+Results are cached (:func:`wulff.cache.cached`) at unit scale, keyed by structure, profile, d and
+adversary; the cache holds picklable data (sympy srepr strings, line tables) and the Certificate is
+rebuilt from it. :func:`derive_symbolic` derives the same closed forms with symbolic parameters.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import sympy as sp
+
+from wulff.cache import cached
+from wulff.certificate import Certificate, check_adversary
+from wulff.distributions import IID, Distribution, Radial
+from wulff.distributions import r as r_symbol
+from wulff.distributions import t as t_symbol
+from wulff.special import lambdify_numpy
+
+from .closed_forms import ClosedForm, GammaSpec, closed_form, p, recognize_law, rho
+from .envelope import Envelope
+from .structure import RADIAL_SIGNS, gamma_law
+
+#: bump when the payload format or the mathematics changes (invalidates disk caches)
+CACHE_VERSION = 1
+#: relative margin taken off closed-form radii evaluated in floating point
+CLOSED_FORM_MARGIN = 1e-12
+
+_units: dict = {}
+_units_lock = threading.Lock()
+
+
+# ---------------------------------------------------------------------------------------------
+# symbolic description of gamma_u
+# ---------------------------------------------------------------------------------------------
+def spec_from_profile(structure, profile: sp.Expr, adversary: str, d) -> GammaSpec | None:
+    """The :class:`GammaSpec` of an iid profile phi(t) (structure "iid") or a radial profile g(r)
+    (structure 1, 2 or "inf") against ``adversary``; d may be a symbol. None: no symbolic law."""
+    adversary = check_adversary(adversary)
+    if structure == "iid":
+        phi = sp.sympify(profile)
+        poly = sp.Poly(phi, t_symbol) if phi.is_polynomial(t_symbol) else None
+        if poly is not None and poly.degree() == 2 and poly.coeff_monomial(t_symbol).is_zero:
+            c = poly.coeff_monomial(t_symbol ** 2)
+            norm_u2 = d if adversary == "linf" else 1
+            return GammaSpec(("normal", None), m=sp.sqrt(2 * c * norm_u2))
+        if adversary != "l1":
+            return None
+        g, n, sign = phi.subs(t_symbol, r_symbol), sp.Integer(1), ("sparse", sp.Rational(1, 2))
+    else:
+        entry = RADIAL_SIGNS.get((structure, adversary))
+        if entry is None:
+            return None
+        g, n, sign = sp.sympify(profile), d, entry[0](d)
+    h = sp.simplify(sp.diff(g, r_symbol))
+    if r_symbol not in h.free_symbols:
+        return GammaSpec(sign, m=sp.Abs(h))
+    return GammaSpec(sign, h=h, law=recognize_law(g, n), n=n)
+
+
+def _structure_of(q: Distribution):
+    if isinstance(q, IID):
+        return "iid", q.phi
+    if isinstance(q, Radial):
+        return q.norm, q.g
+    return None, None
+
+
+def derive_symbolic(profile, structure, adversary: str, d=None, lam=None) -> ClosedForm:
+    """Closed-form Phi and radius with symbolic parameters.
+
+    ``profile`` is phi(t) for ``structure="iid"`` or g(r) for a radial structure (1, 2 or "inf"),
+    with t, r from :mod:`wulff.distributions`; its parameters may be sympy symbols (declare them
+    ``positive=True`` so that the sign conditions of the rules can be decided). d and lam default to
+    the symbols ``d`` and ``lam``. Returns a :class:`ClosedForm` whose ``radius`` includes lam.
+
+    Example: ``derive_symbolic(r**k + j*log(r), "inf", "l1")`` gives
+    ``2*d*lam*gamma((d - j)/k)*(rho - 1/2) / ((d - 1)*gamma((d - j - 1)/k))`` (Theorem N.2).
+    Raises NotImplementedError when no rule applies (the numeric :func:`derive` may still work).
+    """
+    d = sp.Symbol("d", positive=True, integer=True) if d is None else sp.sympify(d)
+    lam = sp.Symbol("lam", positive=True) if lam is None else sp.sympify(lam)
+    structure = structure if structure == "iid" else _norm_key(structure)
+    spec = spec_from_profile(structure, sp.sympify(profile), adversary, d)
+    form = closed_form(spec, assume=True) if spec is not None else None
+    if form is None:
+        raise NotImplementedError(f"no closed form for profile {profile} ({structure}) against {adversary}")
+    radius = _tidy(form.radius.doit())
+    return ClosedForm(lam * radius, form.Phi, form.tight, form.rule, form.rho_max, form.assumptions)
+
+
+def _tidy(expr: sp.Expr) -> sp.Expr:
+    """Simplify the branches of a symbolic radius; Gamma ratios are kept unless they cancel out."""
+    if isinstance(expr, sp.Piecewise):
+        return sp.Piecewise(*[(sp.simplify(e), c) for e, c in expr.args])
+    simpler = sp.gammasimp(expr)
+    return simpler if len(simpler.atoms(sp.gamma)) < len(expr.atoms(sp.gamma)) else expr
+
+
+def _norm_key(structure):
+    from wulff.distributions.symbols import norm_key
+    return norm_key(structure)
+
+
+# ---------------------------------------------------------------------------------------------
+# building the cached payload
+# ---------------------------------------------------------------------------------------------
+def _closed_form_payload(q: Distribution, adversary: str) -> dict | None:
+    structure, profile = _structure_of(q)
+    if structure is None:
+        return None
+    spec = spec_from_profile(structure, sp.nsimplify(profile, rational=True), adversary, sp.Integer(q.d))
+    form = closed_form(spec) if spec is not None else None
+    if form is None:
+        return None
+    return {"radius": sp.srepr(form.radius), "Phi": sp.srepr(form.Phi), "tight": form.tight,
+            "rule": form.rule, "rho_max": None if form.rho_max is None else float(form.rho_max)}
+
+
+def _build_payload(q: Distribution, adversary: str) -> dict:
+    """Everything a certificate needs, as picklable data (see the module docstring)."""
+    forms = [q, *q.equivalent_forms()]
+    reasons = []
+    for form in forms:  # a closed form from any equivalent structure wins
+        try:
+            law = gamma_law(form, adversary)
+        except NotImplementedError as exc:
+            reasons.append(str(exc))
+            continue
+        closed = _closed_form_payload(form, adversary)
+        if closed is not None and closed["rho_max"] is None:
+            return {"kind": "closed-form", "closed": closed, "envelope": None, "law": law.describe(),
+                    "theorem": law.theorem, "structure": form.structure()}
+    for form in forms:
+        try:
+            law = gamma_law(form, adversary)
+        except NotImplementedError:
+            continue
+        envelope = law.envelope()
+        closed = _closed_form_payload(form, adversary)
+        return {"kind": "closed-form+quadrature" if closed else "quadrature", "closed": closed,
+                "envelope": envelope.to_payload(), "law": law.describe(), "theorem": law.theorem,
+                "structure": form.structure(), "exact": law.magnitude.is_constant}
+    return {"kind": "unsupported", "reason": "; ".join(dict.fromkeys(reasons))}
+
+
+# ---------------------------------------------------------------------------------------------
+# certificates from payloads
+# ---------------------------------------------------------------------------------------------
+def _closed_form_function(expr: sp.Expr, var: sp.Symbol):
+    """A vectorized float function of var: constants evaluated by mpmath (no overflow), then scipy."""
+    f = lambdify_numpy(var, expr.evalf(30))
+
+    def evaluate(x):
+        x = np.asarray(x, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.broadcast_to(np.asarray(f(x), dtype=float), x.shape)
+    return evaluate
+
+
+def _unit_functions(payload: dict):
+    """(radius at lam = 1, Phi) as numpy functions."""
+    closed, table = payload["closed"], payload["envelope"]
+    envelope = Envelope.from_payload(table) if table is not None else None
+    if closed is None:
+        return envelope.radius_unit, envelope.Phi
+    radius_formula = _closed_form_function(sp.sympify(eval_srepr(closed["radius"])), rho)
+    phi_formula = _closed_form_function(sp.sympify(eval_srepr(closed["Phi"])), p)
+    if envelope is None:
+        return (lambda x: radius_formula(x) * (1.0 - CLOSED_FORM_MARGIN)), phi_formula
+    rho_max = closed["rho_max"]
+
+    def radius_unit(x):
+        x = np.asarray(x, dtype=float)
+        inside = x <= rho_max
+        out = np.asarray(envelope.radius_unit(x), dtype=float).copy()
+        out[inside] = radius_formula(x[inside]) * (1.0 - CLOSED_FORM_MARGIN)
+        return out
+
+    def Phi(x):
+        x = np.asarray(x, dtype=float)
+        return np.where(x >= 1 - rho_max, phi_formula(x), envelope.Phi(x))
+    return radius_unit, Phi
+
+
+def eval_srepr(text: str) -> sp.Expr:
+    """Rebuild a sympy expression from its srepr, with the named special functions in scope."""
+    from sympy.functions.elementary.piecewise import ExprCondPair
+
+    import wulff.special as special
+    namespace = {name: getattr(sp, name) for name in dir(sp) if not name.startswith("_")}
+    namespace.update({name: getattr(special, name) for name in special.__all__}, ExprCondPair=ExprCondPair)
+    return eval(text, namespace)  # our own srepr output, from our own checksummed cache entries
+
+
+def _method(payload: dict) -> str:
+    kind = payload["kind"]
+    if kind == "closed-form":
+        return "closed-form"
+    if kind == "closed-form+quadrature":
+        return f"closed-form for rho <= {payload['closed']['rho_max']:.12g}, quadrature beyond"
+    return "exact (discrete law)" if payload.get("exact") else "quadrature"
+
+
+def _certificate(payload: dict, q: Distribution, adversary: str, key) -> Certificate:
+    if payload["kind"] == "unsupported":
+        raise NotImplementedError(f"differential method, {q.structure()} vs {adversary}: {payload['reason']}")
+    with _units_lock:
+        units = _units.get(key)
+    if units is None:
+        units = _unit_functions(payload)
+        with _units_lock:
+            _units[key] = units
+    radius_unit, Phi_unit = units
+    closed = payload["closed"]
+    formula = None
+    if closed is not None:
+        unit_formula = eval_srepr(closed["radius"])
+        formula = unit_formula if q.lam == 1 else sp.Float(q.lam) * unit_formula
+    tight = bool(closed and closed["tight"] and payload["kind"] == "closed-form")
+    cert = Certificate(adversary=adversary, method=_method(payload), lam=q.lam, d=q.d, radius_unit=radius_unit,
+                       formula=formula, Phi=Phi_unit, tight=tight, rho_range=(0.5, 1.0),
+                       source=f"{q.name}: {payload['structure']}")
+    cert.Phi_formula = eval_srepr(closed["Phi"]) if closed is not None else None
+    cert.formula_rho_max = closed["rho_max"] if closed is not None else None
+    cert.theorem = payload["theorem"]
+    cert.gamma_law = payload["law"]
+    return cert
+
+
+def cache_key(q: Distribution, adversary: str) -> tuple:
+    """The cache key of q's unit-scale certificate against ``adversary``."""
+    return ("wulff.diffmethod", CACHE_VERSION, type(q).__name__, q.structure(), q.d, adversary)
+
+
+def derive(q: Distribution, adversary: str, *, cache: bool = True) -> Certificate:
+    """The differential-method certificate of q against ``adversary`` ("l1", "l2" or "linf").
+
+    ``cert.radius(rho)`` is sound (lam included, 0 for rho <= 1/2); ``cert.formula`` is a sympy
+    expression in Symbol("rho") or None; ``cert.method`` is "closed-form", "quadrature",
+    "exact (discrete law)" or "closed-form for rho <= ..., quadrature beyond". Extra attributes:
+    ``Phi`` (numpy function of p), ``Phi_formula``, ``tight``, ``theorem``, ``gamma_law``.
+    Raises NotImplementedError for a pair the engine cannot handle (uniform noise: wulff.levelset).
+    """
+    if not isinstance(q, Distribution):
+        raise TypeError(f"q must be a wulff distribution; got {type(q).__name__}")
+    adversary = check_adversary(adversary)
+    key = cache_key(q, adversary)
+    payload = cached(key, lambda: _build_payload(q, adversary), disk=cache) if cache else \
+        _build_payload(q, adversary)
+    return _certificate(payload, q, adversary, key)
+
+
+__all__ = ["derive", "derive_symbolic", "spec_from_profile", "cache_key", "eval_srepr"]

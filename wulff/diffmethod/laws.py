@@ -1,0 +1,223 @@
+"""Laws of gamma_u = S * M (DESIGN.md, "The differential method"), with S a symmetric sign law
+independent of the magnitude M >= 0:
+
+=========================  ==============================================  =======================
+sign law S                 values                                          pairs
+=========================  ==============================================  =======================
+:class:`SymmetricSign`     +-1 w.p. w each, 0 w.p. 1 - 2w                  w = 1/2: Rademacher;
+                                                                           w = 1/(2d): Radial(inf) x l1
+:class:`RademacherSum`     zeta_1 + ... + zeta_d = 2 Bin(d, 1/2) - d       Radial(1) x linf, IID x linf
+:class:`SphereCoordinate`  <u, V>, V uniform on S^{d-1}:                   Radial(2) x l2
+                           2 Beta((d-1)/2, (d-1)/2) - 1 (Lemma U.1)
+:class:`StandardNormal`    N(0, 1)                                         Gaussian, by rotation
+=========================  ==============================================  =======================
+
+A :class:`GammaLaw` supplies upper bounds on the stop-loss transform E(gamma - c)_+ and an
+approximate tail P(gamma > c); :meth:`GammaLaw.envelope` turns them into the sound piecewise-linear
+upper bound on Phi of :mod:`wulff.diffmethod.envelope`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import special, stats
+
+from .envelope import Envelope
+from .magnitude import P_FLOOR, ConstantMagnitude, ProfileMagnitude
+
+Magnitude = ConstantMagnitude | ProfileMagnitude
+
+#: p-grid where lines are placed: fine in the bulk and the near tail, coarse in the far tail
+_P_GRID = np.unique(np.concatenate([np.linspace(1e-4, 0.5, 1000), np.geomspace(1e-16, 0.5, 2000),
+                                    np.geomspace(P_FLOOR, 1e-16, 200)]))
+
+
+def tabulated_quantile(tail, low: float, high: float, p: np.ndarray) -> np.ndarray:
+    """Approximate c with tail(c) = p, tail decreasing, by interpolating log tail against log c on
+    a geometric grid over [low, high]. Only used to place lines: its accuracy affects tightness,
+    never soundness."""
+    grid = np.geomspace(low, high, 1200)
+    with np.errstate(divide="ignore"):
+        log_tail = np.log(np.maximum(tail(grid), 1e-320))
+    log_tail = np.minimum.accumulate(log_tail) - np.arange(grid.size) * 1e-9  # strictly decreasing
+    return np.exp(np.interp(np.log(p), log_tail[::-1], np.log(grid)[::-1]))
+
+
+class SymmetricSign:
+    """S = +-1 with probability w each, 0 otherwise (w = 1/2: a Rademacher sign)."""
+
+    def __init__(self, w: float):
+        if not 0 < w <= 0.5:
+            raise ValueError(f"w must lie in (0, 1/2]; got {w}")
+        self.w = float(w)
+
+    def describe(self) -> str:
+        return "Rademacher" if self.w == 0.5 else f"+-1 w.p. {self.w:.6g} each, else 0"
+
+    def stop_loss(self, M: Magnitude, c: np.ndarray) -> np.ndarray:
+        return self.w * M.stop_loss(c)
+
+    def tail(self, M: Magnitude, c: np.ndarray) -> np.ndarray:
+        return self.w * M.sf(c)
+
+    def sup(self, M: Magnitude) -> float:
+        return M.sup
+
+    def kinks(self, M: Magnitude) -> np.ndarray:
+        return np.array([M.m]) if M.is_constant else np.array([])
+
+    def quantile(self, M: Magnitude, p: np.ndarray) -> np.ndarray:
+        """Approximate c with P(S M > c) = p for p < w (0 beyond)."""
+        inside = p < self.w
+        out = np.zeros_like(p)
+        if inside.any():
+            out[inside] = M.isf(p[inside] / self.w)
+        return out
+
+
+class RademacherSum:
+    """S = zeta_1 + ... + zeta_d, zeta_i independent Rademacher signs: 2 Bin(d, 1/2) - d (Theorem P.2)."""
+
+    def __init__(self, d: int):
+        self.d = int(d)
+        i = np.arange(self.d // 2 + 1, self.d + 1)  # heads giving s = 2i - d > 0
+        logpmf = stats.binom.logpmf(i, self.d, 0.5)
+        keep = logpmf > math.log(1e-300)
+        self.s = (2 * i - self.d)[keep].astype(float)
+        self.prob = np.exp(logpmf[keep])
+
+    def describe(self) -> str:
+        return f"2 Bin({self.d}, 1/2) - {self.d}"
+
+    def stop_loss(self, M: Magnitude, c: np.ndarray) -> np.ndarray:
+        if M.is_constant:
+            return (self.prob[None, :] * np.maximum(self.s[None, :] * M.m - c[:, None], 0.0)).sum(axis=1)
+        t = c[:, None] / self.s[None, :]
+        sl = M.stop_loss(t.ravel()).reshape(t.shape)
+        return (self.prob[None, :] * self.s[None, :] * sl).sum(axis=1)
+
+    def tail(self, M: Magnitude, c: np.ndarray) -> np.ndarray:
+        t = c[:, None] / self.s[None, :]
+        return (self.prob[None, :] * M.sf(t.ravel()).reshape(t.shape)).sum(axis=1)
+
+    def sup(self, M: Magnitude) -> float:
+        return self.d * M.sup
+
+    def kinks(self, M: Magnitude) -> np.ndarray:
+        return self.s * M.m if M.is_constant else np.array([])
+
+    def quantile(self, M: Magnitude, p: np.ndarray) -> np.ndarray:
+        low, high = M.value_range
+        return tabulated_quantile(lambda c: self.tail(M, c), low * self.s.min() * 1e-3, high * self.s.max(), p)
+
+
+class SphereCoordinate:
+    """S = <u, V> for V uniform on the unit sphere of R^d: 2 Beta((d-1)/2, (d-1)/2) - 1 (Lemma U.1)."""
+
+    def __init__(self, d: int):
+        if d < 2:
+            raise ValueError("a sphere coordinate needs d >= 2 (use SymmetricSign(1/2) for d = 1)")
+        self.d = int(d)
+        self.alpha = (d - 1) / 2.0
+        # log of 1 / ((d - 1) 2^(d-2) B(alpha, alpha)) = log of Gamma(d/2) / ((d-1) sqrt(pi) Gamma((d-1)/2))
+        self._log_top = (special.gammaln(d / 2.0) - special.gammaln(self.alpha) - 0.5 * math.log(math.pi)
+                         - math.log(d - 1))
+
+    def describe(self) -> str:
+        return f"2 Beta({self.alpha:g}, {self.alpha:g}) - 1"
+
+    def unit_stop_loss(self, a: np.ndarray) -> np.ndarray:
+        """E(S - a)_+ for a in [0, 1]: E[S; S > a] - a P(S > a), E[S; S > a] = (1 - a^2)^((d-1)/2) R/(d-1)."""
+        a = np.clip(np.asarray(a, dtype=float), 0.0, 1.0)
+        with np.errstate(divide="ignore"):
+            top = np.exp(self._log_top + self.alpha * np.log1p(-a * a))
+        return np.maximum(top - a * special.betainc(self.alpha, self.alpha, (1 - a) / 2), 0.0)
+
+    def stop_loss(self, M: Magnitude, c: np.ndarray) -> np.ndarray:
+        if M.is_constant:
+            return M.m * self.unit_stop_loss(c / M.m) * (1 + 1e-12)
+        # E(S M - c)_+ is convex in M, so a law dominating M in the convex order bounds it above
+        values, probs = M.two_point_atoms()
+        total = np.zeros_like(c)
+        c = np.asarray(c, dtype=float)
+        for chunk in range(0, len(c), 64):
+            cc = c[chunk:chunk + 64, None]
+            total[chunk:chunk + 64] = (probs[None, :] * values[None, :]
+                                       * self.unit_stop_loss(cc / values[None, :])).sum(axis=1)
+        return (total + M.lost_moment) * (1 + 1e-12)
+
+    def tail(self, M: Magnitude, c: np.ndarray) -> np.ndarray:
+        if M.is_constant:
+            return special.betainc(self.alpha, self.alpha, np.clip((1 - c / M.m) / 2, 0, 1))
+        values, probs = M.two_point_atoms()
+        return (probs[None, :] * special.betainc(self.alpha, self.alpha,
+                                                 np.clip((1 - c[:, None] / values[None, :]) / 2, 0, 1))).sum(1)
+
+    def sup(self, M: Magnitude) -> float:
+        return M.sup
+
+    def kinks(self, M: Magnitude) -> np.ndarray:
+        return np.array([])
+
+    def quantile(self, M: Magnitude, p: np.ndarray) -> np.ndarray:
+        if M.is_constant:
+            return M.m * (1 - 2 * special.betaincinv(self.alpha, self.alpha, p))
+        low, high = M.value_range
+        return tabulated_quantile(lambda c: self.tail(M, c), low * 1e-6, high, p)
+
+
+class StandardNormal:
+    """S ~ N(0, 1) (the Gaussian, by rotation invariance: <u, X> ~ N(0, ||u||_2^2 / (2c)))."""
+
+    def describe(self) -> str:
+        return "N(0, 1)"
+
+    def stop_loss(self, M: ConstantMagnitude, c: np.ndarray) -> np.ndarray:
+        z = c / M.m
+        return M.m * (stats.norm.pdf(z) - z * stats.norm.sf(z)) * (1 + 1e-12)
+
+    def tail(self, M: ConstantMagnitude, c: np.ndarray) -> np.ndarray:
+        return stats.norm.sf(c / M.m)
+
+    def sup(self, M: ConstantMagnitude) -> float:
+        return math.inf
+
+    def kinks(self, M: ConstantMagnitude) -> np.ndarray:
+        return np.array([])
+
+    def quantile(self, M: ConstantMagnitude, p: np.ndarray) -> np.ndarray:
+        return M.m * stats.norm.isf(p)
+
+
+class GammaLaw:
+    """gamma_u = S * M with S a sign law and M >= 0 independent (see the module docstring)."""
+
+    def __init__(self, sign, magnitude: Magnitude, theorem: str = ""):
+        self.sign = sign
+        self.magnitude = magnitude
+        self.theorem = theorem
+
+    def describe(self) -> str:
+        m = self.magnitude
+        mag = f"{m.m:.6g}" if m.is_constant else f"|{m.expr}|(R), R ~ {m.law.describe()}"
+        return f"gamma = S * M, S ~ {self.sign.describe()}, M = {mag}"
+
+    def stop_loss(self, c) -> np.ndarray:
+        """Upper bound on E(gamma - c)_+ for c >= 0."""
+        return self.sign.stop_loss(self.magnitude, np.asarray(c, dtype=float))
+
+    def envelope(self) -> Envelope:
+        """The sound upper bound Phi_up on Phi (lines at the kinks and at approximate quantiles)."""
+        sign, M = self.sign, self.magnitude
+        kinks = sign.kinks(M)
+        if kinks.size and sign.__class__ is not StandardNormal and M.is_constant:
+            c = np.concatenate([[0.0], kinks])
+        else:
+            c = np.concatenate([[0.0], sign.quantile(M, _P_GRID)])
+        c = np.unique(c[np.isfinite(c) & (c >= 0)])
+        e = self.stop_loss(c)
+        top = sign.sup(M)
+        if math.isfinite(top):  # gamma <= top: the line c = top, e = 0 makes Phi_up(0) = 0
+            c, e = np.append(c, top), np.append(e, 0.0)
+        return Envelope(c, e)

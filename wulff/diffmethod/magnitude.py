@@ -1,0 +1,293 @@
+"""The magnitude M = |h(R)| of gamma_u = S * h(R): its stop-loss transform E(M - t)_+, tail and mean.
+
+Every pair of DESIGN.md's table factors gamma_u = S * h(R) with S a symmetric "sign" independent of
+R (a Rademacher sign, the sparse sign of the linf radial law, a sum of signs, a sphere coordinate)
+and h = g' the derivative of the profile (phi' for iid laws, R = |X_1| then). Since S is symmetric,
+gamma has the law of S * |h(R)|, so only M = |h(R)| >= 0 matters.
+
+:class:`ProfileMagnitude` integrates numerically over the radius law (Lemma U.3): the support is
+cut into cells (quantiles of R, plus the critical points of h so that |h| is monotone on each cell)
+and Gauss-Legendre quadrature in y = log r gives the mass and E[M; cell] of every cell. Then
+
+    E(M - t)_+ = sum over the cells above t of (E[M; cell] - t P[cell]) + a partial cell,
+
+with the crossing point located by bisection (|h| is monotone on a cell). Mass beyond the outer
+cells is bounded by adaptive quadrature and added, so the stop-loss values are upper bounds.
+"""
+from __future__ import annotations
+
+import math
+from functools import cached_property
+
+import numpy as np
+import sympy as sp
+from scipy import integrate
+
+from wulff.distributions import BallRadiusLaw, BetaPrimePowerLaw, GammaPowerLaw, RadiusLaw
+from wulff.distributions import r as r_symbol
+
+#: Gauss-Legendre rule used on every cell (exact for polynomials of degree 31)
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(16)
+#: lines are placed only where the tail probability exceeds this (far above the lost mass)
+P_FLOOR = 1e-200
+
+
+class ConstantMagnitude:
+    """M = m almost surely (h constant: Laplace, Exp l_inf / l_1 / l_2 with k = 1)."""
+
+    def __init__(self, m: float, expr: sp.Expr | None = None):
+        if not (m > 0 and math.isfinite(m)):
+            raise ValueError(f"the magnitude |h| must be a positive finite constant; got {m}")
+        self.m = float(m)
+        self.expr = sp.sympify(m) if expr is None else expr
+
+    is_constant = True
+
+    @property
+    def sup(self) -> float:
+        return self.m
+
+    @property
+    def mean(self) -> float:
+        return self.m
+
+    def stop_loss(self, t) -> np.ndarray:
+        return np.maximum(self.m - np.asarray(t, dtype=float), 0.0)
+
+    def sf(self, t) -> np.ndarray:
+        return (np.asarray(t, dtype=float) < self.m).astype(float)
+
+    def isf(self, q) -> np.ndarray:
+        return np.full(np.shape(q), self.m)
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        return self.m, self.m
+
+    def two_point_atoms(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([self.m]), np.array([1.0])
+
+
+def _quantile_boundaries(law: RadiusLaw) -> np.ndarray:
+    """Cell boundaries of R: quantiles fine in the bulk and the near tails, coarse in the far tails."""
+    if isinstance(law, (GammaPowerLaw, BetaPrimePowerLaw)):
+        u = np.unique(np.concatenate([np.geomspace(1e-300, 1e-16, 71)[:-1], np.geomspace(1e-16, 0.5, 301),
+                                      np.linspace(0.01, 0.5, 50)]))
+        x = np.concatenate([np.asarray(law.ppf(u), dtype=float), np.asarray(law.isf(u), dtype=float)])
+    elif isinstance(law, BallRadiusLaw):
+        x = np.asarray(law.ppf(np.linspace(0.0, 1.0, 801)[1:]), dtype=float)
+    else:  # numeric law: its tabulated window holds all but ~e^-60 of the mass
+        y, cdf = law._table
+        u = np.concatenate([np.geomspace(1e-25, 0.5, 300), 1 - np.geomspace(1e-25, 0.5, 300)])
+        x = np.exp(np.concatenate([np.linspace(y[0], y[-1], 200), np.interp(u, cdf, y)]))
+    x = x[np.isfinite(x) & (x > 0)]
+    return np.unique(x)
+
+
+class ProfileMagnitude:
+    """M = |h(R)| for a sympy expression h in r and a radius law of R (see the module docstring)."""
+
+    is_constant = False
+
+    def __init__(self, h: sp.Expr, law: RadiusLaw):
+        self.expr = sp.sympify(h)
+        self.law = law
+        self._signed = sp.lambdify(r_symbol, self.expr, modules=["numpy", "scipy"])
+        self._dh = sp.lambdify(r_symbol, sp.diff(self.expr, r_symbol), modules=["numpy", "scipy"])
+        self._build_cells()
+
+    # -- construction ----------------------------------------------------------------------------
+    def h(self, x) -> np.ndarray:
+        """|h(x)| (numpy)."""
+        x = np.asarray(x, dtype=float)
+        with np.errstate(all="ignore"):
+            return np.abs(np.broadcast_to(np.asarray(self._signed(x), dtype=float), x.shape))
+
+    def _density_y(self, y) -> np.ndarray:
+        """Density of log R at y: f(e^y) e^y."""
+        y = np.asarray(y, dtype=float)
+        with np.errstate(all="ignore"):
+            out = np.exp(self.law.logpdf(np.exp(y)) + y)
+        return np.where(np.isfinite(out), out, 0.0)
+
+    def _sign_changes(self, fn, probe: np.ndarray) -> list[float]:
+        """Roots of fn between consecutive probe points where it changes sign (bisection)."""
+        with np.errstate(all="ignore"):
+            values = np.broadcast_to(np.asarray(fn(probe), dtype=float), probe.shape)
+        s = np.sign(values)
+        roots = []
+        for i in np.nonzero((s[:-1] * s[1:]) < 0)[0]:
+            lo, hi, slo = probe[i], probe[i + 1], s[i]
+            for _ in range(100):
+                mid = 0.5 * (lo + hi)
+                if np.sign(float(fn(mid))) == slo:
+                    lo = mid
+                else:
+                    hi = mid
+            roots.append(0.5 * (lo + hi))
+        return roots
+
+    def _build_cells(self) -> None:
+        x = _quantile_boundaries(self.law)
+        probe = np.sort(np.concatenate([x, np.sqrt(x[:-1] * x[1:])]))
+        critical = self._sign_changes(self._dh, probe) + self._sign_changes(self._signed, probe)
+        x = np.unique(np.concatenate([x, critical]))
+        y = np.log(x)
+        self.y = y
+        self.values = self.h(x)  # |h| at the boundaries; monotone on each cell
+        mid, half = 0.5 * (y[1:] + y[:-1]), 0.5 * (y[1:] - y[:-1])
+        nodes = mid[:, None] + half[:, None] * _NODES[None, :]
+        dens = self._density_y(nodes) * (half[:, None] * _WEIGHTS[None, :])
+        self.mass = dens.sum(axis=1)
+        self.moment = (dens * self.h(np.exp(nodes))).sum(axis=1)
+        self.lost_mass, self.lost_moment = self._outer_tails(y[0], y[-1])
+        if not math.isfinite(self.lost_moment) or not math.isfinite(self.moment.sum()):
+            raise NotImplementedError(f"E|h(R)| is infinite for h = {self.expr} under {self.law.describe()}")
+        self._runs = self._monotone_runs()
+
+    def _outer_tails(self, y_lo: float, y_hi: float) -> tuple[float, float]:
+        """Upper bounds on P and E[M; .] outside [e^y_lo, e^y_hi], by adaptive quadrature + its error."""
+        def mass_density(y):
+            v = float(self._density_y(y))
+            return v if math.isfinite(v) else 0.0
+
+        def moment_density(y):
+            v = mass_density(y) * float(self.h(math.exp(y)))
+            return v if math.isfinite(v) else 0.0
+
+        totals = []
+        for fn in (mass_density, moment_density):
+            total = 0.0
+            for a, b in ((-np.inf, y_lo), (y_hi, np.inf)):
+                val, err = integrate.quad(fn, a, b, limit=200)
+                total += abs(val) + abs(err)
+            totals.append(total)
+        return totals[0], totals[1]
+
+    def _monotone_runs(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Maximal runs of cells on which |h| is monotone, oriented so that |h| increases with index.
+
+        Each run: (boundary values v, y-boundaries, suffix masses, suffix moments).
+        """
+        step = np.sign(np.diff(self.values))
+        direction = np.where(step == 0, 1.0, step)  # flat cells join increasing runs
+        cuts = np.concatenate([[0], np.nonzero(np.diff(direction) != 0)[0] + 1, [len(step)]])
+        runs = []
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            vb, yb = self.values[a:b + 1], self.y[a:b + 1]
+            mass, mom = self.mass[a:b], self.moment[a:b]
+            if direction[a] < 0:
+                vb, yb, mass, mom = vb[::-1], yb[::-1], mass[::-1], mom[::-1]
+            suffix_mass = np.concatenate([np.cumsum(mass[::-1])[::-1], [0.0]])
+            suffix_mom = np.concatenate([np.cumsum(mom[::-1])[::-1], [0.0]])
+            runs.append((np.maximum.accumulate(vb), yb, suffix_mass, suffix_mom))
+        return runs
+
+    # -- summaries ----------------------------------------------------------------------------------
+    @cached_property
+    def sup(self) -> float:
+        """ess sup M: finite when |h| has finite limits at both ends of the support."""
+        ends = []
+        for point, side in ((0, "+"), (sp.oo, "-")):
+            try:
+                lim = sp.limit(sp.Abs(self.expr), r_symbol, point, side)
+            except (NotImplementedError, ValueError, TypeError):
+                return math.inf
+            if lim.is_finite is not True:
+                return math.inf
+            ends.append(float(lim))
+        return float(max(np.max(self.values), *ends))
+
+    @property
+    def mean(self) -> float:
+        """Upper bound on E M (quadrature + outer tails)."""
+        return float(self.moment.sum() + self.lost_moment)
+
+    # -- stop-loss and tail ---------------------------------------------------------------------------
+    def _partial(self, ya, yb, t) -> np.ndarray:
+        """int over [ya, yb] (in y) of (|h| - t) f, by Gauss-Legendre."""
+        mid, half = 0.5 * (ya + yb), 0.5 * (yb - ya)
+        nodes = mid[:, None] + half[:, None] * _NODES[None, :]
+        w = self._density_y(nodes) * (half[:, None] * _WEIGHTS[None, :])
+        return np.maximum((w * (self.h(np.exp(nodes)) - t[:, None])).sum(axis=1), 0.0)
+
+    def _crossing(self, ya, yb, t) -> np.ndarray:
+        """y between ya and yb with |h(e^y)| = t, |h| monotone there, |h(ya)| <= t (vectorized bisection)."""
+        lo, hi = ya.copy(), yb.copy()
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            above = self.h(np.exp(mid)) > t
+            hi = np.where(above, mid, hi)
+            lo = np.where(above, lo, mid)
+        return 0.5 * (lo + hi)
+
+    def stop_loss(self, t) -> np.ndarray:
+        """Upper bound on E(M - t)_+ for t >= 0 (vectorized)."""
+        t = np.asarray(t, dtype=float)
+        flat = t.ravel()
+        out = np.zeros_like(flat)
+        for v, yb, smass, smom in self._runs:
+            k = np.searchsorted(v, flat, side="right") - 1  # v[k] <= t < v[k+1]: cell k crosses t
+            full = np.clip(k + 1, 0, len(v) - 1)
+            out += np.where(k < 0, smom[0] - flat * smass[0], smom[full] - flat * smass[full])
+            cross = (k >= 0) & (k < len(v) - 1)
+            if cross.any():
+                idx, kk, tt = np.nonzero(cross)[0], k[cross], flat[cross]
+                y_star = self._crossing(yb[kk], yb[kk + 1], tt)  # |h| grows from yb[kk] to yb[kk+1]
+                a, b = np.minimum(y_star, yb[kk + 1]), np.maximum(y_star, yb[kk + 1])
+                out[idx] += self._partial(a, b, tt)
+        out += self.lost_moment  # mass beyond the outer cells, counted fully
+        return np.maximum(out, 0.0).reshape(t.shape) * (1 + 1e-12)
+
+    def sf(self, t) -> np.ndarray:
+        """Approximate P(M > t) (for placing lines; soundness does not depend on it)."""
+        t = np.asarray(t, dtype=float)
+        flat = t.ravel()
+        out = np.zeros_like(flat)
+        for v, _yb, smass, _smom in self._runs:
+            k = np.searchsorted(v, flat, side="right") - 1
+            kk = np.clip(k, 0, len(v) - 2)
+            frac = np.clip((v[kk + 1] - flat) / np.maximum(v[kk + 1] - v[kk], 1e-300), 0.0, 1.0)
+            cell = smass[kk] - smass[kk + 1]
+            out += np.where(k < 0, smass[0], np.where(k >= len(v) - 1, 0.0, smass[kk + 1] + frac * cell))
+        return out.reshape(t.shape)
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """The smallest positive and the largest value of |h| on the cell boundaries."""
+        positive = self.values[self.values > 0]
+        return float(positive.min()), float(positive.max())
+
+    def isf(self, q) -> np.ndarray:
+        """Approximate t with P(M > t) = q (bisection on :meth:`sf` in log t)."""
+        q = np.asarray(q, dtype=float)
+        low, high = self.value_range
+        lo = np.full_like(q, math.log(low))
+        hi = np.full_like(q, math.log(high))
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            above = self.sf(np.exp(mid)) > q
+            lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+        return np.exp(0.5 * (lo + hi))
+
+    def two_point_atoms(self, max_cells: int = 300) -> tuple[np.ndarray, np.ndarray]:
+        """A discrete law dominating M (restricted to the cells) in the convex order: the mass of a
+        cell is split between the smallest and largest value of |h| on it keeping the cell's mean (a
+        mean-preserving spread). Consecutive cells of a monotone run are merged down to about
+        ``max_cells``. The outer tails are left out: callers add :attr:`lost_moment`."""
+        group = max(1, int(math.ceil(len(self.mass) / max_cells)))
+        step = np.sign(np.diff(self.values))
+        run_start = np.nonzero(np.diff(np.where(step == 0, 1.0, step)) != 0)[0] + 1
+        starts = np.unique(np.concatenate([np.arange(0, len(self.mass), group), run_start]))
+        ends = np.append(starts[1:], len(self.mass))
+        mass = np.add.reduceat(self.mass, starts)
+        moment = np.add.reduceat(self.moment, starts)
+        lo = np.minimum(self.values[starts], self.values[ends])
+        hi = np.maximum(self.values[starts], self.values[ends])
+        mean = np.clip(moment / np.maximum(mass, 1e-300), lo, hi)
+        width = hi - lo
+        w_hi = np.where(width > 0, mass * (mean - lo) / np.where(width > 0, width, 1.0), 0.0)
+        values = np.concatenate([lo, hi])
+        probs = np.concatenate([mass - w_hi, w_hi])
+        keep = probs > 0
+        return values[keep], probs[keep]

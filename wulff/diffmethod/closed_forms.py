@@ -205,7 +205,8 @@ def _constant_magnitude(kind: str, value, m: sp.Expr) -> ClosedForm | None:
         d = value
         a = (d - 1) / 2
         c = 1 - 2 * BetaIncInv(a, a, p)
-        Phi = m * sp.gamma(d / 2) / ((d - 1) * sp.sqrt(sp.pi) * sp.gamma(a)) * (1 - c ** 2) ** a
+        ratio = sp.gamma(d / 2, evaluate=False) / sp.gamma(a, evaluate=False)  # unevaluated: d may be huge
+        Phi = m * ratio / ((d - 1) * sp.sqrt(sp.pi)) * (1 - c ** 2) ** a
         radius = (d - 1) / m * sp.atanh(1 - 2 * BetaIncInv(a, a, 1 - rho))
         return ClosedForm(radius, Phi, False,
                           "gamma = m (2 Beta((d-1)/2, (d-1)/2) - 1): integrand (d-1)/(1-c^2) (Theorem R.1)")

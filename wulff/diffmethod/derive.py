@@ -26,7 +26,7 @@ from wulff.distributions import t as t_symbol
 from wulff.special import lambdify_numpy
 
 from .closed_forms import ClosedForm, GammaSpec, closed_form, p, recognize_law, rho
-from .envelope import Envelope
+from .envelope import Envelope, TangentTable
 from .structure import RADIAL_SIGNS, gamma_law
 
 #: bump when the payload format or the mathematics changes (invalidates disk caches)
@@ -34,6 +34,9 @@ CACHE_VERSION = 1
 #: relative margin taken off closed-form radii evaluated in floating point
 CLOSED_FORM_MARGIN = 1e-12
 
+#: p = 1 - rho where slow closed forms are tabulated (:class:`TangentTable`)
+TABLE_P_GRID = np.unique(np.concatenate([np.linspace(1e-3, 0.5, 3000), np.geomspace(1e-14, 0.5, 16000),
+                                         np.geomspace(1e-300, 1e-14, 300)]))
 _units: dict = {}
 _units_lock = threading.Lock()
 
@@ -175,6 +178,8 @@ def _unit_functions(payload: dict):
     radius_formula = _closed_form_function(sp.sympify(eval_srepr(closed["radius"])), rho)
     phi_formula = _closed_form_function(sp.sympify(eval_srepr(closed["Phi"])), p)
     if envelope is None:
+        if _is_slow(closed["radius"]):
+            return TangentTable(radius_formula, phi_formula, TABLE_P_GRID), phi_formula
         return (lambda x: radius_formula(x) * (1.0 - CLOSED_FORM_MARGIN)), phi_formula
     rho_max = closed["rho_max"]
 
@@ -191,6 +196,11 @@ def _unit_functions(payload: dict):
     return radius_unit, Phi
 
 
+def _is_slow(text: str) -> bool:
+    """Whether a formula uses an iterative inverse (scipy's are slow on 10^6 values)."""
+    return any(name in text for name in ("BetaIncInv", "GammaIncInv", "GammaIncCInv", "BetaPrimeCDFInv"))
+
+
 def eval_srepr(text: str) -> sp.Expr:
     """Rebuild a sympy expression from its srepr, with the named special functions in scope."""
     from sympy.functions.elementary.piecewise import ExprCondPair
@@ -198,6 +208,7 @@ def eval_srepr(text: str) -> sp.Expr:
     import wulff.special as special
     namespace = {name: getattr(sp, name) for name in dir(sp) if not name.startswith("_")}
     namespace.update({name: getattr(special, name) for name in special.__all__}, ExprCondPair=ExprCondPair)
+    namespace["gamma"] = lambda x: sp.gamma(x, evaluate=False)  # Gamma(75264) stays a symbol, not 10^350000
     return eval(text, namespace)  # our own srepr output, from our own checksummed cache entries
 
 

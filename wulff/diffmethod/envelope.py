@@ -16,6 +16,8 @@ second order in the spacing of the lines otherwise). DESIGN.md "Soundness of num
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 #: relative margin taken off every tabulated radius to absorb floating point rounding
@@ -33,14 +35,53 @@ def _log1p_ratio(x: np.ndarray) -> np.ndarray:
 
 
 def _piece_integral(c: np.ndarray, e: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """int_a^b dp / (c p + e) = (b - a) / (c a + e) * log(1 + x) / x, x = c (b - a) / (c a + e)."""
+    """int_a^b dp / (c p + e) = (b - a) / (c a + e) * log(1 + x) / x, x = c (b - a) / (c a + e)
+    (0 when a >= b; inf when c a + e = 0 < b - a)."""
     width = np.maximum(b - a, 0.0)
-    low = c * a + e
     with np.errstate(divide="ignore", invalid="ignore"):
-        scaled = width / low
+        scaled = width / (c * a + e)
         out = scaled * _log1p_ratio(np.atleast_1d(c * scaled))
-    out = np.where(width == 0, 0.0, out)
-    return np.where(np.isnan(out), np.inf, out)
+    bad = np.isnan(out)
+    if bad.any():  # 0/0 (empty piece) or inf * 0
+        out[bad] = np.where(width[bad] == 0, 0.0, np.inf)
+    return out
+
+
+class Locator:
+    """Fast np.searchsorted(a, p, side="left") for a fixed ascending a in (0, 1/2] and p in [0, 1/2].
+
+    Buckets of equal width in log p give a first guess (never past the answer) and a few vectorized
+    steps finish; 10^6 random queries cost a few array passes instead of a binary search each.
+    """
+
+    BUCKETS = 1 << 18
+
+    def __init__(self, a: np.ndarray):
+        self.a = np.ascontiguousarray(a, dtype=np.float64)
+        self._padded = np.append(self.a, np.inf)
+        if self.a.size == 0:
+            self._steps = 0
+            return
+        self._lo = math.log(max(self.a[0], 1e-320))
+        hi = math.log(max(self.a[-1], 1e-320)) + 1e-9
+        self._scale = (self.BUCKETS - 1) / max(hi - self._lo, 1e-300)
+        edges = np.exp(self._lo + np.arange(self.BUCKETS + 1) / self._scale)
+        # one index of slack absorbs rounding in exp/log at the bucket edges
+        self._start = np.maximum(np.searchsorted(self.a, edges[:-1], side="left") - 1, 0)
+        per_bucket = np.diff(np.searchsorted(self.a, edges, side="left"))
+        self._steps = int(per_bucket.max()) + 3
+
+    def left(self, p: np.ndarray) -> np.ndarray:
+        """#{a < p} for every p."""
+        p = np.asarray(p, dtype=np.float64)
+        if self.a.size == 0:
+            return np.zeros(p.shape, dtype=np.int64)
+        with np.errstate(divide="ignore"):
+            bucket = (np.log(p) - self._lo) * self._scale
+        j = self._start[np.clip(np.nan_to_num(bucket, neginf=0.0), 0, self.BUCKETS - 1).astype(np.int64)]
+        for _ in range(self._steps):
+            j += self._padded[j] < p
+        return j
 
 
 class Envelope:
@@ -50,7 +91,8 @@ class Envelope:
     [0, 1/2] are dropped. :attr:`breaks` are the p where the active line changes (descending).
     """
 
-    def __init__(self, c, e):
+    def __init__(self, c, e, infinite_at_one: bool = False):
+        self.infinite_at_one = bool(infinite_at_one)
         c = np.asarray(c, dtype=np.float64).ravel()
         e = np.asarray(e, dtype=np.float64).ravel()
         ok = np.isfinite(c) & np.isfinite(e) & (c >= 0) & (e >= 0)
@@ -60,8 +102,10 @@ class Envelope:
         order = np.lexsort((e, c))  # by slope, then intercept
         self.c, self.e, self.breaks = self._lower_envelope(c[order], e[order])
         self._cumulative = self._cumulative_integrals()
-        self._upper = np.concatenate([[0.5], self.breaks])  # right end of each line's active piece
-        self._neg_breaks = -self.breaks
+        upper = np.concatenate([[0.5], self.breaks])  # right end of each line's active piece
+        # one row per active line: slope, intercept, right end, J at the right end (one gather)
+        self._rows = np.ascontiguousarray(np.stack([self.c, self.e, upper, self._cumulative], axis=1))
+        self._locator = Locator(self.breaks[::-1])
 
     @staticmethod
     def _lower_envelope(c, e):
@@ -108,23 +152,68 @@ class Envelope:
 
     def _piece(self, p: np.ndarray) -> np.ndarray:
         """Index of the active line at p (breaks are descending)."""
-        return np.searchsorted(self._neg_breaks, -p, side="right")
+        return self.breaks.size - self._locator.left(p)  # #{breaks >= p}
 
     def integral(self, p0) -> np.ndarray:
         """int_{p0}^{1/2} dp / Phi_up(p) for p0 in [0, 1/2] (inf when Phi_up(0) = 0 and p0 = 0)."""
         p0 = np.asarray(p0, dtype=np.float64)
-        k = self._piece(p0)
-        return self._cumulative[k] + _piece_integral(self.c[k], self.e[k], p0, self._upper[k])
+        c, e, upper, cumulative = self._rows[self._piece(p0)].T
+        return cumulative + _piece_integral(c, e, p0, upper)
 
     def radius_unit(self, rho) -> np.ndarray:
         """The sound radius at lam = 1 for rho in (1/2, 1] (Theorem G.6 with Phi_up)."""
         rho = np.asarray(rho, dtype=np.float64)
         p0 = np.clip(1.0 - rho, 0.0, 0.5)
-        return self.integral(p0) * (1.0 - ROUNDING_MARGIN)
+        out = self.integral(p0) * (1.0 - ROUNDING_MARGIN)
+        if self.infinite_at_one:  # proved divergent at p0 = 0 (the lines only see p >= P_FLOOR)
+            out = np.where(p0 == 0.0, np.inf, out)
+        return out
 
     def to_payload(self) -> dict:
-        return {"c": self.c, "e": self.e}
+        return {"c": self.c, "e": self.e, "infinite_at_one": self.infinite_at_one}
 
     @classmethod
     def from_payload(cls, payload: dict) -> Envelope:
-        return cls(payload["c"], payload["e"])
+        return cls(payload["c"], payload["e"], payload.get("infinite_at_one", False))
+
+
+class TangentTable:
+    """A sound fast evaluation of a closed-form radius R(rho) whose formula is slow to evaluate.
+
+    R is convex in rho: R'(rho) = 1 / Phi(1 - rho) increases with rho because Phi is nondecreasing on
+    [0, 1/2] (Remark G.5). So every tangent lies below R, and between grid points rho_i < rho_{i+1}
+
+        R(rho) >= max(R_i + R'_i (rho - rho_i), R_{i+1} - R'_{i+1} (rho_{i+1} - rho)),
+
+    with R_i rounded down and the slopes rounded toward the safe side (Algorithm 2's "round rho down",
+    refined by the slope). Outside the grid the formula itself is used. Tabulated in p = 1 - rho.
+    """
+
+    def __init__(self, radius_unit, Phi, p_grid: np.ndarray):
+        p = np.unique(np.asarray(p_grid, dtype=float))  # ascending p = descending rho
+        p = np.unique(1.0 - (1.0 - p))  # p exactly 1 - rho for a float rho (as the queries will be)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.asarray(radius_unit(1.0 - p), dtype=float) * (1.0 - ROUNDING_MARGIN)
+            slope = 1.0 / np.asarray(Phi(p), dtype=float)
+        ok = np.isfinite(values) & np.isfinite(slope) & (slope > 0)
+        self.p, self.values, self.slope = p[ok], values[ok], slope[ok]
+        self._locator = Locator(self.p)
+        self._formula = radius_unit
+
+    def __call__(self, rho) -> np.ndarray:
+        rho = np.asarray(rho, dtype=float)
+        p0 = 1.0 - rho
+        j = self._locator.left(p0)  # p[j-1] < p0 <= p[j]: rho between the grid rhos 1 - p[j] <= rho < 1 - p[j-1]
+        inside = (j > 0) & (j < self.p.size)
+        if inside.all():
+            return self._between(j, p0)
+        out = np.empty(rho.shape)
+        out[~inside] = np.asarray(self._formula(rho[~inside]), dtype=float) * (1.0 - ROUNDING_MARGIN)
+        out[inside] = self._between(j[inside], p0[inside])
+        return out
+
+    def _between(self, j: np.ndarray, p0: np.ndarray) -> np.ndarray:
+        """max of the tangents at the left grid rho (p[j]) and the right grid rho (p[j-1])."""
+        left = self.values[j] + self.slope[j] * (1.0 - ROUNDING_MARGIN) * (self.p[j] - p0)
+        right = self.values[j - 1] - self.slope[j - 1] * (1.0 + ROUNDING_MARGIN) * (p0 - self.p[j - 1])
+        return np.maximum(left, right)

@@ -220,4 +220,6 @@ class GammaLaw:
         top = sign.sup(M)
         if math.isfinite(top):  # gamma <= top: the line c = top, e = 0 makes Phi_up(0) = 0
             c, e = np.append(c, top), np.append(e, 0.0)
-        return Envelope(c, e)
+        # |S| <= s_max gives Phi_gamma(p) <= s_max Phi_M(p / w)-type bounds, so gamma's tail integral
+        # diverges with M's (see ProfileMagnitude.tail_integral_diverges)
+        return Envelope(c, e, infinite_at_one=bool(M.tail_integral_diverges))

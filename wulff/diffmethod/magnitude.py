@@ -60,6 +60,8 @@ class ConstantMagnitude:
     def isf(self, q) -> np.ndarray:
         return np.full(np.shape(q), self.m)
 
+    tail_integral_diverges = True  # Phi_M(q) = m q
+
     @property
     def value_range(self) -> tuple[float, float]:
         return self.m, self.m
@@ -197,6 +199,24 @@ class ProfileMagnitude:
                 return math.inf
             ends.append(float(lim))
         return float(max(np.max(self.values), *ends))
+
+    @cached_property
+    def tail_integral_diverges(self) -> bool:
+        """Whether int_0 dq / Phi_M(q) = inf (so the radius is infinite at rho = 1), proved here when
+        M is bounded, or when |h| = h = g' grows to its supremum as r -> inf and either the law is
+        one-dimensional (T(x) = E[g'(R); R > x] = f(x), so the Lemma G.7 integrand f/T is 1) or
+        its hazard rate times x stays bounded below (Gamma and Beta Prime power laws), since then
+        f/T >= 1 / (1 + (d - 1) sf(x) / (x f(x))) is bounded below as x -> inf."""
+        if math.isfinite(self.sup):
+            return True
+        try:  # |h| must stay bounded as r -> 0+, so that the top of M comes from r -> inf only
+            near_zero = sp.limit(sp.Abs(self.expr), r_symbol, 0, "+")
+            far = sp.limit(self.expr, r_symbol, sp.oo, "-")
+        except (NotImplementedError, ValueError, TypeError):
+            return False
+        if near_zero.is_finite is not True or far != sp.oo:
+            return False
+        return self.law.d == 1 or isinstance(self.law, (GammaPowerLaw, BetaPrimePowerLaw))
 
     @property
     def mean(self) -> float:

@@ -1,2 +1,29 @@
-"""Monte Carlo certification of smoothed classifiers (Cohen et al., 2019) with any certificate.
-(To be built: issue "Torch backend".)"""
+"""Monte Carlo certification of smoothed classifiers (Cohen et al., 2019) with any certificate the
+library derives (Yang et al., 2020, Section 6).
+
+* :class:`Smoothed` — ``predict`` and ``certify`` for one input; radii against l1, l2 and linf from
+  one sampling pass, via ``q.certified_radius``.
+* :func:`certify_dataset` — every k-th input of a dataset into a resumable, shardable result file;
+  :func:`merge_results` joins shard files.
+* :func:`certified_accuracy`, :func:`upper_envelopes`, :func:`markdown_table`, :func:`plot_curves` —
+  the analysis of Section 6 (Fig. 2, Table 1).
+"""
+from .analysis import (
+    Curve,
+    certified_accuracy,
+    markdown_table,
+    plot_curves,
+    radius_grid,
+    upper_envelopes,
+)
+from .dataset import certify_dataset, shard_indices
+from .results import Results, ResultWriter, merge_results, read_results, shard_path
+from .smoothed import ABSTAIN, Certification, Smoothed
+from .stats import clopper_pearson_lower, two_class_test_passes
+
+__all__ = [
+    "ABSTAIN", "Certification", "Smoothed", "certify_dataset", "shard_indices", "Results",
+    "ResultWriter", "merge_results", "read_results", "shard_path", "Curve", "certified_accuracy",
+    "markdown_table", "plot_curves", "radius_grid", "upper_envelopes", "clopper_pearson_lower",
+    "two_class_test_passes",
+]

@@ -1,0 +1,110 @@
+"""Analysis of result files (certified accuracy, upper envelope over sigma, Table 1, plot) and the
+report / merge / demo commands."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wulff.certify import ABSTAIN, ResultWriter, certified_accuracy, markdown_table, read_results, upper_envelopes
+from wulff.certify.analysis import plot_curves, radius_grid
+from wulff.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """These models are tiny: one intra-op thread is fastest and immune to a busy CI machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write(path, distribution, sigma, rows):
+    """rows: (label, prediction, radius); rho_lower is irrelevant to the analysis."""
+    meta = {"distribution": distribution, "params": {}, "sigma": sigma, "adversaries": ["l1"]}
+    with ResultWriter(path, meta, ["l1"]) as w:
+        for i, (label, pred, radius) in enumerate(rows):
+            w.write({"index": i, "label": label, "prediction": pred, "rho_lower": 0.9, "radius_l1": radius,
+                     "correct": int(label == pred), "seconds": 0.01})
+    return read_results(path)
+
+
+@pytest.fixture
+def runs(tmp_path):
+    a = write(tmp_path / "lap1.tsv", "Laplace", 0.25, [(0, 0, 0.1), (1, 1, 0.5), (2, 0, 0.9), (3, ABSTAIN, 0.0)])
+    b = write(tmp_path / "lap2.tsv", "Laplace", 0.5, [(0, 0, 0.6), (1, 2, 0.7), (2, 2, 0.2), (3, 3, 0.05)])
+    c = write(tmp_path / "uni.tsv", "UniformCube", 0.5, [(0, 0, 0.3), (1, 1, 0.3), (2, 2, 0.3), (3, 0, 0.3)])
+    return [a, b, c]
+
+
+def test_certified_accuracy_counts_correct_inputs_with_radius_above_r(runs):
+    a, b, _ = runs
+    # a: correct inputs have radii 0.1 and 0.5 (input 2 is wrong, input 3 abstained)
+    np.testing.assert_allclose(certified_accuracy(a, [0, 0.05, 0.1, 0.3, 0.5, 0.6], "l1"),
+                               [0.5, 0.5, 0.25, 0.25, 0.0, 0.0])
+    np.testing.assert_allclose(certified_accuracy(b, [0, 0.1, 0.6], "l1"), [0.75, 0.5, 0.0])
+
+
+def test_upper_envelope_takes_the_best_sigma_at_each_radius(runs):
+    curves = upper_envelopes(runs, [0, 0.1, 0.4, 0.55], "l1")
+    assert set(curves) == {"Laplace", "UniformCube"}
+    lap = curves["Laplace"]
+    np.testing.assert_allclose(lap.accuracy, [0.75, 0.5, 0.25, 0.25])
+    np.testing.assert_allclose(lap.best_sigma, [0.5, 0.5, 0.25, 0.5])
+    np.testing.assert_allclose(curves["UniformCube"].accuracy, [0.75, 0.75, 0.0, 0.0])
+
+
+def test_markdown_table_has_one_row_per_distribution_and_bold_winners(runs):
+    table = markdown_table(upper_envelopes(runs, [0, 0.1, 0.4], "l1"), "l1", caption="Table 1")
+    lines = table.splitlines()
+    assert lines[0] == "Table 1"
+    assert lines[2] == "| l1 radius | 0 | 0.1 | 0.4 |"
+    assert lines[4] == "| Laplace | **75.0** | 50.0 | **25.0** |"
+    assert lines[5] == "| UniformCube | **75.0** | **75.0** | 0.0 |"
+
+
+def test_plot_is_a_png(runs, tmp_path):
+    out = plot_curves(upper_envelopes(runs, np.linspace(0, 1, 50), "l1"), "l1", tmp_path / "p.png")
+    assert open(out, "rb").read(8) == PNG_MAGIC
+
+
+def test_radius_grid_is_round_and_covers_the_largest_radius(runs):
+    grid = radius_grid(runs, "l1")
+    assert grid[0] == 0 and grid[-1] >= 0.7 and len(grid) == 8
+
+
+def test_missing_adversary_is_a_clear_error(runs):
+    with pytest.raises(ValueError, match="no l2 radii"):
+        certified_accuracy(runs[0], [0.0], "l2")
+
+
+def test_report_command_prints_table_and_writes_plot(runs, tmp_path, capsys):
+    png, md = tmp_path / "plot.png", tmp_path / "t.md"
+    assert main(["report", str(tmp_path), "--radii", "0", "0.1", "--plot", str(png), "--markdown", str(md)]) == 0
+    out = capsys.readouterr().out
+    assert "| UniformCube | **75.0** | **75.0** |" in out
+    assert open(png, "rb").read(8) == PNG_MAGIC and "Laplace" in md.read_text()
+
+
+def test_report_command_on_missing_files_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nothing.tsv")]) == 2
+    assert "no result file" in capsys.readouterr().err
+
+
+def test_demo_quick_trains_certifies_and_reports(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("UniformCube", "Laplace", "Gaussian"):
+        assert f"| {name} |" in printed
+        res = read_results(out / f"{name}-sigma0.5" / "certify_l1.tsv")
+        assert res.columns["index"].tolist() == list(range(0, 450, 15))
+        assert res.meta["sigma"] == 0.5 and res.meta["distribution"] == name
+    assert open(out / "certified_accuracy_l1.png", "rb").read(8) == PNG_MAGIC
+    assert "| l1 radius |" in (out / "table_l1.md").read_text()
+    # a rerun resumes everything and reprints the same table
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert printed.split("\n\n")[-2] == capsys.readouterr().out.split("\n\n")[-2]

@@ -1,0 +1,156 @@
+"""Certified accuracy from result files, the upper envelope over a sweep of sigma (Section 6, Fig. 2),
+a Table-1-style markdown table and a plot of certified accuracy against radius."""
+from __future__ import annotations
+
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from wulff.certificate import check_adversary
+
+from .results import Results
+
+
+def certified_accuracy(results: Results, radii, adversary: str) -> np.ndarray:
+    """The fraction of inputs classified correctly with certified radius above r, for each r in radii.
+
+    At r = 0 this is the smoothed classifier's (non-abstaining) accuracy. A radius R certifies every
+    perturbation of norm strictly below R, so an input counts at r > 0 only when R > r.
+    """
+    adversary = check_adversary(adversary)
+    radii = np.atleast_1d(np.asarray(radii, dtype=np.float64))
+    if len(results) == 0:
+        raise ValueError("the result file has no rows yet")
+    radius = results.radius(adversary)[None, :]
+    r = radii[:, None]
+    certified = results.correct[None, :] & ((radius > r) | (r == 0))
+    return certified.mean(axis=1)
+
+
+@dataclass
+class Curve:
+    """Certified accuracy of one distribution at each radius: the upper envelope over its runs."""
+
+    name: str
+    radii: np.ndarray
+    accuracy: np.ndarray
+    best_sigma: np.ndarray  # the sigma whose model attains the envelope at each radius
+
+    @property
+    def sigmas(self) -> list[float]:
+        return sorted(set(self.best_sigma.tolist()))
+
+
+def distribution_label(results: Results) -> str:
+    """How a run is named in tables: its family plus any shape parameters."""
+    meta = results.meta
+    params = meta.get("params") or {}
+    shape = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in params.items())
+    name = meta.get("distribution", "?")
+    return f"{name}({shape})" if shape else name
+
+
+def upper_envelopes(runs: list[Results], radii, adversary: str) -> dict[str, Curve]:
+    """Per distribution, the pointwise maximum over its runs (one per sigma) of certified accuracy
+    (the paper's Fig. 2 / Table 1 procedure, Appendix D)."""
+    radii = np.atleast_1d(np.asarray(radii, dtype=np.float64))
+    groups: dict[str, list[Results]] = defaultdict(list)
+    for run in runs:
+        groups[distribution_label(run)].append(run)
+    curves = {}
+    for name, members in groups.items():
+        table = np.stack([certified_accuracy(m, radii, adversary) for m in members])
+        best = table.argmax(axis=0)
+        sigma = np.array([float(m.meta.get("sigma", math.nan)) for m in members])
+        curves[name] = Curve(name, radii, table.max(axis=0), sigma[best])
+    return curves
+
+
+def markdown_table(curves: dict[str, Curve], adversary: str, *, caption: str | None = None) -> str:
+    """Table 1 of the paper: certified accuracy (%) per distribution at each radius, best in bold."""
+    adversary = check_adversary(adversary)
+    if not curves:
+        raise ValueError("no results to tabulate")
+    radii = next(iter(curves.values())).radii
+    best = np.max(np.stack([c.accuracy for c in curves.values()]), axis=0)
+    head = f"| {adversary} radius | " + " | ".join(f"{r:g}" for r in radii) + " |"
+    rule = "|---|" + "---:|" * len(radii)
+    lines = ([caption, ""] if caption else []) + [head, rule]
+    for curve in curves.values():
+        cells = [(f"**{100 * a:.1f}**" if a == b and b > 0 else f"{100 * a:.1f}")
+                 for a, b in zip(curve.accuracy, best)]
+        lines.append(f"| {curve.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(curves: dict[str, Curve], adversary: str, path: str | os.PathLike, *,
+                title: str | None = None) -> str:
+    """Write a PNG of certified accuracy against radius, one curve per distribution."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    adversary = check_adversary(adversary)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for curve in curves.values():
+        ax.plot(curve.radii, curve.accuracy, label=curve.name, linewidth=2)
+    ax.set_xlabel(f"{adversary} radius")
+    ax.set_ylabel("certified accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)
+
+
+def radius_grid(curves_or_runs, adversary: str, points: int = 8) -> np.ndarray:
+    """A round grid of radii from 0 to about the largest certified radius in the runs."""
+    largest = max((float(np.max(r.radius(adversary), initial=0.0)) for r in curves_or_runs), default=0.0)
+    if largest <= 0:
+        return np.array([0.0])
+    raw = largest / (points - 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = min((m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw), default=raw)
+    return np.round(np.arange(points) * step, 10)
+
+
+def collect_result_files(paths) -> list[str]:
+    """Result files named directly, plus every *.tsv below named folders (shard files excluded)."""
+    from pathlib import Path
+
+    found = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(str(f) for f in p.rglob("*.tsv") if ".shard-" not in f.name)
+        elif p.exists():
+            found.append(str(p))
+        else:
+            raise FileNotFoundError(f"no result file or folder at {p}")
+    if not found:
+        raise FileNotFoundError(f"no result files (*.tsv) in {', '.join(map(str, paths))}")
+    return found
+
+
+def report(runs: list[Results], adversary: str, radii=None, *, plot: str | os.PathLike | None = None,
+           title: str | None = None) -> str:
+    """The Table-1-style comparison (upper envelope over each distribution's sigmas) as markdown;
+    with ``plot`` also the PNG of certified accuracy against radius."""
+    adversary = check_adversary(adversary)
+    runs = [r for r in runs if adversary in r.adversaries and len(r)]
+    if not runs:
+        raise ValueError(f"none of the result files has rows with {adversary} radii")
+    table_radii = radius_grid(runs, adversary) if radii is None else np.asarray(radii, dtype=np.float64)
+    table = markdown_table(upper_envelopes(runs, table_radii, adversary), adversary, caption=title)
+    if plot is not None:
+        largest = max(float(np.max(r.radius(adversary), initial=0.0)) for r in runs)
+        fine = np.linspace(0.0, max(largest, float(table_radii[-1])) * 1.05 or 1.0, 400)
+        plot_curves(upper_envelopes(runs, fine, adversary), adversary, plot, title=title)
+    return table

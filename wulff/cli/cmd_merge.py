@@ -1,0 +1,20 @@
+"""``wulff merge``: join the shard files of one certification run into one result file."""
+from __future__ import annotations
+
+import argparse
+
+from wulff.certify import merge_results
+
+
+def run(args: argparse.Namespace) -> int:
+    merged = merge_results(args.shards, args.out, allow_partial=args.allow_partial)
+    print(f"merged {len(args.shards)} files into {args.out}: {len(merged)} rows")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("merge", help="join certification shard files (from --shard / torchrun) into one")
+    p.add_argument("out", help="merged result file")
+    p.add_argument("shards", nargs="+", help="shard files, e.g. results.shard-*-of-4.tsv")
+    p.add_argument("--allow-partial", action="store_true", help="merge even if some inputs are missing")
+    p.set_defaults(handler=run)

@@ -1,0 +1,164 @@
+"""Noise-augmented training of a base classifier (Cohen et al., 2019; Appendix D):
+minimize -log f(x + delta)_y with delta ~ q, by SGD with momentum 0.9, weight decay 1e-4 and a
+cosine-annealed learning rate. A checkpoint is written after every epoch; a rerun resumes from it.
+Under torchrun the model is wrapped in DistributedDataParallel and each process sees its own part of
+every epoch (DistributedSampler) and its own noise stream.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+from tqdm.auto import tqdm
+
+from wulff.distributions import Distribution
+
+from .distributed import DistEnv, barrier, mean_over_processes
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters; the defaults are the paper's (Appendix D) except the number of epochs."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    seed: int = 0
+    num_workers: int = 0
+    autocast: str | None = None  # "bf16" or "fp16"
+    channels_last: bool = False
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive; got {self.lr}")
+        if self.autocast not in (None, "bf16", "fp16"):
+            raise ValueError(f"autocast must be None, 'bf16' or 'fp16'; got {self.autocast!r}")
+
+
+def autocast_dtype(name: str | None) -> torch.dtype | None:
+    return {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def noisy_loss(model: torch.nn.Module, q: Distribution, x: torch.Tensor, y: torch.Tensor,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mean of -log f(x + delta)_y over the batch, one fresh delta ~ q per example."""
+    noise = q.sample(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+    return F.cross_entropy(model(x + noise.view_as(x)), y)
+
+
+def noise_seed(seed: int, rank: int, epoch: int) -> int:
+    """The noise stream of one process in one epoch, so a resumed run draws the same noise."""
+    return (int(seed) * 1_000_003 + int(epoch) * 10_007 + int(rank)) % (2 ** 63)
+
+
+def epoch_batches(dataset: Dataset, batch_size: int, epoch: int, config: TrainConfig, env: DistEnv):
+    """This process's shuffled mini-batches of one epoch (tensors indexed directly when possible)."""
+    sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
+                                 seed=config.seed)
+    sampler.set_epoch(epoch)
+    if isinstance(dataset, TensorDataset):
+        order = torch.tensor(list(sampler), dtype=torch.long)
+        for chunk in order.split(batch_size):
+            yield tuple(t[chunk] for t in dataset.tensors)
+    else:
+        yield from DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=config.num_workers,
+                              pin_memory=env.device.type == "cuda")
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Write atomically: a crash mid-save leaves the previous checkpoint intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def train_smoothed(model: torch.nn.Module, q: Distribution, train_set: Dataset, config: TrainConfig, *,
+                   checkpoint: str | os.PathLike | None = None, resume: bool = True, meta: dict | None = None,
+                   env: DistEnv | None = None, progress: bool = True, max_steps: int | None = None,
+                   log=print) -> list[dict]:
+    """Train ``model`` in place on noisy copies of ``train_set``; returns the per-epoch history.
+
+    With ``checkpoint``, the state (model, optimizer, schedule, noise stream, history, ``meta``) is
+    saved there after each epoch, and an existing checkpoint is resumed from when ``resume``.
+    ``max_steps`` stops after that many optimizer steps in total (for quick checks); an epoch cut
+    short by it is not recorded in the history or the checkpoint.
+    """
+    env = env or DistEnv()
+    model.to(env.device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    generator = torch.Generator(device=env.device)
+    history: list[dict] = []
+    start_epoch = 0
+    if checkpoint is not None and resume and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location=env.device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history = state["history"]
+        start_epoch = state["epoch"]
+        if env.is_main and start_epoch < config.epochs:
+            log(f"resuming {checkpoint} after epoch {start_epoch}")
+    net = DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda" else None) \
+        if env.distributed else model
+    amp = autocast_dtype(config.autocast)
+    steps = 0
+    bar = tqdm(total=config.epochs, initial=start_epoch, desc=f"train {q.name}", unit="epoch",
+               disable=not (progress and env.is_main), leave=False)
+    for epoch in range(start_epoch, config.epochs):
+        net.train()
+        generator.manual_seed(noise_seed(config.seed, env.rank, epoch))
+        began, total, count, interrupted = time.perf_counter(), 0.0, 0, True
+        for x, y in epoch_batches(train_set, config.batch_size, epoch, config, env):
+            x = x.to(env.device, non_blocking=True)
+            y = y.to(env.device, non_blocking=True)
+            if config.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with (torch.autocast(env.device.type, dtype=amp) if amp else contextlib.nullcontext()):
+                loss = noisy_loss(net, q, x, y, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(y)
+            count += len(y)
+            steps += 1
+            if max_steps is not None and steps >= max_steps:
+                break
+        else:
+            interrupted = False
+        if interrupted:  # stopped by max_steps inside the epoch: it is not recorded (a resume redoes it)
+            break
+        schedule.step()
+        record = {"epoch": epoch + 1, "loss": mean_over_processes(total / max(count, 1), env),
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - began}
+        history.append(record)
+        if checkpoint is not None and env.is_main:
+            save_checkpoint(checkpoint, {"model": _unwrap(net).state_dict(), "optimizer": optimizer.state_dict(),
+                                         "schedule": schedule.state_dict(), "epoch": epoch + 1,
+                                         "history": history, "meta": meta or {}, "config": asdict(config)})
+        barrier(env)
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['loss']:.3f}")
+    bar.close()
+    return history

@@ -158,3 +158,13 @@ def test_reading_a_file_that_is_not_a_result_file(tmp_path):
         read_results(p)
     with pytest.raises(FileNotFoundError):
         read_results(tmp_path / "missing.tsv")
+
+
+@pytest.mark.parametrize("kwargs, match", [({"alpha": 2.0}, "alpha"), ({"n0": 500}, "n0"),
+                                           ({"batch_size": 0}, "batch_size"),
+                                           ({"adversaries": ("l7",)}, "adversary")])
+def test_bad_settings_fail_before_any_file_is_written(tmp_path, kwargs, match):
+    path = tmp_path / "r.tsv"
+    with pytest.raises(ValueError, match=match):
+        run(path, **kwargs)
+    assert not path.exists()

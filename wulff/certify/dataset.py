@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .results import Results, ResultWriter, read_results
-from .smoothed import Smoothed
+from .smoothed import Smoothed, check_certify_arguments
 
 
 def shard_indices(dataset_size: int, skip: int, shard: int, num_shards: int) -> range:
@@ -44,6 +44,7 @@ def certify_dataset(smoothed: Smoothed, dataset: Sequence, out: str | os.PathLik
     ``meta`` adds descriptive settings (e.g. the distribution and sigma) to the file's header.
     ``max_inputs`` stops after that many new rows. Returns the file's rows.
     """
+    n0, n, alpha, batch_size = check_certify_arguments(n0, n, alpha, batch_size)
     adversaries = Smoothed._check_adversaries(adversaries)
     indices = shard_indices(len(dataset), skip, shard, num_shards)
     q = smoothed.q

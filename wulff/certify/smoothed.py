@@ -52,6 +52,16 @@ def _positive_int(name: str, value) -> int:
     return int(value)
 
 
+def check_certify_arguments(n0, n, alpha, batch_size) -> tuple[int, int, float, int]:
+    """n0, n and batch_size positive integers with n0 <= n; alpha in (0, 1)."""
+    n0 = _positive_int("n0", n0)
+    n = _positive_int("n", n)
+    if n0 > n:
+        raise ValueError(f"n0 (samples to choose the class) must not exceed n (samples to estimate it); "
+                         f"got n0 = {n0}, n = {n}")
+    return n0, n, check_alpha(alpha), _positive_int("batch_size", batch_size)
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU for a stateless model)."""
     for tensor in (*model.parameters(), *model.buffers()):
@@ -111,12 +121,7 @@ class Smoothed:
         Clopper-Pearson lower bound rho_lower on P(f(x + delta) = c) at level alpha. If rho_lower <= 1/2
         the answer is ABSTAIN, else c with radius q.certified_radius(rho_lower, a) for each adversary a.
         With probability at least 1 - alpha, every returned radius is a true robustness radius."""
-        n0 = _positive_int("n0", n0)
-        n = _positive_int("n", n)
-        if n0 > n:
-            raise ValueError(f"n0 (samples to choose the class) must not exceed n (samples to estimate it); "
-                             f"got n0 = {n0}, n = {n}")
-        alpha = check_alpha(alpha)
+        n0, n, alpha, batch_size = check_certify_arguments(n0, n, alpha, batch_size)
         adversaries = self._check_adversaries(adversaries)
         selection = self.count_predictions(x, n0, batch_size, generator=generator)
         candidate = int(np.argmax(selection))

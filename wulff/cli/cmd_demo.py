@@ -18,7 +18,7 @@ from wulff.certify.analysis import report
 from wulff.train import TrainConfig, build_model, load_dataset, named_distribution, train_smoothed, training_meta
 
 DISTRIBUTIONS = ("UniformCube", "Laplace", "Gaussian")
-FULL = {"sigmas": [0.25, 0.5, 1.0], "epochs": 30, "n0": 64, "n": 10_000, "skip": 1}
+FULL = {"sigmas": [0.25, 0.5], "epochs": 30, "n0": 64, "n": 10_000, "skip": 1}
 QUICK = {"sigmas": [0.5], "epochs": 2, "n0": 32, "n": 300, "skip": 15}
 
 
@@ -100,7 +100,7 @@ def register(sub) -> None:
                    "./wulff-demo-quick with --quick)")
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds (tiny n, few inputs)")
     p.add_argument("--distributions", nargs="+", default=list(DISTRIBUTIONS), metavar="NAME")
-    p.add_argument("--sigmas", type=float, nargs="+", default=None, help="noise levels (default 0.25 0.5 1)")
+    p.add_argument("--sigmas", type=float, nargs="+", default=None, help="noise levels (default 0.25 0.5)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs per model (default 30)")
     p.add_argument("--n0", type=int, default=None, help="selection samples (default 64)")
     p.add_argument("--n", type=int, default=None, help="estimation samples (default 10000)")

@@ -178,3 +178,14 @@ def test_bad_training_settings():
         TrainConfig(autocast="int8")
     with pytest.raises(ValueError, match="dataset must be one of"):
         load_dataset("mnist")
+
+
+def test_torchvision_architectures_are_optional():
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="needs torchvision"):
+            build_model("torchvision:resnet50", (3, 224, 224), 1000)
+    else:
+        model = build_model("torchvision:resnet18", (3, 64, 64), 7)
+        assert model(torch.rand(1, 3, 64, 64)).shape == (1, 7)

@@ -68,7 +68,9 @@ def register(sub) -> None:
                        "`torchrun --nproc-per-node N` for DistributedDataParallel.")
     p.add_argument("--dataset", default="digits", choices=DATASETS)
     p.add_argument("--data-dir", default=None, help="local folder of cifar10 / imagenet (never downloaded)")
-    p.add_argument("--model", default="mlp", choices=MODELS)
+    p.add_argument("--model", default="mlp", metavar="MODEL",
+                   help=f"{', '.join(MODELS)} (32x32 inputs) or torchvision:<name>, e.g. torchvision:resnet50 "
+                   "for ImageNet (needs torchvision); default mlp")
     add_noise_arguments(p)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=128, help="per process")

@@ -101,8 +101,20 @@ class ResNet18(nn.Module):
         return self.head(self.pool(self.stages(self.stem(x))))
 
 
+def torchvision_model(name: str, num_classes: int) -> nn.Module:
+    """An untrained torchvision architecture (e.g. "resnet50", the paper's ImageNet model)."""
+    try:
+        from torchvision import models
+    except ImportError as exc:
+        raise ImportError(f"model torchvision:{name} needs torchvision (pip install torchvision)") from exc
+    if not hasattr(models, name):
+        raise ValueError(f"torchvision.models has no architecture {name!r}")
+    return getattr(models, name)(weights=None, num_classes=num_classes)
+
+
 def build_model(name: str, input_shape, num_classes: int, mean=None, std=None) -> nn.Sequential:
-    """Normalize (when mean/std are given) followed by the named network ("mlp", "cnn", "resnet18")."""
+    """Normalize (when mean/std are given) followed by the named network: "mlp", "cnn", "resnet18"
+    (32x32 inputs) or "torchvision:<architecture>" (needs torchvision)."""
     key = str(name).lower().replace("-", "").replace("_", "")
     input_shape = tuple(int(s) for s in input_shape)
     if len(input_shape) != 3:
@@ -114,7 +126,10 @@ def build_model(name: str, input_shape, num_classes: int, mean=None, std=None) -
         net = SmallCNN(channels, num_classes)
     elif key == "resnet18":
         net = ResNet18(channels, num_classes)
+    elif key.startswith("torchvision:"):
+        net = torchvision_model(str(name).split(":", 1)[1], num_classes)
     else:
-        raise ValueError(f"model must be one of {', '.join(MODELS)}; got {name!r}")
+        raise ValueError(f"model must be one of {', '.join(MODELS)} or torchvision:<name> (e.g. "
+                         f"torchvision:resnet50 for ImageNet); got {name!r}")
     layers = [] if mean is None else [Normalize(mean, std)]
     return nn.Sequential(*layers, net)

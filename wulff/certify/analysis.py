@@ -97,14 +97,14 @@ def plot_curves(curves: dict[str, Curve], adversary: str, path: str | os.PathLik
     adversary = check_adversary(adversary)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for curve in curves.values():
-        ax.plot(curve.radii, curve.accuracy, label=curve.name, linewidth=2)
+        ax.plot(curve.radii, 100 * curve.accuracy, label=curve.name, linewidth=2)
     ax.set_xlabel(f"{adversary} radius")
-    ax.set_ylabel("certified accuracy")
-    ax.set_ylim(0, 1)
+    ax.set_ylabel("certified accuracy (%)")
+    ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend()
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if not result_files:
         raise NotImplementedError("no distribution could be certified; nothing to report")
     plot = out / f"certified_accuracy_{adversary}.png"
-    title = f"digits: certified accuracy (%) against {adversary}, best over sigma in {settings['sigmas']}"
+    sigmas = ", ".join(f"{s:g}" for s in settings["sigmas"])
+    title = f"digits: certified accuracy (%) against {adversary}, best over sigma in {{{sigmas}}}"
     table = report([read_results(f) for f in result_files], adversary, args.radii, plot=plot, title=title)
     (out / f"table_{adversary}.md").write_text(table + "\n", encoding="utf-8")
     print()

@@ -2,8 +2,8 @@
 
 The main check uses a linear half-space base classifier f(x) = [x_1 < b] under iid noise. Then
 rho = P(delta_1 < b) is known exactly and the robust l1 (and l2) radius of the smoothed classifier
-at x = 0 is exactly b (moving x_1 by b flips it; the certificates of Theorems H.1 and I.1 are tight
-here): certify() must stay below b except with probability alpha, and reach within 5% of it at
+at x = 0 is exactly b (moving x_1 by b flips it; the certificates of Theorems H.1, I.1 and N.3 are
+tight here): certify() must stay below b except with probability alpha, and reach within 5% of it at
 n = 100,000.
 """
 from __future__ import annotations
@@ -48,6 +48,7 @@ HALF_SPACES = {
     "Laplace-l1": (lambda d: D.Laplace(d, lam=0.7), "l1", lambda b, lam: 1 - 0.5 * math.exp(-b / lam)),
     "Gaussian-l2": (lambda d: D.Gaussian(d, sigma=0.7), "l2", lambda b, lam: normal.cdf(b / lam)),
     "Gaussian-l1": (lambda d: D.Gaussian(d, sigma=0.7), "l1", lambda b, lam: normal.cdf(b / lam)),
+    "UniformCube-l1": (lambda d: D.UniformCube(d, lam=1.4), "l1", lambda b, lam: (b + lam) / (2 * lam)),
 }
 
 
@@ -65,7 +66,7 @@ def test_half_space_radius_is_tight_at_large_n(case):
     assert 0.95 * b <= cert.radius[adversary] <= b
 
 
-@pytest.mark.parametrize("case", ["Laplace-l1", "Gaussian-l2"])
+@pytest.mark.parametrize("case", ["Laplace-l1", "Gaussian-l2", "UniformCube-l1"])
 def test_half_space_radius_exceeds_truth_at_most_at_rate_alpha(case):
     make, adversary, _ = HALF_SPACES[case]
     d, b, alpha, runs = 4, 0.5, 0.05, 300

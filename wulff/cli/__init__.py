@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, NotImplementedError, FileNotFoundError) as exc:
+    except (ValueError, NotImplementedError, FileNotFoundError, ImportError) as exc:
         print(f"wulff {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

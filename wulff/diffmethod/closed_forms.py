@@ -118,6 +118,7 @@ class GammaSpec:
     h: sp.Expr | None = None
     law: SymbolicLaw | None = None
     n: object = None
+    tight: bool = False  # the pair's bound is known to be tight (Theorem M.1: iid, phi convex, l1)
 
 
 @dataclass
@@ -157,6 +158,13 @@ def closed_form(spec: GammaSpec, assume: bool = False) -> ClosedForm | None:
     With ``assume=True`` (symbolic parameters), hypotheses sympy cannot decide are assumed and
     listed in :attr:`ClosedForm.assumptions`; otherwise they must be proved.
     """
+    form = _first_rule(spec, assume)
+    if form is not None and spec.tight:
+        form.tight = True
+    return form
+
+
+def _first_rule(spec: GammaSpec, assume: bool) -> ClosedForm | None:
     kind, value = spec.sign
     if spec.m is not None:
         return _constant_magnitude(kind, value, spec.m)

@@ -31,8 +31,11 @@ from .structure import RADIAL_SIGNS, gamma_law
 
 #: bump when the payload format or the mathematics changes (invalidates disk caches)
 CACHE_VERSION = 1
-#: relative margin taken off closed-form radii evaluated in floating point
-CLOSED_FORM_MARGIN = 1e-12
+#: relative margin taken off closed-form radii evaluated in floating point (away from rho = 1/2, a
+#: formula's relative error is below ~1e-16 / (rho - 1/2) <= 1e-9)
+CLOSED_FORM_MARGIN = 1e-8
+#: below rho = 1/2 + NEAR_HALF closed forms are replaced by their linear lower bound
+NEAR_HALF = 1e-7
 
 #: p = 1 - rho where slow closed forms are tabulated (:class:`TangentTable`)
 TABLE_P_GRID = np.unique(np.concatenate([np.linspace(1e-3, 0.5, 3000), np.geomspace(1e-14, 0.5, 16000),
@@ -64,9 +67,11 @@ def spec_from_profile(structure, profile: sp.Expr, adversary: str, d) -> GammaSp
             return None
         g, n, sign = sp.sympify(profile), d, entry[0](d)
     h = sp.simplify(sp.diff(g, r_symbol))
+    # Theorem M.1: iid, phi convex (phi' >= 0 nondecreasing on t > 0), l1 adversary: tight
+    tight = structure == "iid" and h.is_nonnegative is True and sp.diff(h, r_symbol).is_nonnegative is True
     if r_symbol not in h.free_symbols:
-        return GammaSpec(sign, m=sp.Abs(h))
-    return GammaSpec(sign, h=h, law=recognize_law(g, n), n=n)
+        return GammaSpec(sign, m=sp.Abs(h), tight=tight)
+    return GammaSpec(sign, h=h, law=recognize_law(g, n), n=n, tight=tight)
 
 
 def _structure_of(q: Distribution):
@@ -158,15 +163,53 @@ def _build_payload(q: Distribution, adversary: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 # certificates from payloads
 # ---------------------------------------------------------------------------------------------
+def _float_constants(expr: sp.Basic) -> sp.Basic:
+    """expr with every constant subexpression evaluated by mpmath (so Gamma(75264) never overflows),
+    keeping the structure: no distribution of constants over sums, which would cancel digits
+    (c (rho - 1/2) must not become c rho - c/2)."""
+    if not expr.args:
+        return expr
+    if not expr.free_symbols and isinstance(expr, sp.Expr):
+        value = expr.evalf(30)
+        return value if value.is_number else expr
+    if isinstance(expr, (sp.Mul, sp.Add)):  # the constant factors / terms together: 1e-326 * 1e333 is fine
+        constant = [a for a in expr.args if not a.free_symbols]
+        varying = [_float_constants(a) for a in expr.args if a.free_symbols]
+        if constant:
+            varying.insert(0, expr.func(*constant).evalf(30))
+        return expr.func(*varying, evaluate=False)
+    args = [_float_constants(a) for a in expr.args]
+    try:
+        return expr.func(*args, evaluate=False)
+    except TypeError:
+        return expr.func(*args)
+
+
 def _closed_form_function(expr: sp.Expr, var: sp.Symbol):
     """A vectorized float function of var: constants evaluated by mpmath (no overflow), then scipy."""
-    f = lambdify_numpy(var, expr.evalf(30))
+    f = lambdify_numpy(var, _float_constants(expr))
 
     def evaluate(x):
         x = np.asarray(x, dtype=float)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return np.broadcast_to(np.asarray(f(x), dtype=float), x.shape)
     return evaluate
+
+
+def _guard_near_half(radius_formula, phi_formula):
+    """Sound float evaluation of a closed form. Near rho = 1/2 a formula loses relative digits (1 - 2x,
+    log(1/y) with y -> 1), so there the linear bound R(rho) >= (rho - 1/2) / Phi(1/2) is used: exact to
+    O(rho - 1/2) since R'(rho) = 1 / Phi(1 - rho) >= 1 / Phi(1/2) (Phi increases on [0, 1/2])."""
+    phi_half = float(phi_formula(np.array(0.5))) * (1.0 + 1e-12)
+
+    def radius_unit(x):
+        x = np.asarray(x, dtype=float)
+        near = (x - 0.5) < NEAR_HALF
+        out = np.asarray(radius_formula(x), dtype=float) * (1.0 - CLOSED_FORM_MARGIN)
+        if near.any():
+            out = np.where(near, (x - 0.5) / phi_half, out)
+        return out
+    return radius_unit
 
 
 def _unit_functions(payload: dict):
@@ -179,15 +222,18 @@ def _unit_functions(payload: dict):
     phi_formula = _closed_form_function(sp.sympify(eval_srepr(closed["Phi"])), p)
     if envelope is None:
         if _is_slow(closed["radius"]):
-            return TangentTable(radius_formula, phi_formula, TABLE_P_GRID), phi_formula
-        return (lambda x: radius_formula(x) * (1.0 - CLOSED_FORM_MARGIN)), phi_formula
+            table = TangentTable(_guard_near_half(radius_formula, phi_formula), phi_formula, TABLE_P_GRID)
+            return table, phi_formula
+        return _guard_near_half(radius_formula, phi_formula), phi_formula
     rho_max = closed["rho_max"]
+
+    guarded = _guard_near_half(radius_formula, phi_formula)
 
     def radius_unit(x):
         x = np.asarray(x, dtype=float)
         inside = x <= rho_max
         out = np.asarray(envelope.radius_unit(x), dtype=float).copy()
-        out[inside] = radius_formula(x[inside]) * (1.0 - CLOSED_FORM_MARGIN)
+        out[inside] = guarded(x[inside])
         return out
 
     def Phi(x):

@@ -154,7 +154,11 @@ class ProfileMagnitude:
             return v if math.isfinite(v) else 0.0
 
         def moment_density(y):
-            v = mass_density(y) * float(self.h(math.exp(y)))
+            density = mass_density(y)
+            if density == 0.0:
+                return 0.0
+            with np.errstate(over="ignore"):
+                v = density * float(self.h(np.exp(y)))
             return v if math.isfinite(v) else 0.0
 
         totals = []

@@ -1,0 +1,60 @@
+"""The level set certificate for densities with spherical level sets against the l2 adversary
+(Section 4.1, Appendix T: Theorem T.1, Examples T.2 and T.3, Algorithms 1 and 2)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..cache import cached
+from ..certificate import Certificate, check_adversary
+from ..distributions import Distribution, Radial
+from .profiles import profile_of
+from .table import TABLE_VERSION, build_table, lookup
+
+METHOD = "level-set table (Theorem T.1, Algorithms 1-2)"
+
+
+def spherical_form(q: Distribution) -> Radial:
+    """q itself or an equivalent form of it that is radial in l2 (Gaussian: Radial(r**2/2, 2))."""
+    for form in [q, *q.equivalent_forms()]:
+        if isinstance(form, Radial) and form.norm == 2:
+            return form
+    raise NotImplementedError(f"the level set method needs spherical level sets (a Radial(g, 2) form); "
+                              f"{q.name} is {q.structure()}")
+
+
+class LevelSetCertificate(Certificate):
+    """A :class:`Certificate` backed by a Neyman-Pearson radius table.
+
+    ``table["radii"]`` (unit scale, increasing) and ``table["p"]`` (non-increasing): eps_i is certified
+    whenever 1 - rho <= p_i. Between grid points rho is rounded down (Algorithm 2); the tangent bound
+    (rho - 1/2) / Phi(1/2) covers rho closer to 1/2 than the first grid point; past the last grid
+    point the last radius is returned, and rho = 1 gives inf (q has full support, so a set of
+    q-measure zero has measure zero under every shift).
+    """
+
+    def __init__(self, table: dict, *, lam: float, d: int, source: str):
+        self.table = table
+        super().__init__(adversary="l2", method=METHOD, lam=lam, d=d, radius_unit=self._unit,
+                         formula=None, Phi=None, tight=False, rho_range=(0.5, 1.0), source=source)
+
+    def _unit(self, rho: np.ndarray) -> np.ndarray:
+        return np.where(rho >= 1.0, np.inf, lookup(self.table, rho))
+
+
+def table_for(radial: Radial) -> dict:
+    """The (cached) unit-scale table of a Radial(g, 2) with increasing g."""
+    profile = profile_of(radial)
+    key = ("wulff.levelset.table", TABLE_VERSION, profile.key, radial.d)
+    return cached(key, lambda: build_table(profile, radial.radius_law, radial.d))
+
+
+def derive(q: Distribution, adversary: str = "l2") -> LevelSetCertificate:
+    """The level set certificate of q against ``adversary`` (Theorem T.1).
+
+    Only the l2 adversary and densities q(x) ∝ exp(-g(||x/lam||_2)) with g increasing are handled
+    (NotImplementedError otherwise): Gaussian, Exp2 with j >= 0, Power2, declared profiles.
+    """
+    if check_adversary(adversary) != "l2":
+        raise NotImplementedError(f"the level set method certifies against l2 only, not {adversary}")
+    radial = spherical_form(q)
+    return LevelSetCertificate(table_for(radial), lam=q.lam, d=q.d, source=repr(q))

@@ -1,0 +1,273 @@
+"""Neyman-Pearson radius tables for l2-radial densities: Theorem T.1, Algorithms 1 and 2.
+
+Setting (unit scale, lam = 1). q(x) = exp(-g(||x||_2)) / Z with g increasing, adversary shift
+v = eps e_1, kappa = e^t. The worst set of q-mass p0 for the shifted density is the Neyman-Pearson set
+NP = {w : q(w - v) >= kappa q(w)}. On the sphere ||w|| = r it is the cap inside the ball of radius
+s0(r) around v, g(s0) = g(r) - t; seen from the shifted density (w = w' + v, ||w'|| = r) it is the
+part of the sphere outside the ball of radius s1(r) around -v, g(s1) = g(r) + t. With W_d of eq. (23)
+(Lemma U.1: the fraction of the sphere of radius r outside a ball of radius s whose centre is eps
+away) and r ~ the radius law of q (Lemma U.3):
+
+    p0(t) = q(NP)     = E_r [1 - W_d(r, s0(r), eps)]
+    p1(t) = q(NP - v) = E_r W_d(r, s1(r), eps).
+
+(This is Theorem T.1 with kappa read as the likelihood ratio of the shifted density; the paper's
+statement attaches the two thresholds the other way round.) A classifier with q-mass p0 of wrong
+answers keeps a majority at every shift of norm eps iff p1 < 1/2, so Algorithm 1 tabulates, for radii
+eps_1 < ... < eps_N, p_i = p0(t_i) with p1(t_i) = 1/2, and Algorithm 2 certifies eps_i whenever
+1 - rho <= p_i, rounding rho down to the table.
+
+Numerics (all sound in the direction that matters):
+
+* W_d(r, s, eps) = BetaCDF(x; (d-1)/2, (d-1)/2) with x = 1/2 + eps/(4r) - r expm1(2 eta)/(4 eps),
+  eta = log(s/r) from :mod:`.profiles`: no cancellation even when r = sqrt(150528) and eps = 1e-4.
+* E_r is a trapezoid rule in the normal score z = Phi^{-1}(F(r)) on [-8.5, 8.5] (exponentially
+  accurate for smooth integrands); its error is estimated by the half-step rule, and the estimate,
+  the mass outside the window and a rounding floor are subtracted from p0 and added to p1.
+* t is found by the Illinois method on u = log t, and the end of the bracket with
+  p1 + error <= 1/2 is kept: p_i is a lower bound on the exact Neyman-Pearson p0.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from scipy import special
+from tqdm.auto import tqdm
+
+from ..distributions import RadiusLaw
+from .profiles import Profile
+
+#: bump when the table contents change meaning (invalidates the disk cache)
+TABLE_VERSION = 1
+#: normal-score window of the quadrature: mass outside is 2 Phi(-8.5) ~ 2e-17
+Z_MAX = 8.5
+#: ratio of consecutive table radii: rounding rho down loses at most 1 - 1/1.004 < 0.4 % of a radius
+GRID_RATIO = 1.004
+#: the table starts where 1/2 - p ~ NEAR_HALF (below, the tangent bound of Theorem G.6 is as good)
+NEAR_HALF = 1e-5
+#: the table ends where p < P_MIN (rho > 1 - 1e-10); beyond, the last radius is returned
+P_MIN = 1e-10
+#: cap on the table length (heavy tails need many decades of radii)
+MAX_RADII = 8000
+#: the quadrature is refined until its error bound on p0 is below P_RTOL min(p0, 1/2 - p0) + 1e-12:
+#: then the radius it moves is below ~1e-5 of itself both near rho = 1/2 and in the tail
+P_RTOL = 1e-5
+MAX_HALF_NODES = 2 ** 12
+#: rows x nodes evaluated at once (memory)
+CHUNK_ELEMENTS = 2 ** 21
+
+
+def sphere_outside(x: np.ndarray, d: int) -> np.ndarray:
+    """W_d of eq. (23) as a function of x = ((r + eps)^2 - s^2) / (4 eps r): BetaCDF(x; (d-1)/2, (d-1)/2).
+
+    Lemma U.1: for u uniform on the unit sphere, (1 + u_1)/2 ~ Beta((d-1)/2, (d-1)/2); the point r u
+    lies outside the ball of radius s around eps e_1 iff (1 + u_1)/2 < x. In d = 1, u_1 = +-1.
+    """
+    x = np.clip(x, 0.0, 1.0)
+    if d == 1:
+        return np.where(x <= 0.0, 0.0, np.where(x >= 1.0, 1.0, 0.5))
+    a = 0.5 * (d - 1)
+    return special.betainc(a, a, x)
+
+
+class RadiusQuadrature:
+    """E f(R) for R from a radius law: trapezoid rule in z = Phi^{-1}(F(R)), with an error estimate."""
+
+    def __init__(self, law: RadiusLaw, half_nodes: int):
+        z = np.linspace(-Z_MAX, Z_MAX, 2 * half_nodes + 1)
+        u = special.ndtr(-np.abs(z))
+        with np.errstate(all="ignore"):
+            r = np.where(z <= 0, np.asarray(law.ppf(u), float), np.asarray(law.isf(u), float))
+        step = z[1] - z[0]
+        w = step * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+        w_half = np.zeros_like(w)
+        w_half[::2] = 2 * w[::2]
+        usable = np.isfinite(r) & (r > 0)
+        self.lost_mass = 2 * special.ndtr(-Z_MAX) + float(w[~usable].sum() + w_half[~usable].sum())
+        self.r, self.w, self.w_half = r[usable], w[usable], w_half[usable]
+        self.y = np.log(self.r)
+        self.half_nodes = half_nodes
+
+    def mean(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(estimate, error bound) of E values(R), values in [0, 1] given at the nodes (last axis)."""
+        full = values @ self.w
+        half = values @ self.w_half
+        err = np.abs(full - half) + self.lost_mass + 1e-13 * np.abs(full) + 1e-16
+        return full, err
+
+
+class GrowthFunction:
+    """p0(t) and p1(t) of Theorem T.1 at unit scale, for a batch of radii eps."""
+
+    def __init__(self, profile: Profile, law: RadiusLaw, d: int, half_nodes: int):
+        self.profile, self.d = profile, d
+        self.quad = RadiusQuadrature(law, half_nodes)
+
+    def _offset(self, eps, eta):
+        """r expm1(2 eta) / (4 eps) - eps / (4 r) = 1/2 - x, for rows eps and the quadrature nodes."""
+        r = self.quad.r
+        with np.errstate(invalid="ignore", over="ignore"):
+            return r * np.expm1(2.0 * eta) / (4.0 * eps) - eps / (4.0 * r)
+
+    def _mean_over_rows(self, eps, log_t, sign):
+        """E of W_d(r, s1) (sign = +1) or of 1 - W_d(r, s0) (sign = -1), rows in chunks."""
+        est, err = np.empty(eps.size), np.empty(eps.size)
+        rows = max(1, CHUNK_ELEMENTS // self.quad.r.size)
+        for lo in range(0, eps.size, rows):
+            e = eps[lo:lo + rows, None]
+            t = np.exp(log_t[lo:lo + rows])[:, None]
+            eta = self.profile.shift(self.quad.y, sign * t)
+            # 1 - W_d(x) = W_d(1 - x) by the symmetry of Beta(a, a)
+            values = sphere_outside(0.5 - sign * self._offset(e, eta), self.d)
+            est[lo:lo + rows], err[lo:lo + rows] = self.quad.mean(values)
+        return est, err
+
+    def p1_upper(self, eps: np.ndarray, log_t: np.ndarray) -> np.ndarray:
+        """Upper bound on p1 = E W_d(r, s1(r), eps), g(s1) = g(r) + t."""
+        est, err = self._mean_over_rows(eps, log_t, +1.0)
+        return est + err
+
+    def p0_lower(self, eps: np.ndarray, log_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lower bound on p0 = E [1 - W_d(r, s0(r), eps)], its error), g(s0) = g(r) - t."""
+        est, err = self._mean_over_rows(eps, log_t, -1.0)
+        return np.maximum(est - err, 0.0), err
+
+    # -- Algorithm 1, inner step: kappa with p1 = 1/2, by bracketing and the Illinois method -------
+    def solve_half(self, eps: np.ndarray, guess: np.ndarray, width: float = 1.0,
+                   progress: tqdm | None = None) -> np.ndarray:
+        """log t per radius with p1_upper(log t) <= 1/2, as close to equality as the numerics allow."""
+        f = lambda rows, u: self.p1_upper(eps[rows], u) - 0.5  # decreasing in u
+        rows = np.arange(eps.size)
+        lo, hi = guess - width, guess + width
+        f_lo, f_hi = f(rows, lo), f(rows, hi)
+        step = np.full(eps.size, width)
+        for _ in range(200):  # expand until f(lo) > 0 >= f(hi)
+            bad_lo, bad_hi = f_lo <= 0, f_hi > 0
+            if not (bad_lo.any() or bad_hi.any()):
+                break
+            step = np.where(bad_lo | bad_hi, 2 * step, step)
+            for bad, ends, values in ((bad_lo, lo, f_lo), (bad_hi, hi, f_hi)):
+                idx = np.nonzero(bad)[0]
+                if idx.size:
+                    ends[idx] = ends[idx] + (-1 if ends is lo else 1) * step[idx]
+                    values[idx] = f(idx, ends[idx])
+        else:
+            raise ArithmeticError("level set method: could not bracket kappa (p1 = 1/2); please report this")
+        side = np.zeros(eps.size, dtype=int)
+        active = np.ones(eps.size, dtype=bool)
+        for _ in range(200):
+            done = (f_hi >= -1e-14) | (hi - lo <= 1e-13 * np.maximum(1.0, np.abs(hi)))
+            if progress is not None:
+                progress.update(int((active & done).sum()))
+            active &= ~done
+            idx = np.nonzero(active)[0]
+            if idx.size == 0:
+                break
+            a, b, fa, fb = lo[idx], hi[idx], f_lo[idx], f_hi[idx]
+            c = b - fb * (b - a) / (fb - fa)
+            c = np.where((c > a) & (c < b) & np.isfinite(c), c, 0.5 * (a + b))
+            fc = f(idx, c)
+            to_hi = fc <= 0
+            same = side[idx] == np.where(to_hi, 1, -1)
+            lo[idx] = np.where(to_hi, a, c)
+            f_lo[idx] = np.where(to_hi, np.where(same, 0.5 * fa, fa), fc)
+            hi[idx] = np.where(to_hi, c, b)
+            f_hi[idx] = np.where(to_hi, fc, np.where(same, 0.5 * fb, fb))
+            side[idx] = np.where(to_hi, 1, -1)
+        return hi  # f(hi) <= 0 always: p1_upper(hi) <= 1/2
+
+
+def tangent_slope(law: RadiusLaw, d: int) -> float:
+    """An upper bound on Phi(1/2) = E[gamma^+] for gamma = u_1 g'(R) (Lemma U.1, Theorem R.1's gamma).
+
+    E[u_1^+] = Gamma(d/2) / (2 sqrt(pi) Gamma((d+1)/2)), and integrating by parts against the radius
+    density ∝ r^(d-1) e^(-g): E g'(R) = (d - 1) E[1/R] (or E[1/R] = inf, where the bound is vacuous).
+    Theorem G.6 with Phi(p) <= Phi(1/2) then gives the sound bound R(rho) >= (rho - 1/2) / Phi(1/2),
+    exact to first order at rho = 1/2. Returns inf when unavailable (d = 1 or E[1/R] = inf).
+    """
+    if d < 2:
+        return math.inf
+    log_inv_r = law.log_moment(-1.0)
+    if not math.isfinite(log_inv_r):
+        return math.inf
+    log_u = special.gammaln(d / 2) - special.gammaln((d + 1) / 2) - math.log(2 * math.sqrt(math.pi))
+    value = math.exp(math.log(d - 1) + log_u + log_inv_r)
+    numeric = type(law).__name__ == "NumericRadiusLaw"
+    return value * (1 + (1e-6 if numeric else 1e-12))
+
+
+def build_table(profile: Profile, law: RadiusLaw, d: int) -> dict:
+    """Algorithm 1 at unit scale: radii eps_i (increasing) and sound p_i (non-increasing).
+
+    Returns a dict with ``radii``, ``p``, ``slope`` (see :func:`tangent_slope`), ``half_nodes`` and
+    ``max_error`` (the largest quadrature error bound subtracted from a p_i).
+    """
+    start = time.perf_counter()
+    slope = tangent_slope(law, d)
+    eps0 = NEAR_HALF / slope if math.isfinite(slope) else 1e-6 * float(law.ppf(0.5))
+    half_nodes = 64 if d >= 64 else 256 if d >= 8 else 1024
+    with tqdm(total=None, desc=f"level-set table (d={d})", unit="radius", delay=2.0, leave=False) as bar:
+        while True:
+            growth = GrowthFunction(profile, law, d, half_nodes)
+            eps0, coarse_eps, coarse_u, p0, err0 = _coarse_walk(growth, eps0, slope)
+            if half_nodes >= MAX_HALF_NODES or np.all(err0 <= P_RTOL * np.minimum(p0, 0.5 - p0) + 1e-12):
+                break
+            half_nodes *= 2
+        n = 1 + int(math.ceil(math.log(coarse_eps[-1] / eps0) / math.log(GRID_RATIO)))
+        radii = eps0 * GRID_RATIO ** np.arange(min(n, MAX_RADII))
+        bar.total = radii.size
+        bar.refresh()
+        guess = np.interp(np.log(radii), np.log(coarse_eps), coarse_u)
+        log_t = growth.solve_half(radii, guess, width=0.05, progress=bar)
+        p, err = growth.p0_lower(radii, log_t)
+    p = np.minimum.accumulate(np.minimum(p, 0.5))
+    keep = p > 0  # a row whose p is within its error bound of 0 certifies only rho = 1
+    radii, p, err = radii[keep], p[keep], err[keep]
+    return {"radii": radii, "p": p, "slope": slope, "half_nodes": half_nodes,
+            "max_error": float(err.max()), "build_seconds": time.perf_counter() - start}
+
+
+def _coarse_walk(growth: GrowthFunction, eps0: float, slope: float):
+    """Radii eps0 * 2^k from 1/2 - p ~ NEAR_HALF up to p < P_MIN, with their log t and p0."""
+    def solve(eps):
+        guess = 2 * np.log(eps) + (math.log(0.5 * 2 * math.pi * slope ** 2) if math.isfinite(slope) else 0.0)
+        u = growth.solve_half(eps, guess)
+        p, err = growth.p0_lower(eps, u)
+        return u, p, err
+
+    for _ in range(60):  # the first radius: 1/2 - p(eps0) within a factor 4 of NEAR_HALF
+        u, p, err = solve(np.array([eps0]))
+        gap = 0.5 - p[0]
+        if gap <= 4 * NEAR_HALF:
+            break
+        eps0 *= 0.25
+    eps_list, u_list, p_list, err_list = [np.array([eps0])], [u], [p], [err]
+    eps = eps0
+    for _ in range(40):
+        batch = eps * 2.0 ** np.arange(1, 9)
+        u, p, err = solve(batch)
+        eps_list.append(batch)
+        u_list.append(u)
+        p_list.append(p)
+        err_list.append(err)
+        eps = batch[-1]
+        if p[-1] < P_MIN or batch[-1] > eps0 * GRID_RATIO ** MAX_RADII:
+            break
+    eps_all, u_all = np.concatenate(eps_list), np.concatenate(u_list)
+    p_all, err_all = np.concatenate(p_list), np.concatenate(err_list)
+    below = np.nonzero(p_all < P_MIN)[0]
+    last = below[0] if below.size else eps_all.size - 1
+    return eps0, eps_all[:last + 1], u_all[:last + 1], p_all[:last + 1], err_all[:last + 1]
+
+
+def lookup(table: dict, rho: np.ndarray) -> np.ndarray:
+    """Algorithm 2 at unit scale: the largest eps_i with p_i >= 1 - rho (0 if none), never above the
+    table; combined with the tangent bound (rho - 1/2) / Phi(1/2). rho is a float array in (1/2, 1]."""
+    radii, p = table["radii"], table["p"]
+    tail = 1.0 - rho  # exact for rho in [1/2, 1]
+    count = p.size - np.searchsorted(p[::-1], tail, side="left")  # how many p_i >= 1 - rho
+    from_table = np.where(count > 0, radii[np.maximum(count - 1, 0)], 0.0)
+    tangent = (rho - 0.5) / table["slope"]
+    return np.maximum(from_table, tangent)

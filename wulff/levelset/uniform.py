@@ -1,0 +1,80 @@
+"""Certificates for uniform noise, derived from the overlap of the support with its shift.
+
+Let q be uniform on a convex body K (scale lam = 1) and A the classifier's wrong-answer set, q(A) =
+1 - rho. Shifting by v, the shifted density equals q on K ∩ (K + v) and vanishes off K + v, so the
+shifted wrong mass is at most (1 - rho) + (1 - |K ∩ (K + v)| / |K|), with equality for the worst A.
+The classifier is certified at v iff this is < 1/2, i.e. iff the overlap fraction exceeds 3/2 - rho.
+
+* Cube [-1, 1]^d: overlap prod_i (1 - |v_i|/2).
+  - l1 (Theorem N.3): prod_i (1 - |v_i|/2) >= 1 - ||v||_1 / 2 with equality on an axis, so
+    R = 2 (rho - 1/2).
+  - linf (Theorem N.6): the worst v is a corner, (1 - eps/2)^d > 3/2 - rho, so
+    R = 2 (1 - (3/2 - rho)^(1/d)) (Table A.1 prints a square root: it is the d-th root).
+* l2 ball (Theorem S.1): two unit balls eps apart overlap in two caps of height 1 - eps/2; by
+  Lemma U.2 the overlap fraction is 2 BetaCDF(1/2 - eps/4; b, b), b = (d + 1)/2, so
+  R = 2 - 4 BetaCDF^{-1}(3/4 - rho/2; b, b).
+
+All three are exact (the worst A attains the bound), hence ``tight=True``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+from scipy import special
+
+from ..certificate import Certificate, check_adversary, rho_symbol
+from ..distributions import Distribution, Uniform
+
+#: relative shave for radii computed through special-function inverses (never round a radius up)
+_SHAVE = 1e-12
+
+
+def _cube_l1(rho, d):
+    return 2.0 * (rho - 0.5)
+
+
+def _cube_linf(rho, d):
+    # 2 (1 - (3/2 - rho)^(1/d)) = -2 expm1(log1p(1/2 - rho) / d), stable for d = 150528
+    return -2.0 * np.expm1(np.log1p(0.5 - rho) / d) * (1 - _SHAVE)
+
+
+def _ball_l2(rho, d):
+    b = 0.5 * (d + 1)
+    # 2 - 4 x = 4 (1/2 - x) with x = BetaCDF^{-1}(3/4 - rho/2; b, b) = 1 - BetaCDF^{-1}(rho/2 + 1/4; b, b)
+    x = special.betaincinv(b, b, 0.75 - 0.5 * rho)
+    return 4.0 * (0.5 - x) * (1 - _SHAVE)
+
+
+def _formula(name: str, d: int) -> sp.Expr:
+    rho = rho_symbol
+    if name == "cube-l1":
+        return 2 * (rho - sp.Rational(1, 2))
+    if name == "cube-linf":
+        return 2 * (1 - (sp.Rational(3, 2) - rho) ** sp.Rational(1, d))
+    b = sp.Rational(d + 1, 2)
+    beta_inv = sp.Function("BetaCDFinv")(sp.Rational(3, 4) - rho / 2, b, b)
+    return 2 - 4 * beta_inv
+
+
+#: (support norm, adversary) -> (name, unit radius, theorem)
+_CASES = {
+    ("inf", "l1"): ("cube-l1", _cube_l1, "Theorem N.3"),
+    ("inf", "linf"): ("cube-linf", _cube_linf, "Theorem N.6"),
+    (2, "l2"): ("ball-l2", _ball_l2, "Theorem S.1"),
+}
+
+
+def derive_uniform(q: Distribution, adversary: str) -> Certificate:
+    """The exact certificate of uniform noise: UniformCube vs l1 / linf, UniformBall vs l2.
+
+    NotImplementedError for any other distribution or adversary (the other pairs follow by norm
+    conversion, :meth:`Certificate.converted`).
+    """
+    adversary = check_adversary(adversary)
+    if not isinstance(q, Uniform) or (q.norm, adversary) not in _CASES:
+        raise NotImplementedError(f"no uniform-noise theorem for {q.name} against {adversary}")
+    name, unit, theorem = _CASES[(q.norm, adversary)]
+    d = q.d
+    return Certificate(adversary=adversary, method=f"closed form ({theorem})", lam=q.lam, d=d,
+                       radius_unit=lambda rho: unit(rho, d), formula=q.lam * _formula(name, d),
+                       Phi=None, tight=True, rho_range=(0.5, 1.0), source=repr(q))

@@ -58,9 +58,14 @@ class _NamedSpecial(sp.Function):
         args = _mp_args(self, prec + 10)
         if args is None:
             return None
-        with mpmath.workprec(prec + 10):
-            value = self._mpmath(*args)
-        return sp.Float(value, sp.core.evalf.prec_to_dps(prec))
+        try:
+            with mpmath.workprec(prec + 10):
+                value = self._mpmath(*args)
+            return sp.Float(value, sp.core.evalf.prec_to_dps(prec))
+        except (mpmath.libmp.NoConvergence, ValueError, ZeroDivisionError, OverflowError):
+            # huge shape parameters (d = 150528) defeat mpmath's series: fall back to scipy's doubles
+            value = NUMPY_FUNCTIONS[type(self).__name__](*[float(a) for a in args])
+            return sp.Float(float(value), 15)
 
     def _latex(self, printer, exp=None):
         body = self._latex_body(printer)

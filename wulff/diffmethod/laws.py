@@ -31,6 +31,9 @@ Magnitude = ConstantMagnitude | ProfileMagnitude
 #: p-grid where lines are placed: fine in the bulk and the near tail, coarse in the far tail
 _P_GRID = np.unique(np.concatenate([np.linspace(1e-4, 0.5, 1000), np.geomspace(1e-16, 0.5, 2000),
                                     np.geomspace(P_FLOOR, 1e-16, 200)]))
+#: a coarser grid for the costly sums of signs times a non-constant magnitude (Theorem P.3)
+_P_GRID_COARSE = np.unique(np.concatenate([np.linspace(1e-4, 0.5, 400), np.geomspace(1e-16, 0.5, 800),
+                                           np.geomspace(P_FLOOR, 1e-16, 60)]))
 
 
 def tabulated_quantile(tail, low: float, high: float, p: np.ndarray) -> np.ndarray:
@@ -214,7 +217,8 @@ class GammaLaw:
         if kinks.size and sign.__class__ is not StandardNormal and M.is_constant:
             c = np.concatenate([[0.0], kinks])
         else:
-            c = np.concatenate([[0.0], sign.quantile(M, _P_GRID)])
+            grid = _P_GRID_COARSE if isinstance(sign, RademacherSum) else _P_GRID
+            c = np.concatenate([[0.0], sign.quantile(M, grid)])
         c = np.unique(c[np.isfinite(c) & (c >= 0)])
         e = self.stop_loss(c)
         top = sign.sup(M)

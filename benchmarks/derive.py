@@ -76,9 +76,10 @@ def main() -> None:
         cert.radius(rho[:1000])
         radius, _ = timed(lambda cert=cert: cert.radius(rho), repeat=3)
         total_cold += cold
-        rows.append((f"{name} vs {adversary}", theorem, cert.method.split(",")[0][:34], cold, warm, disk, radius,
-                     radius / baseline))
-    print(f"d = {args.d}; radius() on {args.n:,} rho values; baseline scipy.special.ndtri: {baseline * 1e3:.1f} ms")
+        method = cert.method.split(",")[0][:34]
+        rows.append((f"{name} vs {adversary}", theorem, method, cold, warm, disk, radius, radius / baseline))
+    print(f"d = {args.d}; radius() on {args.n:,} rho values; "
+          f"baseline scipy.special.ndtri: {baseline * 1e3:.1f} ms")
     head = ("pair", "paper", "method", "cold s", "warm ms", "disk ms", "radius ms", "x ndtri")
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")

@@ -33,13 +33,20 @@ def check_adversary(adversary) -> str:
     return aliases[key]
 
 
-def _inverse_p(adversary: str) -> float:
-    return {"l1": 1.0, "l2": 0.5, "linf": 0.0}[adversary]
+def _conversion_exponent(source: str, target: str) -> sp.Rational:
+    """max(0, 1/source - 1/target) as an exact rational (0, 1/2 or 1)."""
+    inverse = {"l1": sp.Integer(1), "l2": sp.Rational(1, 2), "linf": sp.Integer(0)}
+    return max(sp.Integer(0), inverse[check_adversary(source)] - inverse[check_adversary(target)])
 
 
 def conversion_factor(source: str, target: str, d: int) -> float:
-    """C with ||eta||_source <= C ||eta||_target on R^d: C = d^max(0, 1/source - 1/target)."""
-    return float(d) ** max(0.0, _inverse_p(source) - _inverse_p(target))
+    """C with ||eta||_source <= C ||eta||_target on R^d: C = d^max(0, 1/source - 1/target).
+
+    Hoelder's inequality; C is attained (by e_1 when the exponent is 0, by (1, ..., 1) otherwise), so
+    no smaller constant is valid for every eta. A radius R against ``source`` is therefore a radius
+    R / C against ``target``: ||eta||_target < R / C implies ||eta||_source < R.
+    """
+    return float(d) ** float(_conversion_exponent(source, target))
 
 
 def as_rho_array(rho) -> np.ndarray:
@@ -100,14 +107,21 @@ class Certificate:
         target = check_adversary(adversary)
         if target == self.adversary:
             return self
+        exponent = _conversion_exponent(self.adversary, target)
         c = conversion_factor(self.adversary, target, self.d)
+        exact_c = sp.Integer(self.d) ** exponent
         unit = self._radius_unit
+
+        def converted_unit(rho):  # R / C, rounded toward 0 (never up); inf stays inf
+            scaled = np.asarray(unit(rho), dtype=np.float64) / c
+            return np.where(np.isfinite(scaled), np.nextafter(scaled, 0.0), scaled)
+
         return Certificate(
             adversary=target, lam=self.lam, d=self.d,
             method=f"{self.method}, {self.adversary} -> {target} norm conversion"
-                   + ("" if c == 1 else f" (/{c:.6g})"),
-            radius_unit=unit if c == 1 else (lambda rho: np.asarray(unit(rho)) / c),
-            formula=None if self.formula is None else self.formula / sp.sympify(c),
+                   + ("" if c == 1 else f" (/{exact_c})"),
+            radius_unit=unit if c == 1 else converted_unit,
+            formula=None if self.formula is None else self.formula / exact_c,
             Phi=None, tight=False, rho_range=self.rho_range, source=self.source)
 
     def __repr__(self) -> str:

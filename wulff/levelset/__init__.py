@@ -8,7 +8,7 @@
 Both raise NotImplementedError for pairs they do not handle (the best-certificate selector asks every
 provider about every adversary).
 """
-from .spherical import LevelSetCertificate, derive, spherical_form, table_for
+from .spherical import LevelSetCertificate, certified_tail, derive, spherical_form, table_for
 from .uniform import derive_uniform
 
-__all__ = ["derive", "derive_uniform", "LevelSetCertificate", "spherical_form", "table_for"]
+__all__ = ["derive", "derive_uniform", "certified_tail", "LevelSetCertificate", "spherical_form", "table_for"]

@@ -8,7 +8,7 @@ from ..cache import cached
 from ..certificate import Certificate, check_adversary
 from ..distributions import Distribution, Radial
 from .profiles import profile_of
-from .table import TABLE_VERSION, build_table, lookup
+from .table import TABLE_VERSION, build_table, lookup, tail_bound
 
 METHOD = "level-set table (Theorem T.1, Algorithms 1-2)"
 
@@ -58,3 +58,11 @@ def derive(q: Distribution, adversary: str = "l2") -> LevelSetCertificate:
         raise NotImplementedError(f"the level set method certifies against l2 only, not {adversary}")
     radial = spherical_form(q)
     return LevelSetCertificate(table_for(radial), lam=q.lam, d=q.d, source=repr(q))
+
+
+def certified_tail(q: Distribution, radius) -> np.ndarray:
+    """Algorithm 1's p for given l2 radii (lam included): the largest 1 - rho at which the level set
+    method certifies ``radius``, as a sound lower bound (no table, no rounding)."""
+    radial = spherical_form(q)
+    radii = np.asarray(radius, dtype=float)
+    return tail_bound(profile_of(radial), radial.radius_law, radial.d, radii / q.lam).reshape(radii.shape)

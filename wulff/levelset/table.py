@@ -198,6 +198,24 @@ def tangent_slope(law: RadiusLaw, d: int) -> float:
     return value * (1 + (1e-6 if numeric else 1e-12))
 
 
+def initial_half_nodes(d: int) -> int:
+    """Starting quadrature size: W_d has kinks of order (d-1)/2 where caps vanish, so low d needs more."""
+    return 64 if d >= 64 else 256 if d >= 8 else 1024
+
+
+def tail_bound(profile: Profile, law: RadiusLaw, d: int, radii: np.ndarray,
+               half_nodes: int | None = None) -> np.ndarray:
+    """Sound p(eps) (Theorem T.1) at arbitrary unit-scale radii: eps is certified iff 1 - rho <= p."""
+    radii = np.asarray(radii, dtype=float).ravel()
+    if np.any(~(radii > 0)) or not np.all(np.isfinite(radii)):
+        raise ValueError(f"radii must be finite and > 0; got {radii[~(radii > 0) | ~np.isfinite(radii)][:3]}")
+    growth = GrowthFunction(profile, law, d, half_nodes or initial_half_nodes(d))
+    slope = tangent_slope(law, d)
+    guess = 2 * np.log(radii) + (math.log(math.pi * slope ** 2) if math.isfinite(slope) else 0.0)
+    p, _ = growth.p0_lower(radii, growth.solve_half(radii, guess))
+    return np.minimum(p, 0.5)
+
+
 def build_table(profile: Profile, law: RadiusLaw, d: int) -> dict:
     """Algorithm 1 at unit scale: radii eps_i (increasing) and sound p_i (non-increasing).
 
@@ -207,7 +225,7 @@ def build_table(profile: Profile, law: RadiusLaw, d: int) -> dict:
     start = time.perf_counter()
     slope = tangent_slope(law, d)
     eps0 = NEAR_HALF / slope if math.isfinite(slope) else 1e-6 * float(law.ppf(0.5))
-    half_nodes = 64 if d >= 64 else 256 if d >= 8 else 1024
+    half_nodes = initial_half_nodes(d)
     with tqdm(total=None, desc=f"level-set table (d={d})", unit="radius", delay=2.0, leave=False) as bar:
         while True:
             growth = GrowthFunction(profile, law, d, half_nodes)
@@ -232,7 +250,7 @@ def build_table(profile: Profile, law: RadiusLaw, d: int) -> dict:
 def _coarse_walk(growth: GrowthFunction, eps0: float, slope: float):
     """Radii eps0 * 2^k from 1/2 - p ~ NEAR_HALF up to p < P_MIN, with their log t and p0."""
     def solve(eps):
-        guess = 2 * np.log(eps) + (math.log(0.5 * 2 * math.pi * slope ** 2) if math.isfinite(slope) else 0.0)
+        guess = 2 * np.log(eps) + (math.log(math.pi * slope ** 2) if math.isfinite(slope) else 0.0)
         u = growth.solve_half(eps, guess)
         p, err = growth.p0_lower(eps, u)
         return u, p, err

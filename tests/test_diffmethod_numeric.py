@@ -215,3 +215,29 @@ def test_symbolic_expinf_l1_matches_the_issue():
                        * (2 * sp.Symbol("rho") - 1) / (a - sp.Symbol("d", positive=True, integer=True))) == 0
     with pytest.raises(NotImplementedError):
         derive_symbolic(r ** 3, 1, "linf")
+
+
+def test_iid_linf_with_bounded_slope_uses_the_convex_order_bound():
+    """|phi'| <= L: sum_i phi'(X_i) <=_cx L (2 Bin(d, 1/2) - d), so the radius is the Laplace one over L."""
+    rho = np.array([0.6, 0.9, 0.99])
+    logistic = derive(D.IID(2 * sp.log(sp.cosh(t / 2)), 7, lam=1.5), "linf")  # |phi'| = |tanh(t/2)| <= 1
+    pareto = derive(D.Pareto(7, a=3, lam=1.5), "linf")  # |phi'| = 4 / (1 + |t|) <= 4
+    laplace = derive(D.Laplace(7, lam=1.5), "linf")
+    assert laplace.method == "exact (discrete law)" and logistic.method.startswith("convex-order bound")
+    np.testing.assert_allclose(logistic.radius(rho), laplace.radius(rho), rtol=1e-12)
+    np.testing.assert_allclose(pareto.radius(rho), laplace.radius(rho) / 4, rtol=1e-12)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: D.Radial(r + sp.sin(r) / 2, "inf", 5, lam=1), lambda: D.Radial(sp.exp(r), "inf", 5, lam=1),
+    lambda: D.IID(sp.cosh(t) - 1, 5, lam=1), lambda: D.IID(sp.Abs(t) + t ** 2, 5, lam=1),
+    lambda: D.Radial(r ** 2 - 3 * sp.log(r), 1, 5, lam=1), lambda: D.Radial(20 * sp.log(1 + r ** 2), 2, 5, lam=1)])
+def test_unusual_profiles_give_a_certificate_or_not_implemented(make):
+    q = make()
+    for adversary in ("l1", "l2", "linf"):
+        try:
+            cert = derive(q, adversary)
+        except NotImplementedError:
+            continue
+        got = cert.radius(np.array([0.5, 0.7, 0.99, 1.0]))
+        assert got[0] == 0 and np.all(np.diff(got) >= 0) and np.all(got[1:3] > 0)

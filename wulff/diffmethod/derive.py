@@ -30,7 +30,7 @@ from .envelope import Envelope, TangentTable
 from .structure import RADIAL_SIGNS, gamma_law
 
 #: bump when the payload format or the mathematics changes (invalidates disk caches)
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: relative margin taken off closed-form radii evaluated in floating point (away from rho = 1/2, a
 #: formula's relative error is below ~1e-16 / (rho - 1/2) <= 1e-9)
 CLOSED_FORM_MARGIN = 1e-8
@@ -156,7 +156,7 @@ def _build_payload(q: Distribution, adversary: str) -> dict:
         closed = _closed_form_payload(form, adversary)
         return {"kind": "closed-form+quadrature" if closed else "quadrature", "closed": closed,
                 "envelope": envelope.to_payload(), "law": law.describe(), "theorem": law.theorem,
-                "structure": form.structure(), "exact": law.magnitude.is_constant}
+                "structure": form.structure(), "discrete": law.magnitude.is_constant, "exact": law.exact}
     return {"kind": "unsupported", "reason": "; ".join(dict.fromkeys(reasons))}
 
 
@@ -264,7 +264,9 @@ def _method(payload: dict) -> str:
         return "closed-form"
     if kind == "closed-form+quadrature":
         return f"closed-form for rho <= {payload['closed']['rho_max']:.12g}, quadrature beyond"
-    return "exact (discrete law)" if payload.get("exact") else "quadrature"
+    if not payload.get("exact", True):
+        return "convex-order bound (discrete dominating law)"
+    return "exact (discrete law)" if payload.get("discrete") else "quadrature"
 
 
 def _certificate(payload: dict, q: Distribution, adversary: str, key) -> Certificate:

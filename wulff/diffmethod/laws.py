@@ -196,10 +196,12 @@ class StandardNormal:
 class GammaLaw:
     """gamma_u = S * M with S a sign law and M >= 0 independent (see the module docstring)."""
 
-    def __init__(self, sign, magnitude: Magnitude, theorem: str = ""):
+    def __init__(self, sign, magnitude: Magnitude, theorem: str = "", exact: bool = True):
         self.sign = sign
         self.magnitude = magnitude
         self.theorem = theorem
+        #: False when S * M only dominates gamma_u in the convex order (a sound, looser law)
+        self.exact = exact
 
     def describe(self) -> str:
         m = self.magnitude

@@ -197,11 +197,11 @@ class ProfileMagnitude:
         for point, side in ((0, "+"), (sp.oo, "-")):
             try:
                 lim = sp.limit(sp.Abs(self.expr), r_symbol, point, side)
+                ends.append(float(lim))  # an AccumBounds (oscillation) or a symbol fails here
             except (NotImplementedError, ValueError, TypeError):
                 return math.inf
-            if lim.is_finite is not True:
+            if not math.isfinite(ends[-1]):
                 return math.inf
-            ends.append(float(lim))
         return float(max(np.max(self.values), *ends))
 
     @cached_property

@@ -66,23 +66,32 @@ def bounded_slope(phi: sp.Expr) -> float | None:
     ends = []
     for point, side in ((0, "+"), (sp.oo, "-")):
         try:
-            lim = sp.limit(sp.Abs(h), r_symbol, point, side)
+            ends.append(float(sp.limit(sp.Abs(h), r_symbol, point, side)))
         except (NotImplementedError, ValueError, TypeError):
             return None
-        if lim.is_finite is not True:
+        if not math.isfinite(ends[-1]):
             return None
-        ends.append(float(lim))
-    critical = [float(s) for s in _positive_roots(sp.diff(h, r_symbol))]
-    values = ends + [abs(float(h.subs(r_symbol, s))) for s in critical]
-    return max(values) if values else None
+    slope = sp.simplify(sp.diff(h, r_symbol))
+    try:
+        roots = [] if slope == 0 else _positive_roots(slope)
+        critical = [abs(float(h.subs(r_symbol, s))) for s in roots]
+    except (TypeError, ValueError):
+        return None
+    return max(ends + critical)
 
 
 def _positive_roots(expr: sp.Expr) -> list:
+    """The roots of expr on r > 0; raises ValueError when sympy cannot list them (then the supremum
+    of |phi'| is not known and no bound is claimed)."""
     try:
         sol = sp.solveset(expr, r_symbol, sp.Interval.open(0, sp.oo))
-    except (NotImplementedError, TypeError, ValueError):
+    except (NotImplementedError, TypeError) as exc:
+        raise ValueError("roots of phi'' unknown") from exc
+    if sol is sp.S.EmptySet:
         return []
-    return list(sol) if isinstance(sol, sp.FiniteSet) else []
+    if not isinstance(sol, sp.FiniteSet):
+        raise ValueError("roots of phi'' unknown")
+    return list(sol)
 
 
 def gamma_law(q: Distribution, adversary: str) -> GammaLaw:
@@ -114,8 +123,10 @@ def _iid_law(q: IID, adversary: str) -> GammaLaw:
         if L is None:
             raise NotImplementedError(f"IID x linf needs |phi'| bounded (or phi quadratic) for a sound law of "
                                       f"the sum; phi = {q.phi} has an unbounded derivative")
-        return GammaLaw(RademacherSum(q.d), ConstantMagnitude(L),
-                        theorem="Theorem P.2 (convex-order bound by L * (2 Bin(d, 1/2) - d))")
+        exact = r_symbol not in profile_derivative(q).free_symbols  # |phi'| = L a.s. (Laplace)
+        return GammaLaw(RademacherSum(q.d), ConstantMagnitude(L), exact=exact,
+                        theorem="Theorem P.2" if exact else "Theorem P.2 with the convex-order bound "
+                                                            "sum_i phi'(X_i) <=_cx L (2 Bin(d, 1/2) - d)")
     raise NotImplementedError(f"IID x {adversary} is only derived for quadratic phi (Gaussian); "
                               f"phi = {q.phi}. Use the l1 or l2 certificate with a norm conversion.")
 

@@ -241,3 +241,25 @@ def test_unusual_profiles_give_a_certificate_or_not_implemented(make):
             continue
         got = cert.radius(np.array([0.5, 0.7, 0.99, 1.0]))
         assert got[0] == 0 and np.all(np.diff(got) >= 0) and np.all(got[1:3] > 0)
+
+
+def test_iid_neither_log_concave_nor_log_convex_against_an_independent_stop_loss_minimum():
+    """phi = 3 log(1 + t^2): phi'(t) = 6 t / (1 + t^2) rises then falls. Phi(p) = min_c [c p + E(gamma - c)_+]
+    (Rockafellar-Uryasev), with E(gamma - c)_+ = E(|phi'(X)| - c)_+ / 2, each by scipy quadrature here."""
+    phi_prime = lambda x: 6 * x / (1 + x * x)  # noqa: E731
+    norm = integrate.quad(lambda x: (1 + x * x) ** -3, 0, np.inf)[0]
+
+    def excess(c):  # E(|phi'(|X|)| - c)_+ over |X| with density (1 + x^2)^-3 / norm on (0, inf)
+        if c >= 3:
+            return 0.0
+        lo, hi = sorted(np.roots([c, -6, c]).real) if c > 0 else (0.0, np.inf)
+        return integrate.quad(lambda x: (phi_prime(x) - c) * (1 + x * x) ** -3, lo, hi, epsabs=0,
+                              epsrel=1e-12)[0] / norm
+
+    def Phi(p):
+        res = optimize.minimize_scalar(lambda c: c * p + excess(c) / 2, bounds=(0, 3), method="bounded",
+                                       options={"xatol": 1e-12})
+        return res.fun
+    rho = np.array([0.6, 0.9])
+    ref = [integrate.quad(lambda p: 1 / Phi(p), 1 - x, 0.5, epsrel=1e-9)[0] for x in rho]
+    below(derive(D.IID(3 * sp.log(1 + t ** 2), 4, lam=1.0), "l1").radius(rho), ref, 1e-4)

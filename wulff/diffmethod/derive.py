@@ -23,6 +23,7 @@ from wulff.certificate import Certificate, check_adversary
 from wulff.distributions import IID, Distribution, Radial
 from wulff.distributions import r as r_symbol
 from wulff.distributions import t as t_symbol
+from wulff.distributions.symbols import norm_key
 from wulff.special import lambdify_numpy
 
 from .closed_forms import ClosedForm, GammaSpec, closed_form, p, recognize_law, rho
@@ -96,7 +97,7 @@ def derive_symbolic(profile, structure, adversary: str, d=None, lam=None) -> Clo
     """
     d = sp.Symbol("d", positive=True, integer=True) if d is None else sp.sympify(d)
     lam = sp.Symbol("lam", positive=True) if lam is None else sp.sympify(lam)
-    structure = structure if structure == "iid" else _norm_key(structure)
+    structure = structure if structure == "iid" else norm_key(structure)
     spec = spec_from_profile(structure, sp.sympify(profile), adversary, d)
     form = closed_form(spec, assume=True) if spec is not None else None
     if form is None:
@@ -111,11 +112,6 @@ def _tidy(expr: sp.Expr) -> sp.Expr:
         return sp.Piecewise(*[(sp.simplify(e), c) for e, c in expr.args])
     simpler = sp.gammasimp(expr)
     return simpler if len(simpler.atoms(sp.gamma)) < len(expr.atoms(sp.gamma)) else expr
-
-
-def _norm_key(structure):
-    from wulff.distributions.symbols import norm_key
-    return norm_key(structure)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -60,9 +60,11 @@ def derive(q: Distribution, adversary: str = "l2") -> LevelSetCertificate:
     return LevelSetCertificate(table_for(radial), lam=q.lam, d=q.d, source=repr(q))
 
 
-def certified_tail(q: Distribution, radius) -> np.ndarray:
+def certified_tail(q: Distribution, radius, *, half_nodes: int | None = None) -> np.ndarray:
     """Algorithm 1's p for given l2 radii (lam included): the largest 1 - rho at which the level set
-    method certifies ``radius``, as a sound lower bound (no table, no rounding)."""
+    method certifies ``radius``, as a sound lower bound (no table, no rounding). ``half_nodes`` sets
+    the quadrature size (default: the table's starting size; more is tighter at very low d)."""
     radial = spherical_form(q)
     radii = np.asarray(radius, dtype=float)
-    return tail_bound(profile_of(radial), radial.radius_law, radial.d, radii / q.lam).reshape(radii.shape)
+    law = radial.radius_law
+    return tail_bound(profile_of(radial), law, radial.d, radii / q.lam, half_nodes).reshape(radii.shape)

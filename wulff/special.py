@@ -49,6 +49,11 @@ class _NamedSpecial(sp.Function):
     """Common machinery: numeric evaluation through mpmath at the requested precision."""
 
     latex_name = ""
+    pretty_name = ""
+
+    def _pretty(self, printer):
+        unicode = getattr(printer, "_use_unicode", True)
+        return printer._print_Function(self, func_name=(self.pretty_name if unicode else "") or type(self).__name__)
 
     @classmethod
     def _mpmath(cls, *args):
@@ -80,6 +85,7 @@ class NormalQuantile(_NamedSpecial):
 
     nargs = 1
     latex_name = r"\Phi^{-1}"
+    pretty_name = "Φ⁻¹"
 
     @classmethod
     def eval(cls, y):
@@ -114,6 +120,7 @@ class GammaIncInv(_NamedSpecial):
 
     nargs = 2
     latex_name = r"P^{-1}"
+    pretty_name = "P⁻¹"
 
     @classmethod
     def eval(cls, a, y):
@@ -134,6 +141,7 @@ class GammaIncCInv(_NamedSpecial):
 
     nargs = 2
     latex_name = r"Q^{-1}"
+    pretty_name = "Q⁻¹"
 
     @classmethod
     def eval(cls, a, y):
@@ -154,6 +162,7 @@ class BetaIncInv(_NamedSpecial):
 
     nargs = 3
     latex_name = r"I^{-1}"
+    pretty_name = "I⁻¹"
 
     @classmethod
     def eval(cls, a, b, y):
@@ -178,6 +187,7 @@ class BetaPrimeCDF(_NamedSpecial):
 
     nargs = 3
     latex_name = r"\Upsilon"
+    pretty_name = "Υ"
 
     @classmethod
     def eval(cls, x, a, b):
@@ -200,6 +210,7 @@ class BetaPrimeCDFInv(_NamedSpecial):
 
     nargs = 3
     latex_name = r"\Upsilon^{-1}"
+    pretty_name = "Υ⁻¹"
 
     @classmethod
     def eval(cls, y, a, b):

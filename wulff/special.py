@@ -53,7 +53,8 @@ class _NamedSpecial(sp.Function):
 
     def _pretty(self, printer):
         unicode = getattr(printer, "_use_unicode", True)
-        return printer._print_Function(self, func_name=(self.pretty_name if unicode else "") or type(self).__name__)
+        name = (self.pretty_name if unicode else "") or type(self).__name__
+        return printer._print_Function(self, func_name=name)
 
     @classmethod
     def _mpmath(cls, *args):

@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
               else f"Phi(p) for p >= {1 - cert.formula_rho_max:.6g}", cert.Phi_formula)
         _show("certified radius R(rho)", cert.formula)
         if cert.formula_rho_max is not None:
-            print(f"  (the formula holds for rho <= {cert.formula_rho_max:.12g}; the radii below are exact "
-                  "beyond it too)")
+            print(f"  (the formula holds for rho <= {cert.formula_rho_max:.12g}; beyond it the radii below "
+                  "come from the sound quadrature bound)")
         radii = cert.radius(rho)
         print("rho        radius")
         for x, value in zip(rho, radii):

@@ -11,8 +11,9 @@ away) and r ~ the radius law of q (Lemma U.3):
     p0(t) = q(NP)     = E_r [1 - W_d(r, s0(r), eps)]
     p1(t) = q(NP - v) = E_r W_d(r, s1(r), eps).
 
-(This is Theorem T.1 with kappa read as the likelihood ratio of the shifted density; the paper's
-statement attaches the two thresholds the other way round.) A classifier with q-mass p0 of wrong
+(This is Theorem T.1 with kappa read as q(w - v) / q(w) on NP; the paper writes
+NP_kappa = {q(x - v) >= q(x) / kappa}, i.e. its kappa is our 1 / kappa, hence its thresholds
+q-bar^{-1}(q-bar(r) / kappa) for p0 and q-bar^{-1}(q-bar(r) kappa) for p1.) A classifier with q-mass p0 of wrong
 answers keeps a majority at every shift of norm eps iff p1 < 1/2, so Algorithm 1 tabulates, for radii
 eps_1 < ... < eps_N, p_i = p0(t_i) with p1(t_i) = 1/2, and Algorithm 2 certifies eps_i whenever
 1 - rho <= p_i, rounding rho down to the table.

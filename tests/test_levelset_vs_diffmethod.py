@@ -74,3 +74,17 @@ def test_lookup_loses_under_half_a_percent_at_d_3072(q):
     level_set = derive(q, "l2").radius(rho)
     differential = diffmethod.derive(q, "l2").radius(rho)
     assert np.all(level_set >= 0.995 * differential)
+
+
+def test_declared_profile_table_dominates_the_differential_method():
+    """A profile with no standard radius law (numeric law, generic level shifts): on the table's grid
+    the level set radius is at least the differential one."""
+    from wulff.distributions import Radial, r
+    q = Radial(r ** 2 / 2 + r, 2, 64, lam=1.0)
+    cert = derive(q, "l2")
+    radii, p = cert.table["radii"], cert.table["p"]
+    assert np.all(np.diff(radii) > 0) and np.all(np.diff(p) <= 0)
+    inside = p > 1e-15  # 1 - p is representable
+    r_diff = diffmethod.derive(q, "l2").radius(1 - p[inside])
+    assert np.all(radii[inside] >= r_diff - 1e-9)
+    assert np.max(radii[inside] / r_diff) < 1.01  # and close to it at d = 64

@@ -200,3 +200,16 @@ def test_power2_heavy_tail_table_is_monotone_and_covers_the_tail():
     assert p[-1] < 1e-4  # rho = 0.9999 is inside the table
     rho = np.linspace(0.5, 1 - p[-1], 500)
     assert np.all(np.diff(cert.radius(rho)) >= 0)
+
+
+def test_numeric_radius_law_path_reproduces_the_gaussian():
+    """The log-radius rule used for numeric laws (quantiles only interpolated): with the Gaussian
+    profile's law built numerically, Algorithm 1 still gives p(eps) = 1 - Phi(eps)."""
+    from wulff.distributions import NumericRadiusLaw
+    from wulff.levelset.table import tail_bound
+    d = 50
+    law = NumericRadiusLaw(r ** 2 / 2, d)
+    eps = np.array([1e-3, 0.3, 1.0, 2.5, 4.0])
+    p = tail_bound(PowerProfile(0.5, 2.0, 0.0), law, d, eps)
+    np.testing.assert_allclose(p, norm.sf(eps), rtol=1e-6)
+    assert np.all(p <= norm.sf(eps) * (1 + 1e-9))

@@ -28,7 +28,7 @@ import sympy as sp
 from scipy import special as sc
 
 __all__ = ["NormalQuantile", "GammaIncInv", "GammaIncCInv", "BetaIncInv", "BetaPrimeCDF", "BetaPrimeCDFInv",
-           "NUMPY_FUNCTIONS", "lambdify_numpy"]
+           "NUMPY_FUNCTIONS", "float_coefficients", "lambdify_numpy"]
 
 
 def _mp_args(fn: sp.Function, prec: int) -> list | None:
@@ -257,6 +257,19 @@ NUMPY_FUNCTIONS = {
 }
 
 
+def float_coefficients(expr: sp.Expr, digits: int = 20) -> sp.Expr:
+    """expr with every non-integer rational, and every integer beyond 2^53, replaced by a Float.
+
+    Profiles built from floats (k = 1.2436338547524 becomes 124363385475241/100000000000000) would
+    otherwise lambdify to exact Python integer arithmetic, which can overflow ("int too large to
+    convert to float") long before the float value does.
+    """
+    big = 2 ** 53
+    swap = {n: sp.Float(n, digits) for n in expr.atoms(sp.Rational)
+            if not n.is_Integer or abs(int(n)) > big}
+    return expr.xreplace(swap) if swap else expr
+
+
 def lambdify_numpy(args, expr: sp.Expr):
-    """sympy.lambdify with the named special functions mapped to scipy."""
-    return sp.lambdify(args, expr, modules=[NUMPY_FUNCTIONS, "scipy", "numpy"])
+    """sympy.lambdify with the named special functions mapped to scipy and float coefficients."""
+    return sp.lambdify(args, float_coefficients(sp.sympify(expr)), modules=[NUMPY_FUNCTIONS, "scipy", "numpy"])

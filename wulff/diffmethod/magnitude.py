@@ -25,6 +25,7 @@ from scipy import integrate
 
 from wulff.distributions import BallRadiusLaw, BetaPrimePowerLaw, GammaPowerLaw, RadiusLaw
 from wulff.distributions import r as r_symbol
+from wulff.special import lambdify_numpy
 
 #: Gauss-Legendre rule used on every cell (exact for polynomials of degree 31)
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(16)
@@ -94,8 +95,8 @@ class ProfileMagnitude:
     def __init__(self, h: sp.Expr, law: RadiusLaw):
         self.expr = sp.sympify(h)
         self.law = law
-        self._signed = sp.lambdify(r_symbol, self.expr, modules=["numpy", "scipy"])
-        self._dh = sp.lambdify(r_symbol, sp.diff(self.expr, r_symbol), modules=["numpy", "scipy"])
+        self._signed = lambdify_numpy(r_symbol, self.expr)
+        self._dh = lambdify_numpy(r_symbol, sp.diff(self.expr, r_symbol))
         self._build_cells()
 
     # -- construction ----------------------------------------------------------------------------
@@ -114,24 +115,24 @@ class ProfileMagnitude:
 
     def _sign_changes(self, fn, probe: np.ndarray) -> list[float]:
         """Roots of fn between consecutive probe points where it changes sign (bisection)."""
-        with np.errstate(all="ignore"):
-            values = np.broadcast_to(np.asarray(fn(probe), dtype=float), probe.shape)
-        s = np.sign(values)
         roots = []
-        for i in np.nonzero((s[:-1] * s[1:]) < 0)[0]:
-            lo, hi, slo = probe[i], probe[i + 1], s[i]
-            for _ in range(100):
-                mid = 0.5 * (lo + hi)
-                if np.sign(float(fn(mid))) == slo:
-                    lo = mid
-                else:
-                    hi = mid
-            roots.append(0.5 * (lo + hi))
+        with np.errstate(all="ignore"):  # fn may overflow at extreme radii: only its sign matters
+            values = np.broadcast_to(np.asarray(fn(probe), dtype=float), probe.shape)
+            s = np.sign(values)
+            for i in np.nonzero((s[:-1] * s[1:]) < 0)[0]:
+                lo, hi, slo = probe[i], probe[i + 1], s[i]
+                for _ in range(100):
+                    mid = 0.5 * (lo + hi)
+                    if np.sign(float(fn(mid))) == slo:
+                        lo = mid
+                    else:
+                        hi = mid
+                roots.append(0.5 * (lo + hi))
         return roots
 
     def _build_cells(self) -> None:
         x = _quantile_boundaries(self.law)
-        probe = np.sort(np.concatenate([x, np.sqrt(x[:-1] * x[1:])]))
+        probe = np.sort(np.concatenate([x, np.sqrt(x[:-1]) * np.sqrt(x[1:])]))  # geometric means, no overflow
         critical = self._sign_changes(self._dh, probe) + self._sign_changes(self._signed, probe)
         x = np.unique(np.concatenate([x, critical]))
         y = np.log(x)
@@ -271,7 +272,8 @@ class ProfileMagnitude:
         for v, _yb, smass, _smom in self._runs:
             k = np.searchsorted(v, flat, side="right") - 1
             kk = np.clip(k, 0, len(v) - 2)
-            frac = np.clip((v[kk + 1] - flat) / np.maximum(v[kk + 1] - v[kk], 1e-300), 0.0, 1.0)
+            with np.errstate(over="ignore", invalid="ignore"):  # a huge ratio is clipped to 1 anyway
+                frac = np.clip((v[kk + 1] - flat) / np.maximum(v[kk + 1] - v[kk], 1e-300), 0.0, 1.0)
             cell = smass[kk] - smass[kk + 1]
             out += np.where(k < 0, smass[0], np.where(k >= len(v) - 1, 0.0, smass[kk + 1] + frac * cell))
         return out.reshape(t.shape)

@@ -24,6 +24,7 @@ import sympy as sp
 
 from ..distributions import BetaPrimePowerLaw, GammaPowerLaw, Radial
 from ..distributions.symbols import r as r_symbol
+from ..special import lambdify_numpy
 
 #: profiles g with sup |j| below this are treated as j = 0 (the law stores shape = (d - j)/k)
 _J_ZERO = 1e-12
@@ -109,7 +110,7 @@ class GenericProfile(Profile):
         derivative = self.g.subs(r_symbol, sp.exp(y))
         self._derivatives = []
         for _ in range(self.DEGREE + 1):  # G, G', ..., G^(DEGREE)
-            self._derivatives.append(sp.lambdify(y, derivative, modules=["numpy", "scipy"]))
+            self._derivatives.append(lambdify_numpy(y, derivative))
             derivative = sp.diff(derivative, y)
         self.G_at_zero = _limit_at_zero(self.g)
         self.key = ("generic", sp.srepr(self.g))
@@ -191,7 +192,7 @@ def _limit_at_zero(g: sp.Expr) -> float:
     except (NotImplementedError, TypeError, ValueError):
         pass
     with np.errstate(all="ignore"):
-        return float(sp.lambdify(r_symbol, g, modules=["numpy", "scipy"])(1e-300))
+        return float(lambdify_numpy(r_symbol, g)(1e-300))
 
 
 def _is_increasing(radial: Radial, profile: Profile) -> bool:

@@ -146,16 +146,19 @@ class SphereCoordinate:
         c = np.asarray(c, dtype=float)
         for chunk in range(0, len(c), 64):
             cc = c[chunk:chunk + 64, None]
+            with np.errstate(over="ignore"):  # c / tiny atom = inf: that atom's stop-loss term is 0
+                ratio = cc / values[None, :]
             total[chunk:chunk + 64] = (probs[None, :] * values[None, :]
-                                       * self.unit_stop_loss(cc / values[None, :])).sum(axis=1)
+                                       * self.unit_stop_loss(ratio)).sum(axis=1)
         return (total + M.lost_moment) * (1 + 1e-12)
 
     def tail(self, M: Magnitude, c: np.ndarray) -> np.ndarray:
         if M.is_constant:
             return special.betainc(self.alpha, self.alpha, np.clip((1 - c / M.m) / 2, 0, 1))
         values, probs = M.two_point_atoms()
-        return (probs[None, :] * special.betainc(self.alpha, self.alpha,
-                                                 np.clip((1 - c[:, None] / values[None, :]) / 2, 0, 1))).sum(1)
+        with np.errstate(over="ignore"):  # c / tiny atom = inf: clipped to a zero tail below
+            ratio = c[:, None] / values[None, :]
+        return (probs[None, :] * special.betainc(self.alpha, self.alpha, np.clip((1 - ratio) / 2, 0, 1))).sum(1)
 
     def sup(self, M: Magnitude) -> float:
         return M.sup

@@ -168,7 +168,7 @@ class BetaPrimePowerLaw(RadiusLaw):
         return z / (1.0 + z), 1.0 / (1.0 + z)
 
     def _from_beta(self, b, one_minus_b):
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore"):  # b -> 1 is the quantile at infinity
             return np.power(np.asarray(b) / np.asarray(one_minus_b) / self.c, 1.0 / self.k)
 
     def cdf(self, x):

@@ -13,12 +13,7 @@ from wulff.distributions import Gaussian, Laplace, Power2, UniformBall, UniformC
 RHO = np.array([0.3, 0.5, 0.5001, 0.6, 0.8, 0.95, 0.99, 0.9999])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def private_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WULFF_CACHE_DIR", str(tmp_path_factory.mktemp("wulff-cache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def _line(slope, name, tight=False):

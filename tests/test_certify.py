@@ -21,14 +21,7 @@ from scipy.stats import norm as normal
 import wulff.distributions as D
 from wulff.certify import ABSTAIN, Certification, Smoothed, clopper_pearson_lower
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: one intra-op thread is fastest and immune to a busy CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class HalfSpace(torch.nn.Module):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import sympy as sp
 import torch
-from scipy import special
+from references import theorem_r1
 from scipy.stats import norm
 
 import wulff.levelset.table as table_module
@@ -18,21 +18,8 @@ from wulff.levelset import certified_tail, derive, spherical_form
 from wulff.levelset.profiles import GenericProfile, LogPowerProfile, PowerProfile, profile_of
 from wulff.levelset.table import GRID_RATIO, GrowthFunction, tangent_slope
 
+pytestmark = pytest.mark.usefixtures("private_cache")
 
-@pytest.fixture(autouse=True, scope="module")
-def private_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WULFF_CACHE_DIR", str(tmp_path_factory.mktemp("wulff-cache")))
-    yield
-    mp.undo()
-
-
-def theorem_r1(rho, d):
-    """Theorem R.1 for exp(-||x||_2) (lam = 1): (d-1) arctanh(1 - 2 BetaCDF^{-1}(1 - rho)), written as
-    (d-1)/2 log((1-x)/x) so that it stays finite for rho near 1."""
-    a = (d - 1) / 2
-    x = special.betaincinv(a, a, 1 - np.asarray(rho, float))
-    return (d - 1) / 2 * np.log((1 - x) / x)
 
 
 # ---------------------------------------------------------------------------------------------

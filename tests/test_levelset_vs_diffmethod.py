@@ -4,32 +4,18 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipy import special
+from references import theorem_r1
 
+from wulff import diffmethod
 from wulff.distributions import Exp2, Power2
 from wulff.levelset import certified_tail, derive
 
-diffmethod = pytest.importorskip("wulff.diffmethod")
+pytestmark = pytest.mark.usefixtures("private_cache")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def private_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WULFF_CACHE_DIR", str(tmp_path_factory.mktemp("wulff-cache")))
-    yield
-    mp.undo()
-
-
-def theorem_r1(rho, d):
-    """Theorem R.1 (lam = 1), written (d-1)/2 log((1-x)/x) with x = BetaCDF^{-1}(1 - rho)."""
-    a = (d - 1) / 2
-    x = special.betaincinv(a, a, 1 - np.asarray(rho, float))
-    return (d - 1) / 2 * np.log((1 - x) / x)
 
 
 def _decimal(draw, low, high, places=2):
-    """A float with few decimals: the families nsimplify their parameters, and the differential
-    method's symbolic stage cannot digest rationals with 300-digit numerators (see the report)."""
+    """A float with a few decimals (kept short so that the hypothesis search stays fast)."""
     return round(draw(st.floats(low, high)), places)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from wulff.certify import ABSTAIN, ResultWriter, certified_accuracy, markdown_table, read_results, upper_envelopes
 from wulff.certify.analysis import plot_curves, radius_grid
@@ -13,13 +12,7 @@ from wulff.cli import main
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: one intra-op thread is fastest and immune to a busy CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write(path, distribution, sigma, rows):

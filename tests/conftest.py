@@ -1,0 +1,23 @@
+"""Shared fixtures. Modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The models in these tests are tiny: one intra-op thread is fastest and immune to a busy CI machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def private_cache(tmp_path_factory):
+    """A fresh on-disk certificate cache for the module (WULFF_CACHE_DIR)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WULFF_CACHE_DIR", str(tmp_path_factory.mktemp("wulff-cache")))
+    yield
+    mp.undo()

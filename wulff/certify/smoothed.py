@@ -9,7 +9,6 @@ evaluated at the one-sided Clopper-Pearson lower bound on P(f(x + delta) = g(x))
 from __future__ import annotations
 
 import contextlib
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 
 from wulff.certificate import check_adversary
 from wulff.distributions import Distribution
+from wulff.distributions.base import check_integer
 
 from .stats import check_alpha, clopper_pearson_lower, two_class_test_passes
 
@@ -45,11 +45,7 @@ class Certification:
 
 
 def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer; got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer (>= 1); got {name} = {value}")
-    return int(value)
+    return check_integer(name, value, minimum=1)
 
 
 def check_certify_arguments(n0, n, alpha, batch_size) -> tuple[int, int, float, int]:

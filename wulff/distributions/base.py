@@ -31,13 +31,19 @@ def register_certificate_selector(selector: Callable) -> None:
     _certificate_selector = selector
 
 
+def check_integer(name: str, value, minimum: int = 0) -> int:
+    """An integer >= minimum (a bool or a float is refused): a "positive" or "non-negative" integer."""
+    kind = "positive" if minimum == 1 else "non-negative" if minimum == 0 else f">= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ParameterError(f"{name} must be a {kind} integer; got {value!r} of type {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be a {kind} integer ({name} >= {minimum}); got {name} = {value}")
+    return int(value)
+
+
 def check_dimension(d) -> int:
     """d must be a positive integer."""
-    if isinstance(d, bool) or not isinstance(d, numbers.Integral):
-        raise ParameterError(f"d must be a positive integer; got {d!r} of type {type(d).__name__}")
-    if d < 1:
-        raise ValueError(f"d must be a positive integer (d >= 1); got {d}")
-    return int(d)
+    return check_integer("d", d, minimum=1)
 
 
 def check_real(name: str, value, *, low: float = -math.inf, high: float = math.inf,
@@ -52,14 +58,6 @@ def check_real(name: str, value, *, low: float = -math.inf, high: float = math.i
         rule = rule or f"{name} in {bracket}{low:g}, {high:g})"
         raise ValueError(f"{name} must satisfy {rule}; got {name} = {value!r}")
     return v
-
-
-def check_count(name: str, n) -> int:
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise ParameterError(f"{name} must be a non-negative integer; got {n!r}")
-    if n < 0:
-        raise ValueError(f"{name} must be a non-negative integer; got {n}")
-    return int(n)
 
 
 class Distribution:
@@ -140,7 +138,7 @@ class Distribution:
     def sample(self, n: int, generator: torch.Generator | None = None, device=None,
                dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """n independent draws of delta ~ q, as a tensor of shape (n, d)."""
-        n = check_count("n", n)
+        n = check_integer("n", n)
         if generator is not None and device is None:
             device = generator.device
         if self.sampler is not None:

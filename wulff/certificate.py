@@ -21,7 +21,8 @@ import sympy as sp
 import torch
 
 ADVERSARIES = ("l1", "l2", "linf")
-rho_symbol = sp.Symbol("rho", positive=True)
+#: the variable of every certificate formula: a plain Symbol("rho"), so that users can substitute it
+rho_symbol = sp.Symbol("rho")
 
 
 def check_adversary(adversary) -> str:

@@ -24,6 +24,7 @@ from scipy import special
 
 from ..certificate import Certificate, check_adversary, rho_symbol
 from ..distributions import Distribution, Uniform
+from ..special import BetaIncInv
 
 #: relative shave for radii computed through special-function inverses (never round a radius up)
 _SHAVE = 1e-12
@@ -52,7 +53,7 @@ def _formula(name: str, d: int) -> sp.Expr:
     if name == "cube-linf":
         return 2 * (1 - (sp.Rational(3, 2) - rho) ** sp.Rational(1, d))
     b = sp.Rational(d + 1, 2)
-    beta_inv = sp.Function("BetaCDFinv")(sp.Rational(3, 4) - rho / 2, b, b)
+    beta_inv = BetaIncInv(b, b, sp.Rational(3, 4) - rho / 2)
     return 2 - 4 * beta_inv
 
 

@@ -1,4 +1,5 @@
-"""wulff.cache: memory + disk layers, concurrent writers, corrupted entries rebuilt (issue 3, item 6)."""
+"""wulff.cache: memory + disk layers, concurrent writers, corrupted or planted entries rebuilt, never run."""
+import json
 import multiprocessing as mp
 import os
 import pickle
@@ -34,34 +35,113 @@ def test_memory_then_disk_then_rebuild(cache_dir):
     cache.clear_memory()
     np.testing.assert_array_equal(cache.cached(key, _counting_build(calls, None))["c"], np.arange(5.0))
     assert len(calls) == 1  # disk hit
-    assert len(list(cache_dir.glob("*.pkl"))) == 1
+    assert len(list(cache_dir.glob("*.npz"))) == 1
+
+
+def _rewrite(path, edit):
+    """Rewrite an entry with ``edit(meta_list, arrays)`` applied and a *valid* checksum (as a planter could)."""
+    with np.load(path, allow_pickle=False) as archive:
+        files = {k: archive[k] for k in archive.files}
+    meta = json.loads(str(files.pop("__meta__")))
+    files.pop("__checksum__")
+    edit(meta, files)
+    text = json.dumps(meta)
+    np.savez(path.with_suffix(""), __meta__=np.array(text), __checksum__=np.array(cache._checksum(text, files)),
+             **files)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "flip_payload", "other_key", "old_version"])
 def test_corrupted_entry_is_rebuilt_not_trusted(cache_dir, damage):
     key = ("entry", damage)
-    cache.cached(key, lambda: {"value": 1})
-    (path,) = cache_dir.glob("*.pkl")
+    cache.cached(key, lambda: {"value": 1, "rows": np.arange(3.0)})
+    (path,) = cache_dir.glob("*.npz")
     raw = path.read_bytes()
     if damage == "truncate":
         path.write_bytes(raw[: len(raw) // 2])
     elif damage == "garbage":
         path.write_bytes(os.urandom(len(raw)))
+    elif damage == "flip_payload":  # the checksum no longer matches
+        with np.load(path, allow_pickle=False) as archive:
+            files = {k: archive[k] for k in archive.files}
+        files["__meta__"] = np.array(str(files["__meta__"]).replace('"value": 1', '"value": 666'))
+        np.savez(path.with_suffix(""), **files)
+    elif damage == "other_key":
+        _rewrite(path, lambda meta, files: meta.__setitem__(1, repr(("someone", "else"))))
     else:
-        version, stored_key, blob, checksum = pickle.loads(raw)
-        if damage == "flip_payload":
-            blob = pickle.dumps({"value": 666})  # checksum no longer matches
-        elif damage == "other_key":
-            stored_key = repr(("someone", "else"))
-        else:
-            version = cache.FORMAT_VERSION - 1
-        path.write_bytes(pickle.dumps((version, stored_key, blob, checksum)))
+        _rewrite(path, lambda meta, files: meta.__setitem__(0, cache.FORMAT_VERSION - 1))
     cache.clear_memory()
     calls = []
-    assert cache.cached(key, _counting_build(calls, {"value": 2})) == {"value": 2}
+    assert cache.cached(key, _counting_build(calls, {"value": 2}))["value"] == 2
     assert calls == [1]
     cache.clear_memory()
     assert cache.cached(key, lambda: pytest.fail("the rebuilt entry was not stored")) == {"value": 2}
+
+
+class _Payload:
+    """Unpickling this runs code: it writes a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_planted_pickle_never_runs(cache_dir, tmp_path):
+    """An entry that is a pickle (the old format, or planted), or an .npz holding a pickled object
+    array, is never unpickled: it is rebuilt and the payload's code does not run."""
+    key = ("planted", 1)
+    marker = tmp_path / "pwned"
+    path = cache_dir / f"{cache._digest(key)}{cache.SUFFIX}"
+    (cache_dir / f"{cache._digest(key)}.pkl").write_bytes(pickle.dumps(_Payload(str(marker))))
+    path.write_bytes(pickle.dumps(_Payload(str(marker))))
+    assert cache.cached(key, lambda: {"value": 3}) == {"value": 3}
+    np.savez(cache_dir / "objects", __meta__=np.array([_Payload(str(marker))], dtype=object),
+             __checksum__=np.array("0"))
+    os.replace(cache_dir / "objects.npz", path)
+    cache.clear_memory()
+    assert cache.cached(key, lambda: {"value": 4}) == {"value": 4}
+    assert not marker.exists()
+
+
+def test_only_plain_data_is_cached(cache_dir):
+    with pytest.raises(TypeError, match="not plain data"):
+        cache.cached(("obj",), lambda: {"f": object()})
+    with pytest.raises(TypeError, match="numeric arrays"):
+        cache.cached(("objarr",), lambda: {"a": np.array([object()], dtype=object)})
+    tree = {"t": (1, 2.5, "x"), "l": [None, True, float("inf")], "a": np.arange(4, dtype=np.int64)}
+    cache.cached(("plain",), lambda: tree)
+    cache.clear_memory()
+    got = cache.cached(("plain",), lambda: pytest.fail("not stored"))
+    assert got["t"] == (1, 2.5, "x") and got["l"] == [None, True, float("inf")]
+    assert got["a"].dtype == np.int64 and got["a"].tolist() == [0, 1, 2, 3]
+
+
+def test_a_planted_formula_never_runs(cache_dir, tmp_path):
+    """A validly checksummed entry whose formula text is Python code is refused by the restricted parser
+    and the certificate is rebuilt: the code does not run."""
+    import sys
+
+    import wulff.distributions as D
+    from wulff.diffmethod import cache_key, derive
+    dm = sys.modules["wulff.diffmethod.derive"]
+    q = D.ExpInf(5, k=2, lam=1.0)
+    honest = derive(q, "l1").radius(np.array([0.7, 0.9]))
+    (path,) = cache_dir.glob("*.npz")
+    marker = tmp_path / "pwned"
+    code = f"__import__('pathlib').Path({str(marker)!r}).write_text('x') or Symbol('rho')"
+
+    def plant(meta, files):
+        meta[2]["closed"]["radius"] = code
+    _rewrite(path, plant)
+    with np.load(path, allow_pickle=False) as archive:
+        assert code in str(archive["__meta__"])
+    cache.clear_memory()
+    dm._units.clear()
+    again = derive(D.ExpInf(5, k=2, lam=1.0), "l1")
+    assert not marker.exists()
+    np.testing.assert_array_equal(again.radius(np.array([0.7, 0.9])), honest)
+    assert cache_key(q, "l1")[0] == "wulff.diffmethod"
 
 
 def _writer(directory, worker, rounds, queue):
@@ -110,7 +190,7 @@ def test_derive_uses_the_cache_and_rebuilds_certificates(cache_dir):
     from wulff.diffmethod import cache_key, derive
     q = D.ExpInf(6, k=2, lam=1.5)
     first = derive(q, "linf")
-    assert len(list(cache_dir.glob("*.pkl"))) == 1
+    assert len(list(cache_dir.glob("*.npz"))) == 1
     cache.clear_memory()
     second = derive(D.ExpInf(6, k=2, lam=3.0), "linf")  # same structure, other lam: same unit entry
     rho = np.array([0.6, 0.9, 0.999])

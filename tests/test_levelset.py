@@ -154,7 +154,7 @@ def test_tables_are_cached(monkeypatch, tmp_path):
     q = Exp2(3000, k=1, lam=1.0)
     first = derive(q, "l2").table
     assert derive(Exp2(3000, k=1, lam=5.0), "l2").table is first  # unit scale: lam is not in the key
-    assert len(list(tmp_path.glob("*.pkl"))) == 1
+    assert len(list(tmp_path.glob("*.npz"))) == 1
     cache.clear_memory()
 
     def no_rebuild(*args, **kwargs):

@@ -16,21 +16,13 @@ import math
 import numpy as np
 import sympy as sp
 
-from wulff.distributions import IID, NAMED_FAMILIES, Density, Radial
+from wulff.distributions import IID, NAMED_FAMILIES, Density, Radial, default_parameters
 from wulff.distributions import r as r_symbol
-from wulff.distributions import t as t_symbol
+from wulff.distributions.density import PSI_VARIABLES
+from wulff.expressions import parse_expression, parse_number
 
 STANDARD_RHO = (0.55, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 0.999999)
 SHAPE_PARAMETERS = ("k", "j", "p", "a")
-
-
-def _number(text: str, d: int) -> float:
-    """A shape parameter, possibly written in terms of d (e.g. "d + 10")."""
-    try:
-        value = sp.sympify(text).subs(sp.Symbol("d"), d)
-        return float(value)
-    except (sp.SympifyError, TypeError, ValueError) as exc:
-        raise ValueError(f"cannot read the parameter value {text!r} (a number, or an expression in d)") from exc
 
 
 def build_distribution(args: argparse.Namespace):
@@ -38,15 +30,16 @@ def build_distribution(args: argparse.Namespace):
     scale = {"lam": args.lam} if args.sigma is None else {"sigma": args.sigma}
     if args.density in NAMED_FAMILIES:
         make, defaults = NAMED_FAMILIES[args.density]
-        params = {}
-        for name, default in defaults.items():
+        params = default_parameters(args.density, args.d)
+        for name in defaults:
             given = getattr(args, name, None)
-            params[name] = _number(str(default) if given is None else given, args.d)
+            if given is not None:  # a number in digits, never an expression (nothing is evaluated)
+                params[name] = parse_number(given, what=f"--{name}")
         extra = [n for n in SHAPE_PARAMETERS if getattr(args, n) is not None and n not in defaults]
         if extra:
             raise ValueError(f"{args.density} has no parameter(s) {extra}; it takes {sorted(defaults) or 'none'}")
         return make(args.d, **params, **scale)
-    expr = sp.sympify(args.density, locals={"t": t_symbol, "r": r_symbol})
+    expr = parse_expression(args.density, {**PSI_VARIABLES, "r": r_symbol}, what="density")
     names = {s.name for s in expr.free_symbols}
     if names == {"t"}:
         return IID(expr, args.d, **scale)
@@ -54,7 +47,7 @@ def build_distribution(args: argparse.Namespace):
         if args.norm is None:
             raise ValueError("a radial profile g(r) needs --norm (1, 2 or inf)")
         return Radial(expr, args.norm, args.d, **scale)
-    return Density(args.density, args.d, **scale)
+    return Density(expr, args.d, **scale)
 
 
 def _show(label: str, expr) -> None:

@@ -5,20 +5,13 @@ import argparse
 import math
 import warnings
 
-import sympy as sp
-
-from wulff.distributions import NAMED_FAMILIES
-
-
-def family_parameters(defaults: dict, d: int) -> dict:
-    """Default shape parameters; strings such as "d + 10" are evaluated at d."""
-    return {k: (sp.sympify(v).subs("d", d) if isinstance(v, str) else v) for k, v in defaults.items()}
+from wulff.distributions import NAMED_FAMILIES, default_parameters
 
 
 def run(args: argparse.Namespace) -> int:
     rows = []
-    for name, (make, defaults) in NAMED_FAMILIES.items():
-        params = {k: float(v) for k, v in family_parameters(defaults, args.d).items()}
+    for name, (make, _) in NAMED_FAMILIES.items():
+        params = default_parameters(name, args.d)
         q = make(args.d, **params, **({"sigma": args.sigma} if args.lam is None else {"lam": args.lam}))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -8,11 +8,13 @@
    (:mod:`.envelope`, ``method="quadrature"``): sound by construction.
 
 Results are cached (:func:`wulff.cache.cached`) at unit scale, keyed by structure, profile, d and
-adversary; the cache holds picklable data (sympy srepr strings, line tables) and the Certificate is
-rebuilt from it. :func:`derive_symbolic` derives the same closed forms with symbolic parameters.
+adversary; the cache holds plain data (sympy srepr strings read back by a restricted parser, line
+tables as float arrays) and the Certificate is rebuilt from it. :func:`derive_symbolic` derives the
+same closed forms with symbolic parameters.
 """
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -24,12 +26,15 @@ from wulff.distributions import IID, Distribution, Radial
 from wulff.distributions import r as r_symbol
 from wulff.distributions import t as t_symbol
 from wulff.distributions.symbols import norm_key
+from wulff.expressions import as_expression, parse_srepr, srepr_namespace
 from wulff.special import lambdify_numpy
 
 from .closed_forms import ClosedForm, GammaSpec, closed_form, p, recognize_law, rho
 from .envelope import Envelope, TangentTable
 from .structure import RADIAL_SIGNS, gamma_law
 
+#: the payload kinds :func:`_build_payload` writes
+KINDS = ("closed-form", "closed-form+quadrature", "quadrature", "unsupported")
 #: bump when the payload format or the mathematics changes (invalidates disk caches)
 CACHE_VERSION = 2
 #: relative margin taken off closed-form radii evaluated in floating point (away from rho = 1/2, a
@@ -53,7 +58,7 @@ def spec_from_profile(structure, profile: sp.Expr, adversary: str, d) -> GammaSp
     (structure 1, 2 or "inf") against ``adversary``; d may be a symbol. None: no symbolic law."""
     adversary = check_adversary(adversary)
     if structure == "iid":
-        phi = sp.sympify(profile)
+        phi = as_expression(profile, {"t": t_symbol}, what="phi")
         poly = sp.Poly(phi, t_symbol) if phi.is_polynomial(t_symbol) else None
         if poly is not None and poly.degree() == 2 and poly.coeff_monomial(t_symbol).is_zero:
             c = poly.coeff_monomial(t_symbol ** 2)
@@ -66,7 +71,7 @@ def spec_from_profile(structure, profile: sp.Expr, adversary: str, d) -> GammaSp
         entry = RADIAL_SIGNS.get((structure, adversary))
         if entry is None:
             return None
-        g, n, sign = sp.sympify(profile), d, entry[0](d)
+        g, n, sign = as_expression(profile, {"r": r_symbol}, what="g"), d, entry[0](d)
     h = sp.simplify(sp.diff(g, r_symbol))
     # Theorem M.1: iid, phi convex (phi' >= 0 nondecreasing on t > 0), l1 adversary: tight
     tight = structure == "iid" and h.is_nonnegative is True and sp.diff(h, r_symbol).is_nonnegative is True
@@ -95,10 +100,10 @@ def derive_symbolic(profile, structure, adversary: str, d=None, lam=None) -> Clo
     ``2*d*lam*gamma((d - j)/k)*(rho - 1/2) / ((d - 1)*gamma((d - j - 1)/k))`` (Theorem N.2).
     Raises NotImplementedError when no rule applies (the numeric :func:`derive` may still work).
     """
-    d = sp.Symbol("d", positive=True, integer=True) if d is None else sp.sympify(d)
-    lam = sp.Symbol("lam", positive=True) if lam is None else sp.sympify(lam)
+    d = sp.Symbol("d", positive=True, integer=True) if d is None else as_expression(d, {}, what="d")
+    lam = sp.Symbol("lam", positive=True) if lam is None else as_expression(lam, {}, what="lam")
     structure = structure if structure == "iid" else norm_key(structure)
-    spec = spec_from_profile(structure, sp.sympify(profile), adversary, d)
+    spec = spec_from_profile(structure, profile, adversary, d)
     form = closed_form(spec, assume=True) if spec is not None else None
     if form is None:
         raise NotImplementedError(f"no closed form for profile {profile} ({structure}) against {adversary}")
@@ -244,14 +249,29 @@ def _is_slow(text: str) -> bool:
 
 
 def eval_srepr(text: str) -> sp.Expr:
-    """Rebuild a sympy expression from its srepr, with the named special functions in scope."""
-    from sympy.functions.elementary.piecewise import ExprCondPair
+    """Rebuild a sympy expression from its srepr (a cached formula) with the restricted parser of
+    :mod:`wulff.expressions`: only sympy's expression classes and wulff's special functions are
+    admitted, so a planted cache entry cannot run code. Nothing is passed to ``eval``."""
+    return parse_srepr(text, _srepr_names())
 
+
+@functools.cache
+def _srepr_names() -> dict:
     import wulff.special as special
-    namespace = {name: getattr(sp, name) for name in dir(sp) if not name.startswith("_")}
-    namespace.update({name: getattr(special, name) for name in special.__all__}, ExprCondPair=ExprCondPair)
-    namespace["gamma"] = lambda x: sp.gamma(x, evaluate=False)  # Gamma(75264) stays a symbol, not 10^350000
-    return eval(text, namespace)  # our own srepr output, from our own checksummed cache entries
+    names = srepr_namespace({name: getattr(special, name) for name in special.__all__
+                             if isinstance(getattr(special, name), type)})
+    names["gamma"] = lambda x: sp.gamma(x, evaluate=False)  # Gamma(75264) stays a symbol, not 10^350000
+    return names
+
+
+def _check_payload(payload: dict) -> None:
+    """Raise unless a payload read from disk has the expected shape and parseable formulas."""
+    if not isinstance(payload, dict) or payload.get("kind") not in KINDS:
+        raise ValueError("not a differential-method payload")
+    closed = payload.get("closed")
+    if closed is not None:
+        eval_srepr(closed["radius"])
+        eval_srepr(closed["Phi"])
 
 
 def _method(payload: dict) -> str:
@@ -309,8 +329,8 @@ def derive(q: Distribution, adversary: str, *, cache: bool = True) -> Certificat
         raise TypeError(f"q must be a wulff distribution; got {type(q).__name__}")
     adversary = check_adversary(adversary)
     key = cache_key(q, adversary)
-    payload = cached(key, lambda: _build_payload(q, adversary), disk=cache) if cache else \
-        _build_payload(q, adversary)
+    payload = cached(key, lambda: _build_payload(q, adversary), disk=cache, validate=_check_payload) \
+        if cache else _build_payload(q, adversary)
     return _certificate(payload, q, adversary, key)
 
 

@@ -20,6 +20,7 @@ from .families import (
     PowerInf,
     UniformBall,
     UniformCube,
+    default_parameters,
 )
 from .radius_law import (
     BallRadiusLaw,
@@ -34,7 +35,7 @@ from .symbols import coordinate_sum, norm, r, t, x
 
 __all__ = [
     "Distribution", "ParameterError", "register_certificate_selector", "Density", "NAMED_FAMILIES",
-    "Gaussian", "Laplace", "ExpP", "ExpInf", "Exp2", "Exp1", "PowerInf", "Power2", "Pareto",
+    "default_parameters", "Gaussian", "Laplace", "ExpP", "ExpInf", "Exp2", "Exp1", "PowerInf", "Power2", "Pareto",
     "UniformCube", "UniformBall", "IID", "Radial", "Uniform", "RadiusLaw", "GammaPowerLaw",
     "BetaPrimePowerLaw", "BallRadiusLaw", "NumericRadiusLaw", "radius_law", "coordinate_sum",
     "norm", "r", "t", "x",

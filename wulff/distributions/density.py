@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ..expressions import as_expression
 from .base import Distribution, ParameterError
 from .structures import IID, Radial
-from .symbols import Norm, norm_key, r, t, x
+from .symbols import Norm, coordinate_sum, norm, norm_key, r, t, x
 
 SUPPORTED_FORMS = """supported forms of psi (q(x) ∝ exp(-psi(x / lam))):
   iid:     a * coordinate_sum(phi) + b      e.g. coordinate_sum(abs(t)**3)   -> IID(a*phi, d)
   radial:  g(norm(x, p)), p in {1, 2, 'inf'}  e.g. norm(x, 2)**2 / 2           -> Radial(g, p, d)
 (with t, x, norm and coordinate_sum from wulff.distributions)"""
+
+#: the names a psi written as a string may use (read by the restricted parser of wulff.expressions)
+PSI_VARIABLES = {"x": x, "t": t, "norm": norm, "coordinate_sum": coordinate_sum}
 
 
 def _as_iid_profile(psi: sp.Expr) -> sp.Expr | None:
@@ -45,17 +49,17 @@ def _as_radial_profile(psi: sp.Expr) -> tuple[sp.Expr, object] | None:
 
 
 def Density(psi, d: int, lam: float | None = None, sigma: float | None = None, **kwargs) -> Distribution:
-    """The distribution q(x) ∝ exp(-psi(x / lam)) for a hand-written sympy ``psi``.
+    """The distribution q(x) ∝ exp(-psi(x / lam)) for a hand-written sympy ``psi`` (or a string such as
+    ``"norm(x, 2)**2 / 2"``, read by :func:`wulff.expressions.parse_expression` with x, t, norm and
+    coordinate_sum in scope; never evaluated as Python).
 
     Returns the equivalent :class:`IID` or :class:`Radial` object; other forms raise
     NotImplementedError listing the supported ones.
     """
-    if not isinstance(psi, sp.Basic):
-        try:
-            psi = sp.sympify(psi, locals={"x": x, "t": t, "norm": Norm})
-        except (sp.SympifyError, TypeError) as exc:
-            raise ParameterError(f"psi must be a sympy expression; got {psi!r}") from exc
-    psi = sp.sympify(psi)
+    try:
+        psi = as_expression(psi, PSI_VARIABLES, what="psi")
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"psi must be a sympy expression; {exc}") from exc
     phi = _as_iid_profile(psi)
     if phi is not None:
         return IID(phi, d, lam=lam, sigma=sigma, **kwargs)

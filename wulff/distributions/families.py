@@ -93,6 +93,11 @@ def UniformBall(d: int, lam: float | None = None, sigma: float | None = None) ->
     return Uniform(2, d, lam=lam, sigma=sigma, name="UniformBall")
 
 
+def _d_plus_10(d: int) -> int:
+    """The default exponent a = d + 10 of PowerInf / Power2 (a > d + 2: finite sigma)."""
+    return d + 10
+
+
 #: every named family with the shape parameters the CLI and docs show by default
 NAMED_FAMILIES = {
     "Gaussian": (Gaussian, {}),
@@ -101,9 +106,15 @@ NAMED_FAMILIES = {
     "ExpInf": (ExpInf, {"k": 1, "j": 0}),
     "Exp2": (Exp2, {"k": 1, "j": 0}),
     "Exp1": (Exp1, {"k": 1}),
-    "PowerInf": (PowerInf, {"a": "d + 10"}),
-    "Power2": (Power2, {"a": "d + 10", "k": 1}),
+    "PowerInf": (PowerInf, {"a": _d_plus_10}),
+    "Power2": (Power2, {"a": _d_plus_10, "k": 1}),
     "Pareto": (Pareto, {"a": 4}),
     "UniformCube": (UniformCube, {}),
     "UniformBall": (UniformBall, {}),
 }
+
+
+def default_parameters(name: str, d: int) -> dict[str, float]:
+    """The default shape parameters of the named family ``name`` at dimension d (numbers only)."""
+    _, defaults = NAMED_FAMILIES[name]
+    return {k: float(v(d) if callable(v) else v) for k, v in defaults.items()}

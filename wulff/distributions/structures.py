@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from ..expressions import as_expression
 from .base import Distribution, ParameterError, check_dimension
 from .directions import mean_squared_l2, sample_direction
 from .radius_law import BallRadiusLaw, GammaPowerLaw, RadiusLaw, radius_law
@@ -19,11 +20,12 @@ from .symbols import coordinate_sum, norm, norm_key, r, t, x
 
 
 def _profile(expr, var: sp.Symbol, what: str) -> sp.Expr:
-    """Sympify a profile and rename any free symbol spelled like ``var`` to ``var`` itself."""
+    """Read a profile (a string through the restricted parser, never sympify) and rename any free
+    symbol spelled like ``var`` to ``var`` itself."""
     try:
-        expr = sp.sympify(expr)
-    except (sp.SympifyError, TypeError) as exc:
-        raise ParameterError(f"{what} must be a sympy expression in {var}; got {expr!r}") from exc
+        expr = as_expression(expr, {var.name: var}, what=what)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"{what} must be a sympy expression in {var}; {exc}") from exc
     if not isinstance(expr, sp.Expr):
         raise ParameterError(f"{what} must be a sympy expression in {var}; got {expr!r}")
     expr = expr.subs({s: var for s in expr.free_symbols if s.name == var.name and s != var})

@@ -66,4 +66,8 @@ def norm(vec: sp.Basic, p: object) -> sp.Expr:
 
 def coordinate_sum(phi: sp.Expr, var: sp.Symbol = t) -> sp.Expr:
     """The symbolic coordinate sum sum_{i=1}^{d} phi(x_i) of a profile ``phi`` in ``var``."""
-    return sp.Sum(sp.sympify(phi).subs(var, x[i]), (i, 1, d_symbol))
+    if not isinstance(phi, sp.Basic):
+        phi = sp.sympify(phi) if isinstance(phi, (int, float)) else None
+    if phi is None:
+        raise TypeError("coordinate_sum needs a sympy expression in t (a string goes through Density)")
+    return sp.Sum(phi.subs(var, x[i]), (i, 1, d_symbol))

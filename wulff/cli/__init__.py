@@ -1,11 +1,21 @@
 """The ``wulff`` command line. Each subcommand lives in a module ``wulff/cli/cmd_<name>.py`` that
-defines ``register(subparsers)``; this entry point discovers them."""
+defines ``register(subparsers)``; this entry point discovers them.
+
+A user's mistake (a bad argument, a missing, damaged or foreign file, a setting that conflicts with
+earlier results) is reported as one line on stderr, ``wulff <command>: error: ...``, with exit status
+2; Ctrl-C prints ``wulff <command>: interrupted; rerun the same command to resume`` and exits with 130.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
 import pkgutil
 import sys
+
+from wulff.errors import UserError
+
+#: exceptions that describe what the user asked for, not a bug: printed as one line
+USER_ERRORS = (UserError, ValueError, OSError, NotImplementedError, ImportError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (an OSError as "reason: file")."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -26,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, NotImplementedError, FileNotFoundError, ImportError) as exc:
-        print(f"wulff {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"wulff {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except USER_ERRORS as exc:
+        print(f"wulff {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -18,8 +18,15 @@ from wulff.errors import UserError
 USER_ERRORS = (UserError, ValueError, OSError, NotImplementedError, ImportError)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``wulff <command>: error: argument --x: ...`` (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="wulff", description="Certified radii for randomized smoothing with any declared density.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):

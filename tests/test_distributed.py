@@ -82,7 +82,7 @@ def test_cli_under_torchrun_trains_and_certifies_with_two_processes(tmp_path):
         env=env, capture_output=True, text=True, timeout=240)
     assert train.returncode == 0, train.stderr[-3000:]
     assert train.stdout.count("trained mlp on digits") == 1  # only rank 0 reports and saves
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2 and len(state["history"]) == 2
     out = tmp_path / "certify.tsv"
     certify = subprocess.run(

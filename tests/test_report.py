@@ -15,9 +15,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def write(path, distribution, sigma, rows):
-    """rows: (label, prediction, radius); rho_lower is irrelevant to the analysis."""
-    meta = {"distribution": distribution, "params": {}, "sigma": sigma, "adversaries": ["l1"]}
+def write(path, distribution, sigma, rows, total=None, **settings):
+    """rows: (label, prediction, radius); rho_lower is irrelevant to the analysis. The header says the
+    run has ``total`` inputs (default: as many as rows, a complete file); ``settings`` override it."""
+    total = len(rows) if total is None else total
+    meta = {"distribution": distribution, "params": {}, "sigma": sigma, "adversaries": ["l1"], "n": 1000,
+            "alpha": 0.001, "dataset_size": total, "skip": 1, "indices_total": total, "num_shards": 1,
+            "split": "test", **settings}
     with ResultWriter(path, meta, ["l1"]) as w:
         for i, (label, pred, radius) in enumerate(rows):
             w.write({"index": i, "label": label, "prediction": pred, "rho_lower": 0.9, "radius_l1": radius,
@@ -101,3 +105,51 @@ def test_demo_quick_trains_certifies_and_reports(tmp_path, capsys):
     # a rerun resumes everything and reprints the same table
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
     assert printed.split("\n\n")[-2] == capsys.readouterr().out.split("\n\n")[-2]
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    """Four Laplace files that would lift the Laplace row to 100 % if they were combined with the good
+    ones: each is wrong for one reason."""
+    perfect = [(i, i, 5.0) for i in range(4)]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    write(bad / "partial.tsv", "Laplace", 1.0, perfect, total=8)
+    write(bad / "train.tsv", "Laplace", 1.0, perfect, split="train")
+    write(bad / "other_n.tsv", "Laplace", 1.0, perfect, n=300)
+    write(bad / "torn.tsv", "Laplace", 1.0, perfect)
+    with open(bad / "torn.tsv", "a") as fh:
+        fh.write("4\t1\t1\t0.9")  # a crash in mid-row
+    return sorted(p.name for p in bad.iterdir())
+
+
+def report_output(capsys, *args) -> tuple[int, str, str]:
+    code = main(["report", *map(str, args), "--radii", "0", "0.1"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_report_combines_only_complete_compatible_test_split_files(runs, bad_files, tmp_path, capsys):
+    clean = [tmp_path / name for name in ("lap1.tsv", "lap2.tsv", "uni.tsv")]
+    code, expected, err = report_output(capsys, *clean)
+    assert code == 0 and err == ""
+    code, out, err = report_output(capsys, tmp_path)
+    assert code == 0
+    assert out == expected and "| Laplace | **75.0** | 50.0 |" in out
+    for name in bad_files:
+        assert name in err
+    assert "partial (4 of 8" in err and "train split" in err and "n = 300 vs 1000" in err and "torn" in err
+    assert "n = 1000, alpha = 0.001, 4 inputs per file (3 result files)" in out
+
+
+def test_report_allow_mixed_tabulates_them_with_the_warnings(runs, bad_files, tmp_path, capsys):
+    code, out, err = report_output(capsys, tmp_path, "--allow-mixed")
+    assert code == 0 and "| Laplace | **100.0** | **100.0** |" in out
+    assert all(name in err for name in bad_files) and "included anyway" in err
+    assert "n = 300, 1000" in out
+
+
+def test_report_with_only_bad_files_is_a_one_line_error(bad_files, tmp_path, capsys):
+    (tmp_path / "bad" / "other_n.tsv").unlink()  # complete and alone, it would make a table of its own
+    code, out, err = report_output(capsys, tmp_path / "bad")
+    assert code == 2 and "--allow-mixed" in err.splitlines()[-1] and out == ""

@@ -79,7 +79,7 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(digits, tmp_path):
     partial = train_smoothed(first, q, train_set, config, checkpoint=ckpt, progress=False,
                              max_steps=14)  # 6 steps per epoch: stops inside epoch 3, as a crash would
     assert len(partial) == 2
-    assert torch.load(ckpt, weights_only=False)["epoch"] == 2
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
     resumed = fresh()
     logs = []
     history = train_smoothed(resumed, q, train_set, config, checkpoint=ckpt, progress=False, log=logs.append)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,18 +139,103 @@ def collect_result_files(paths) -> list[str]:
     return found
 
 
-def report(runs: list[Results], adversary: str, radii=None, *, plot: str | os.PathLike | None = None,
-           title: str | None = None) -> str:
-    """The Table-1-style comparison (upper envelope over each distribution's sigmas) as markdown;
-    with ``plot`` also the PNG of certified accuracy against radius."""
+#: settings that must agree between the files of one table (same statistics, same inputs)
+COMPATIBLE_KEYS = ("n", "alpha", "dataset", "dataset_size", "skip")
+
+
+def _name(run: Results) -> str:
+    return run.path or f"a {distribution_label(run)} run"
+
+
+def _defects(run: Results) -> list[str]:
+    """Why a file should not enter a table on its own merits (empty when it is complete and clean)."""
+    defects = []
+    if run.torn:
+        defects.append("torn (its last row was cut off mid-write; rerun `wulff certify` to finish it)")
+    total = run.meta.get("indices_total")
+    if int(run.meta.get("num_shards", 1)) != 1:
+        defects.append(f"one shard of {run.meta.get('num_shards')} (merge the shards with `wulff merge`)")
+    elif total is None:
+        defects.append("of unknown coverage (its header lacks indices_total)")
+    elif len(run) != int(total):
+        defects.append(f"partial ({len(run)} of {int(total)} inputs; rerun `wulff certify` to finish it)")
+    if run.meta.get("split", "test") != "test":
+        defects.append(f"certified on the {run.meta.get('split')} split, not the test split")
+    return defects
+
+
+def _setting(run: Results) -> tuple:
+    return tuple(_hashable(run.meta.get(k)) for k in COMPATIBLE_KEYS)
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def screen_runs(runs: list[Results], adversary: str, *, allow_mixed: bool = False
+                ) -> tuple[list[Results], list[str]]:
+    """(the runs one table may combine, one warning per file left out or doubtful, naming it).
+
+    A table combines complete, untorn, test-split files that share :data:`COMPATIBLE_KEYS` (the
+    setting most files share wins). Others are left out with a warning; with ``allow_mixed`` they are
+    tabulated anyway (still with the warning). Files without ``adversary`` radii are always left out.
+    """
     adversary = check_adversary(adversary)
-    runs = [r for r in runs if adversary in r.adversaries and len(r)]
+    warnings_: list[str] = []
+    usable = []
+    for run in runs:
+        if adversary not in run.adversaries or not len(run):
+            warnings_.append(f"{_name(run)}: left out: it has no {adversary} radii" if len(run) else
+                             f"{_name(run)}: left out: it has no rows yet")
+        else:
+            usable.append(run)
+    clean = [run for run in usable if not _defects(run)]
+    common = Counter(_setting(r) for r in clean).most_common(1)
+    reference = common[0][0] if common else None
+    action = "included anyway (--allow-mixed)" if allow_mixed else "left out"
+    kept = []
+    for run in usable:
+        problems = _defects(run)
+        if not problems and _setting(run) != reference:
+            problems = ["certified with other settings than the table's other files (" + ", ".join(
+                f"{k} = {run.meta.get(k)} vs {v}" for k, v in zip(COMPATIBLE_KEYS, reference)
+                if _hashable(run.meta.get(k)) != v) + ")"]
+        if problems:
+            warnings_.append(f"{_name(run)}: {action}: " + "; ".join(problems))
+        if allow_mixed or not problems:
+            kept.append(run)
+    return kept, warnings_
+
+
+def describe_runs(runs: list[Results]) -> str:
+    """The line printed under a table: n, alpha and the number of inputs of its files."""
+    def values(key, fmt="{}"):
+        found = sorted({run.meta.get(key) for run in runs},
+                       key=lambda v: (v is None, v if isinstance(v, (int, float)) else math.inf, str(v)))
+        return ", ".join("?" if v is None else fmt.format(v) for v in found)
+
+    inputs = ", ".join(str(v) for v in sorted({len(run) for run in runs}))
+    return (f"n = {values('n')}, alpha = {values('alpha', '{:g}')}, {inputs} inputs per file "
+            f"({len(runs)} result file{'s' if len(runs) != 1 else ''})")
+
+
+def report(runs: list[Results], adversary: str, radii=None, *, plot: str | os.PathLike | None = None,
+           title: str | None = None, allow_mixed: bool = False, warn=None) -> str:
+    """The Table-1-style comparison (upper envelope over each distribution's sigmas) as markdown,
+    followed by a line with n, alpha and the number of inputs; with ``plot`` also the PNG of
+    certified accuracy against radius. Only the files :func:`screen_runs` keeps are combined; its
+    warnings go to ``warn`` (a callable taking one line; default: ignored)."""
+    adversary = check_adversary(adversary)
+    runs, warnings_ = screen_runs(runs, adversary, allow_mixed=allow_mixed)
+    for line in warnings_:
+        (warn or (lambda _line: None))(line)
     if not runs:
-        raise ValueError(f"none of the result files has rows with {adversary} radii")
+        raise ValueError(f"no complete, compatible test-split result file with {adversary} radii to tabulate"
+                         + ("" if allow_mixed else " (pass --allow-mixed to tabulate the files left out)"))
     table_radii = radius_grid(runs, adversary) if radii is None else np.asarray(radii, dtype=np.float64)
     table = markdown_table(upper_envelopes(runs, table_radii, adversary), adversary, caption=title)
     if plot is not None:
         largest = max(float(np.max(r.radius(adversary), initial=0.0)) for r in runs)
         fine = np.linspace(0.0, max(largest, float(table_radii[-1])) * 1.05 or 1.0, 400)
         plot_curves(upper_envelopes(runs, fine, adversary), adversary, plot, title=title)
-    return table
+    return table + "\n\n" + describe_runs(runs)

@@ -3,9 +3,14 @@ as it comes, resumable, and shardable across processes or GPUs.
 
 Each input i gets its own noise stream seeded by (seed, i), so the numbers do not depend on how the
 inputs are split into shards or on where an interrupted run resumed.
+
+The result file's header records the model by a SHA-256 of its weights (``model_sha256``) next to
+the noise (distribution, params, d, lam): a rerun resumes only for the same weights and noise, under
+whatever path the checkpoint is found, and shards certified on different machines merge.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import warnings
@@ -14,6 +19,8 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+
+from wulff.distributions.base import check_integer
 
 from .results import Results, ResultWriter, read_results
 from .smoothed import Smoothed, check_certify_arguments
@@ -26,6 +33,22 @@ def shard_indices(dataset_size: int, skip: int, shard: int, num_shards: int) -> 
     if num_shards < 1 or not 0 <= shard < num_shards:
         raise ValueError(f"need 0 <= shard < num_shards; got shard = {shard}, num_shards = {num_shards}")
     return range(shard * skip, dataset_size, skip * num_shards)
+
+
+def model_fingerprint(model) -> str:
+    """SHA-256 (hex) of a model's state: every parameter and buffer, by name, dtype, shape and value
+    (in logical element order, so memory format and device do not matter). Models that are not
+    ``torch.nn.Module`` (a plain function) hash to the digest of their qualified name."""
+    digest = hashlib.sha256()
+    if not isinstance(model, torch.nn.Module):
+        name = getattr(model, "__qualname__", type(model).__qualname__)
+        digest.update(f"{type(model).__module__}.{name}".encode())
+        return digest.hexdigest()
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def input_generator(device: torch.device, seed: int, index: int) -> torch.Generator:
@@ -41,17 +64,21 @@ def certify_dataset(smoothed: Smoothed, dataset: Sequence, out: str | os.PathLik
 
     Rows already present in ``out`` are kept and skipped (resume); each new row is on disk before
     the next input starts. ``shard``/``num_shards`` select this process's part of the inputs;
-    ``meta`` adds descriptive settings (e.g. the distribution and sigma) to the file's header.
-    ``max_inputs`` stops after that many new rows. Returns the file's rows.
+    ``meta`` adds descriptive settings (e.g. the distribution and sigma) to the file's header, which
+    also records ``model_sha256`` (:func:`model_fingerprint`), so a file is only resumed by the same
+    model. ``max_inputs`` (>= 1) stops after that many new rows. Returns the file's rows.
     """
     n0, n, alpha, batch_size = check_certify_arguments(n0, n, alpha, batch_size)
+    if max_inputs is not None:
+        max_inputs = check_integer("max_inputs", max_inputs, minimum=1)
     adversaries = Smoothed._check_adversaries(adversaries)
     indices = shard_indices(len(dataset), skip, shard, num_shards)
     q = smoothed.q
     settings = dict(meta or {})
     settings.update(
         distribution=settings.get("distribution", q.name), params=settings.get("params", q.params),
-        d=q.d, lam=q.lam, n0=n0, n=n, alpha=alpha, adversaries=list(adversaries), skip=skip, seed=seed,
+        model_sha256=model_fingerprint(smoothed.model), d=q.d, lam=q.lam, n0=n0, n=n,
+        alpha=alpha, adversaries=list(adversaries), skip=skip, seed=seed,
         dataset_size=len(dataset), indices_total=len(range(0, len(dataset), skip)),
         shard=shard, num_shards=num_shards)
     if "sigma" not in settings:

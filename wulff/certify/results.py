@@ -45,6 +45,14 @@ class Results:
 
     meta: dict
     columns: dict[str, np.ndarray]
+    path: str | None = None  #: the file it was read from
+    torn: bool = False  #: the file ended in a partial row (ignored), as after a crash mid-write
+
+    @property
+    def complete(self) -> bool:
+        """Whether the file holds every input of its run (one shard's file never does)."""
+        total = self.meta.get("indices_total")
+        return total is not None and int(self.meta.get("num_shards", 1)) == 1 and len(self) == int(total)
 
     def __len__(self) -> int:
         return len(self.columns["index"])
@@ -68,11 +76,21 @@ def _parse_header(first: str, path) -> dict:
     if not first.startswith(MAGIC):
         raise ValueError(f"{path} is not a wulff certification result file (its first line should start "
                          f"with {MAGIC.strip()!r})")
-    return json.loads(first[len(MAGIC):])
+    try:
+        meta = json.loads(first[len(MAGIC):])
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}, line 1: the settings are not valid JSON ({exc.msg}, column "
+                         f"{exc.colno})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}, line 1: the settings must be a JSON object")
+    return meta
 
 
-def _complete_text(path: Path, *, repair: bool) -> str:
-    """The file's text up to its last newline; with ``repair`` a torn last line is cut off on disk."""
+def _complete_text(path: Path, *, repair: bool) -> tuple[str, bool]:
+    """(the file's text up to its last newline, whether a torn last line followed); with ``repair``
+    the torn line is cut off on disk."""
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a folder, not a result file", str(path))
     data = path.read_bytes()
     cut = data.rfind(b"\n") + 1
     if cut < len(data) and repair:
@@ -80,7 +98,24 @@ def _complete_text(path: Path, *, repair: bool) -> str:
             fh.truncate(cut)
             fh.flush()
             os.fsync(fh.fileno())
-    return data[:cut].decode("utf-8")
+    try:
+        return data[:cut].decode("utf-8"), cut < len(data)
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: not UTF-8 text; not a wulff certification result file") from None
+
+
+def _parse_column(values: list[str], kind, name: str, path) -> np.ndarray:
+    try:
+        return np.array(values, dtype=object).astype(kind) if values else np.zeros(0, dtype=kind)
+    except (ValueError, TypeError, OverflowError):
+        for number, value in enumerate(values, start=3):
+            try:
+                kind(value)
+            except (ValueError, TypeError, OverflowError):
+                raise ValueError(f"{path}, line {number}: column {name} holds {value!r}, which is not "
+                                 f"{'an integer' if kind is np.int64 else 'a number'}") from None
+        raise
 
 
 def read_results(path: str | os.PathLike, *, repair: bool = False) -> Results:
@@ -88,23 +123,25 @@ def read_results(path: str | os.PathLike, *, repair: bool = False) -> Results:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no result file at {path}")
-    lines = _complete_text(path, repair=repair).splitlines()
+    text, torn = _complete_text(path, repair=repair)
+    lines = text.splitlines()
     if len(lines) < 2:
         raise ValueError(f"{path} has no header (it was cut off before its first row); delete it and rerun")
     meta = _parse_header(lines[0], path)
     names = lines[1].split("\t")
     if names[0] != "index":
         raise ValueError(f"{path}: the second line must be the column names starting with 'index'")
-    rows = [line.split("\t") for line in lines[2:] if line]
-    for number, row in enumerate(rows, start=3):
+    rows = []
+    for number, line in enumerate(lines[2:], start=3):
+        row = line.split("\t")
         if len(row) != len(names):
-            raise ValueError(f"{path}, line {number}: expected {len(names)} fields, got {len(row)}")
-    table = np.array(rows, dtype=object).reshape(len(rows), len(names))
+            raise ValueError(f"{path}, line {number}: expected {len(names)} tab-separated fields, got {len(row)}")
+        rows.append(row)
     columns = {}
     for j, name in enumerate(names):
         kind = np.int64 if name in ("index", "label", "prediction", "correct") else np.float64
-        columns[name] = table[:, j].astype(kind) if len(rows) else np.zeros(0, dtype=kind)
-    return Results(meta, columns)
+        columns[name] = _parse_column([row[j] for row in rows], kind, name, path)
+    return Results(meta, columns, str(path), torn and not repair)
 
 
 class ResultWriter:
@@ -120,7 +157,7 @@ class ResultWriter:
         self.columns = columns_for(adversaries)
         self.meta = json.loads(json.dumps(meta))  # normalized as it will read back
         self.done: set[int] = set()
-        if self.path.exists() and len(_complete_text(self.path, repair=True).splitlines()) < 2:
+        if self.path.exists() and len(_complete_text(self.path, repair=True)[0].splitlines()) < 2:
             self.path.unlink()  # torn inside the header: nothing was certified yet, start over
         if self.path.exists():
             self._resume()
@@ -136,9 +173,9 @@ class ResultWriter:
     def _resume(self) -> None:
         old = read_results(self.path)
         if old.meta != self.meta or list(old.columns) != self.columns:
-            changed = sorted(k for k in set(old.meta) | set(self.meta) if old.meta.get(k) != self.meta.get(k))
             raise ValueError(f"{self.path} already holds results with other settings (differing: "
-                             f"{', '.join(changed) or 'columns'}); choose another output file or delete it")
+                             f"{settings_difference(old.meta, self.meta) or 'columns'}); choose another "
+                             "output file or delete it")
         self.done = {int(i) for i in old.columns["index"]}
 
     def write(self, row: dict) -> None:
@@ -162,6 +199,22 @@ class ResultWriter:
         self.close()
 
 
+def _short(value) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return text[:12] + "..." if isinstance(value, str) and len(value) == 64 else text[:60]
+
+
+def settings_difference(old: dict, new: dict, ignore=()) -> str:
+    """The differing settings as "key old -> new; ..." (model_sha256 means: other model weights)."""
+    items = []
+    for key in sorted(set(old) | set(new)):
+        if key in ignore or old.get(key) == new.get(key):
+            continue
+        what = f"{key} (other model weights)" if key == "model_sha256" else key
+        items.append(f"{what} {_short(old.get(key))} -> {_short(new.get(key))}")
+    return "; ".join(items)
+
+
 def merge_results(paths, out: str | os.PathLike, *, allow_partial: bool = False) -> Results:
     """Join the shard files of one run into ``out`` (sorted by index, written atomically).
 
@@ -175,7 +228,8 @@ def merge_results(paths, out: str | os.PathLike, *, allow_partial: bool = False)
     for path, part in zip(paths, parts):
         other = {k: v for k, v in part.meta.items() if k not in SHARD_KEYS}
         if other != base:
-            raise ValueError(f"{path} was produced with other settings than {paths[0]}; cannot merge")
+            raise ValueError(f"{path} was produced with other settings than {paths[0]} (differing: "
+                             f"{settings_difference(base, other)}); cannot merge")
     names = list(parts[0].columns)
     merged = {name: np.concatenate([p.columns[name] for p in parts]) for name in names}
     order = np.argsort(merged["index"], kind="stable")
@@ -200,4 +254,4 @@ def merge_results(paths, out: str | os.PathLike, *, allow_partial: bool = False)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, out)
-    return Results(meta, merged)
+    return Results(meta, merged, str(out))

@@ -17,6 +17,7 @@ import torch
 from wulff.certificate import check_adversary
 from wulff.distributions import Distribution
 from wulff.distributions.base import check_integer
+from wulff.errors import NonFiniteError
 
 from .stats import check_alpha, clopper_pearson_lower, two_class_test_passes
 
@@ -133,12 +134,14 @@ class Smoothed:
     def count_predictions(self, x: torch.Tensor, num: int, batch_size: int, *,
                           generator: torch.Generator | None = None) -> np.ndarray:
         """Votes of the base classifier on num noisy copies x + delta, as an int64 array of length
-        num_classes. Noise is drawn on the model's device; counting is one bincount per batch."""
+        num_classes. Noise is drawn on the model's device; counting is one bincount per batch.
+        Raises :class:`~wulff.errors.NonFiniteError` if any logit is NaN or infinite."""
         num = _positive_int("num", num)
         batch_size = _positive_int("batch_size", batch_size)
         x = self._check_input(x)
         generator = generator if generator is not None else self.generator
         counts = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
         was_training = getattr(self.model, "training", False)
         if was_training:
             self.model.eval()
@@ -146,14 +149,19 @@ class Smoothed:
             with torch.inference_mode(), self._autocast():
                 for start in range(0, num, batch_size):
                     size = min(batch_size, num - start)
-                    counts += torch.bincount(self._classify_noisy(x, size, generator),
+                    counts += torch.bincount(self._classify_noisy(x, size, generator, finite),
                                              minlength=self.num_classes)
         finally:
             if was_training:
                 self.model.train()
+        if not bool(finite):
+            raise NonFiniteError("the model returned NaN or infinite logits on noisy inputs: its votes mean "
+                                 "nothing, so nothing is predicted or certified (did its training diverge?)")
         return counts.cpu().numpy()
 
-    def _classify_noisy(self, x: torch.Tensor, size: int, generator) -> torch.Tensor:
+    def _classify_noisy(self, x: torch.Tensor, size: int, generator, finite: torch.Tensor) -> torch.Tensor:
+        """The base classifier's class for ``size`` noisy copies of x; clears ``finite`` (in place, no
+        device sync) when any logit is NaN or infinite."""
         noise = self.q.sample(size, generator=generator, device=self.device, dtype=x.dtype)
         batch = noise.view(size, *x.shape).add_(x)
         if self.channels_last and batch.dim() == 4:
@@ -162,6 +170,7 @@ class Smoothed:
         if logits.dim() != 2 or logits.shape != (size, self.num_classes):
             raise ValueError(f"the model must map a batch of {size} inputs to logits of shape "
                              f"({size}, num_classes = {self.num_classes}); got {tuple(logits.shape)}")
+        finite &= torch.isfinite(logits).all()
         return logits.argmax(dim=1)
 
     # -- checks --------------------------------------------------------------------------------

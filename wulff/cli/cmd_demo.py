@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 
 from wulff.certify import Smoothed, certify_dataset, read_results
 from wulff.certify.analysis import report
+from wulff.cli.checks import nonnegative_float, output_folder, positive_float, positive_int, probability
+from wulff.cli.cmd_train import add_param_argument
+from wulff.errors import UserError
 from wulff.train import TrainConfig, build_model, load_dataset, named_distribution, train_smoothed, training_meta
+from wulff.train.spec import canonical_name, example_parameters, parse_params, shape_parameters
+from wulff.train.threads import apply_threads
 
 DISTRIBUTIONS = ("UniformCube", "Laplace", "Gaussian")
 FULL = {"sigmas": [0.25, 0.5], "epochs": 30, "n0": 64, "n": 10_000, "skip": 1}
@@ -31,15 +35,29 @@ def _has_certificate(q, adversary: str) -> str | None:
     return None
 
 
+def demo_parameters(names, d: int, given: dict) -> dict[str, dict]:
+    """Each family's shape parameters for the demo: those given with --param that it has, the rest
+    from its example values in NAMED_FAMILIES (e.g. Pareto a = 4). A --param no family has is an error."""
+    params = {}
+    for name in names:
+        known = shape_parameters(name)
+        params[canonical_name(name)] = {**{k: v for k, v in example_parameters(name, d).items() if k in known},
+                                        **{k: v for k, v in given.items() if k in known}}
+    unused = sorted(k for k in given if not any(k in shape_parameters(n) for n in names))
+    if unused:
+        raise UserError(f"--param {', '.join(unused)}: none of {', '.join(names)} has such a shape parameter")
+    return params
+
+
 def run(args: argparse.Namespace) -> int:
     settings = dict(QUICK if args.quick else FULL)
     for key in settings:
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
-    torch.set_num_threads(args.threads)
-    out = Path(args.out or ("wulff-demo-quick" if args.quick else "wulff-demo"))
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out or ("wulff-demo-quick" if args.quick else "wulff-demo"), "--out",
+                        holds="one folder per run, the table and the plot")
     train_set, info = load_dataset("digits", "train")
+    shape = demo_parameters(args.distributions, info.d, parse_params(args.param))
     test_set, _ = load_dataset("digits", "test")
     adversary = "l1"
     print(f"wulff demo: {', '.join(args.distributions)} smoothing at sigma in {settings['sigmas']} on digits "
@@ -50,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     result_files = []
     for name in args.distributions:
         for sigma in settings["sigmas"]:
-            q = named_distribution(name, info.d, sigma=sigma)
+            q = named_distribution(name, info.d, sigma=sigma, params=shape[canonical_name(name)])
             missing = _has_certificate(q, adversary)
             if missing:
                 print(f"  skipping {name}: no {adversary} certificate is available ({missing})", flush=True)
@@ -59,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             step = time.perf_counter()
             torch.manual_seed(args.seed)
             model = build_model(args.model, info.input_shape, info.num_classes, info.mean, info.std)
+            apply_threads(args.threads, model, info.input_shape)
             config = TrainConfig(epochs=settings["epochs"], batch_size=64, lr=args.lr, seed=args.seed)
             history = train_smoothed(model, q, train_set, config, checkpoint=run_dir / "checkpoint.pt",
                                      meta=training_meta(args.model, info, q), progress=not args.no_progress)
@@ -67,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
             results = certify_dataset(
                 smoothed, test_set, run_dir / f"certify_{adversary}.tsv", n0=settings["n0"], n=settings["n"],
                 alpha=args.alpha, batch_size=args.batch_size, adversaries=(adversary,), skip=settings["skip"],
-                seed=args.seed, meta={"sigma": sigma}, progress=not args.no_progress)
+                seed=args.seed, meta={"sigma": sigma, "model": args.model, "dataset": "digits", "split": "test"},
+                progress=not args.no_progress)
             result_files.append(run_dir / f"certify_{adversary}.tsv")
             accuracy = results.correct.mean()
             print(f"  {name:<12} sigma = {sigma:<5g} training loss {history[-1]['loss']:.3f}, smoothed accuracy "
@@ -79,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     plot = out / f"certified_accuracy_{adversary}.png"
     sigmas = ", ".join(f"{s:g}" for s in settings["sigmas"])
     title = f"digits: certified accuracy (%) against {adversary}, best over sigma in {{{sigmas}}}"
-    table = report([read_results(f) for f in result_files], adversary, args.radii, plot=plot, title=title)
+    table = report([read_results(f) for f in result_files], adversary, args.radii, plot=plot, title=title,
+                   warn=lambda line: print(f"  warning: {line}", flush=True))
     (out / f"table_{adversary}.md").write_text(table + "\n", encoding="utf-8")
     print()
     print(table)
@@ -100,19 +121,23 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help="output folder (default ./wulff-demo, or "
                    "./wulff-demo-quick with --quick)")
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds (tiny n, few inputs)")
-    p.add_argument("--distributions", nargs="+", default=list(DISTRIBUTIONS), metavar="NAME")
-    p.add_argument("--sigmas", type=float, nargs="+", default=None, help="noise levels (default 0.25 0.5)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs per model (default 30)")
-    p.add_argument("--n0", type=int, default=None, help="selection samples (default 64)")
-    p.add_argument("--n", type=int, default=None, help="estimation samples (default 10000)")
-    p.add_argument("--skip", type=int, default=None, help="certify every SKIP-th test input (default 1)")
-    p.add_argument("--alpha", type=float, default=0.001)
-    p.add_argument("--batch-size", type=int, default=5000)
-    p.add_argument("--radii", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
+    p.add_argument("--distributions", nargs="+", default=list(DISTRIBUTIONS), metavar="NAME",
+                   help="named families (see `wulff distributions`); shape parameters default to their "
+                   "examples there (e.g. Pareto a=4), or give them with --param")
+    add_param_argument(p)
+    p.add_argument("--sigmas", type=positive_float, nargs="+", default=None,
+                   help="noise levels (default 0.25 0.5)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs per model (default 30)")
+    p.add_argument("--n0", type=positive_int, default=None, help="selection samples (default 64)")
+    p.add_argument("--n", type=positive_int, default=None, help="estimation samples (default 10000)")
+    p.add_argument("--skip", type=positive_int, default=None, help="certify every SKIP-th test input (default 1)")
+    p.add_argument("--alpha", type=probability, default=0.001)
+    p.add_argument("--batch-size", type=positive_int, default=5000)
+    p.add_argument("--radii", type=nonnegative_float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
     p.add_argument("--model", default="mlp", choices=("mlp", "cnn"))
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--lr", type=positive_float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for these "
-                   "small models)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: 1 for these "
+                   "small models, the fastest; see `wulff train --help`)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=run)

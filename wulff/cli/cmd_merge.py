@@ -4,16 +4,20 @@ from __future__ import annotations
 import argparse
 
 from wulff.certify import merge_results
+from wulff.cli.checks import output_file
 
 
 def run(args: argparse.Namespace) -> int:
-    merged = merge_results(args.shards, args.out, allow_partial=args.allow_partial)
-    print(f"merged {len(args.shards)} files into {args.out}: {len(merged)} rows")
+    out = output_file(args.out, "out", example="certify.tsv")
+    merged = merge_results(args.shards, out, allow_partial=args.allow_partial)
+    print(f"merged {len(args.shards)} files into {out}: {len(merged)} rows")
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("merge", help="join certification shard files (from --shard / torchrun) into one")
+    p = sub.add_parser("merge", help="join certification shard files (from --shard / torchrun) into one",
+                       description="Joins the shard files of one run (same model weights, noise and "
+                       "settings; a difference is named) into one result file sorted by input.")
     p.add_argument("out", help="merged result file")
     p.add_argument("shards", nargs="+", help="shard files, e.g. results.shard-*-of-4.tsv")
     p.add_argument("--allow-partial", action="store_true", help="merge even if some inputs are missing")

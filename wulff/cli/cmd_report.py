@@ -3,21 +3,25 @@ Table-1-style markdown table and a PNG plot."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import sys
 
 from wulff.certify import read_results
 from wulff.certify.analysis import collect_result_files, report
+from wulff.cli.checks import nonnegative_float, output_file
 
 
 def run(args: argparse.Namespace) -> int:
+    plot = output_file(args.plot, "--plot", example="l1.png") if args.plot else None
+    markdown = output_file(args.markdown, "--markdown", example="table.md") if args.markdown else None
     runs = [read_results(p) for p in collect_result_files(args.results)]
-    table = report(runs, args.adversary, args.radii, plot=args.plot,
-                   title=args.title or f"certified accuracy (%) against {args.adversary}")
+    table = report(runs, args.adversary, args.radii, plot=plot, allow_mixed=args.allow_mixed,
+                   title=args.title or f"certified accuracy (%) against {args.adversary}",
+                   warn=lambda line: print(f"wulff report: warning: {line}", file=sys.stderr))
     print(table)
-    if args.markdown:
-        Path(args.markdown).write_text(table + "\n", encoding="utf-8")
-    if args.plot:
-        print(f"plot: {args.plot}")
+    if markdown:
+        markdown.write_text(table + "\n", encoding="utf-8")
+    if plot:
+        print(f"plot: {plot}")
     return 0
 
 
@@ -25,11 +29,17 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="certified-accuracy table and plot from certification result files",
                        description="Groups result files by distribution, takes the upper envelope of "
                        "certified accuracy over their sigmas (the paper's Fig. 2 procedure) and prints a "
-                       "Table-1-style markdown table; --plot writes certified accuracy vs radius.")
+                       "Table-1-style markdown table, with n, alpha and the number of inputs under it; "
+                       "--plot writes certified accuracy vs radius. Only complete test-split files with "
+                       "the same n, alpha and inputs are combined: partial, torn, train-split and "
+                       "mismatched files are named in a warning and left out (--allow-mixed keeps them).")
     p.add_argument("results", nargs="+", help="result files or folders (searched for *.tsv)")
     p.add_argument("--adversary", default="l1", choices=("l1", "l2", "linf"))
-    p.add_argument("--radii", type=float, nargs="+", default=None, help="table columns (default: a round grid)")
+    p.add_argument("--radii", type=nonnegative_float, nargs="+", default=None,
+                   help="table columns, numbers >= 0 (default: a round grid)")
     p.add_argument("--plot", default=None, help="write a PNG here")
     p.add_argument("--markdown", default=None, help="also write the table to this file")
     p.add_argument("--title", default=None)
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="tabulate partial, torn, train-split and mismatched files too (still warned about)")
     p.set_defaults(handler=run)

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
+from wulff.cli.checks import nonnegative_float, nonnegative_int, output_folder, positive_float, positive_int
 from wulff.train import (
     DATASETS,
     MODELS,
@@ -19,36 +19,45 @@ from wulff.train import (
     train_smoothed,
     training_meta,
 )
+from wulff.train.threads import apply_threads
 
 
 def add_noise_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", default="Gaussian", help="named distribution (see `wulff distributions`)")
-    p.add_argument("--sigma", type=float, required=True, help="noise level sigma = sqrt(E||delta||^2 / d)")
+    p.add_argument("--sigma", type=positive_float, required=True,
+                   help="noise level sigma = sqrt(E||delta||^2 / d), a number > 0")
+    add_param_argument(p)
+
+
+def add_param_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="shape parameter of the distribution, e.g. --param k=2 (repeatable)")
+                   help="shape parameter of the distribution, a plain number, e.g. --param k=2 (repeatable)")
 
 
 def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda per rank if available)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (small models: 1 is fastest)")
+    p.add_argument("--device", default=None, help="cpu, cuda (this rank's GPU), cuda:N (default: this rank's "
+                   "GPU if there is one, else cpu)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads (default: 1 for models under 10 M multiply-adds per input, which "
+                   "run fastest on one thread, else torch's default)")
     p.add_argument("--autocast", choices=("bf16", "fp16"), default=None, help="mixed-precision forward passes")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format for images")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    out = output_folder(args.out, "--out", holds="checkpoint.pt")
     env = setup(args.device)
     try:
         train_set, info = load_dataset(args.dataset, "train", args.data_dir)
         q = named_distribution(args.noise, info.d, sigma=args.sigma, params=parse_params(args.param))
         torch.manual_seed(args.seed)
         model = build_model(args.model, info.input_shape, info.num_classes, info.mean, info.std)
+        apply_threads(args.threads, model, info.input_shape, env.device)
         config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                              weight_decay=args.weight_decay, seed=args.seed, num_workers=args.workers,
                              autocast=args.autocast, channels_last=args.channels_last)
-        checkpoint = Path(args.out) / "checkpoint.pt"
+        checkpoint = out / "checkpoint.pt"
         history = train_smoothed(model, q, train_set, config, checkpoint=checkpoint, resume=not args.no_resume,
                                  meta=training_meta(args.model, info, q), env=env, progress=not args.no_progress)
         if env.is_main:
@@ -64,7 +73,8 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a base classifier with noise augmentation (resumable; torchrun-ready)",
                        description="Noise-augmented training (loss -log f(x + delta)_y), SGD momentum 0.9, "
                        "cosine learning rate, weight decay 1e-4 (Appendix D). A checkpoint is written to "
-                       "OUT/checkpoint.pt after every epoch and a rerun resumes from it. Run under "
+                       "OUT/checkpoint.pt after every epoch and a rerun with the same settings resumes from "
+                       "it; a NaN/inf loss stops training with an error (that epoch is not saved). Run under "
                        "`torchrun --nproc-per-node N` for DistributedDataParallel.")
     p.add_argument("--dataset", default="digits", choices=DATASETS)
     p.add_argument("--data-dir", default=None, help="local folder of cifar10 / imagenet (never downloaded)")
@@ -72,14 +82,18 @@ def register(sub) -> None:
                    help=f"{', '.join(MODELS)} (32x32 inputs) or torchvision:<name>, e.g. torchvision:resnet50 "
                    "for ImageNet (needs torchvision); default mlp")
     add_noise_arguments(p)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=128, help="per process")
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--epochs", type=positive_int, default=30,
+                   help="total epochs (default 30); rerunning with a larger value extends a finished run "
+                   "(the cosine schedule then spans the new total: epoch e uses lr (1 + cos(pi e / EPOCHS)) / 2)")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="per process")
+    p.add_argument("--lr", type=positive_float, default=0.1)
+    p.add_argument("--momentum", type=nonnegative_float, default=0.9)
+    p.add_argument("--weight-decay", type=nonnegative_float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0, help="data loader workers (folder datasets)")
+    p.add_argument("--workers", type=nonnegative_int, default=0, help="data loader workers (folder datasets)")
     p.add_argument("--out", required=True, help="output folder (holds checkpoint.pt)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/checkpoint.pt exists")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start over even if OUT/checkpoint.pt exists (it is replaced); without it a rerun "
+                   "resumes, and refuses if the model, data, noise or optimizer settings differ")
     add_runtime_arguments(p)
     p.set_defaults(handler=run)

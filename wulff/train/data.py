@@ -4,12 +4,15 @@ the model (:class:`wulff.train.models.Normalize`) so that noise is added before 
 * ``digits``   scikit-learn's 8x8 handwritten digits (shipped with scikit-learn): 1797 images,
   a fixed stratified split of 1347 train / 450 test. The embedded default.
 * ``cifar10``  CIFAR-10 from a local folder in its python-pickle layout (``data_batch_1..5``,
-  ``test_batch``), as unpacked from ``cifar-10-python.tar.gz``.
+  ``test_batch``), as unpacked from ``cifar-10-python.tar.gz``. The batches are pickles, so they are
+  read by :class:`RestrictedUnpickler`, which builds numpy arrays, lists, dicts, bytes, str and
+  numbers and refuses anything else (a planted batch cannot run code).
 * ``imagenet`` an ImageFolder layout ``ROOT/train/<wnid>/*.JPEG`` and ``ROOT/val/<wnid>/*.JPEG``
   (needs torchvision).
 """
 from __future__ import annotations
 
+import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
+
+from wulff.errors import UserError
 
 DATASETS = ("digits", "cifar10", "imagenet")
 SPLITS = ("train", "test")
@@ -81,6 +86,68 @@ def _cifar_folder(root: str | None) -> Path:
     raise FileNotFoundError(f"no CIFAR-10 batches found in {base}: {hint}")
 
 
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """What protocol-2 pickles written by Python 3 call (as ``_codecs.encode``) to rebuild bytes."""
+    if not isinstance(text, str) or str(encoding).lower().replace("-", "") not in ("latin1", "latin"):
+        raise pickle.UnpicklingError("refused to load _codecs.encode with anything but (str, 'latin1')")
+    return text.encode("latin1")
+
+
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    """The globals a pickled numpy array refers to, under every module path numpy has used, plus
+    the latin-1 bytes constructor of protocol 2."""
+    reconstruct = np.zeros(1).__reduce__()[0]  # numpy(._)core.multiarray._reconstruct
+    scalar = np.float64(1.0).__reduce__()[0]    # numpy(._)core.multiarray.scalar
+    frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # numpy(._)core.numeric._frombuffer (protocol 5)
+    allowed: dict[tuple[str, str], object] = {("_codecs", "encode"): _latin1_bytes}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = reconstruct
+        allowed[(module, "scalar")] = scalar
+    for module in ("numpy.core.numeric", "numpy._core.numeric"):
+        allowed[(module, "_frombuffer")] = frombuffer
+    for module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "ndarray")] = np.ndarray
+        allowed[(module, "dtype")] = np.dtype
+    return allowed
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays, lists, dicts, bytes, str and numbers only: every other global (a
+    function, a class) is refused before it is looked up, so a pickle cannot call anything else."""
+
+    ALLOWED = _numpy_globals()
+
+    def find_class(self, module: str, name: str):
+        found = self.ALLOWED.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: only numpy arrays, lists, dicts, "
+                                         "bytes, str and numbers are allowed")
+        return found
+
+
+def restricted_load(path: str | Path, *, encoding: str = "bytes"):
+    """The object pickled in ``path``, read by :class:`RestrictedUnpickler` (UserError when refused)."""
+    data = Path(path).read_bytes()
+    try:
+        return RestrictedUnpickler(io.BytesIO(data), encoding=encoding).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise UserError(f"{path} is not a CIFAR-10 python batch ({exc or 'truncated'})") from None
+
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    batch = restricted_load(path)
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise UserError(f"{path} is not a CIFAR-10 python batch (expected a dict with data and labels)")
+    try:
+        x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        y = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path}: malformed CIFAR-10 batch ({exc})") from None
+    if len(x) != len(y):
+        raise UserError(f"{path}: {len(x)} images but {len(y)} labels")
+    return x, y
+
+
 def load_cifar10(split: str = "train", root: str | None = None) -> tuple[TensorDataset, CIFAR10_INFO]:
     """CIFAR-10 from the python-pickle batches in ``root``; uint8 pixels scaled to [0, 1]."""
     folder = _cifar_folder(root)
@@ -90,10 +157,9 @@ def load_cifar10(split: str = "train", root: str | None = None) -> tuple[TensorD
         path = folder / name
         if not path.is_file():
             raise FileNotFoundError(f"CIFAR-10 batch {path} is missing (expected data_batch_1..5 and test_batch)")
-        with open(path, "rb") as fh:
-            batch = pickle.load(fh, encoding="bytes")
-        xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        x, y = _cifar_batch(path)
+        xs.append(x)
+        ys.append(y)
     x = torch.from_numpy(np.concatenate(xs)).float().div_(255.0)
     return TensorDataset(x, torch.from_numpy(np.concatenate(ys))), CIFAR10_INFO
 

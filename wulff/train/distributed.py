@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from wulff.errors import UserError
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -33,9 +35,7 @@ def setup(device: str | torch.device | None = None) -> DistEnv:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
-    if device is None:
-        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = resolve_device(device, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
@@ -43,6 +43,31 @@ def setup(device: str | torch.device | None = None) -> DistEnv:
     if dist.is_initialized():
         rank, world_size = dist.get_rank(), dist.get_world_size()
     return DistEnv(rank, world_size, local_rank, device)
+
+
+def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> torch.device:
+    """The torch device for ``--device``: None -> this rank's GPU if there is one, else the CPU;
+    "cuda" (no index) -> "cuda:<local rank>"; "cuda:N" must name an existing GPU. Anything else that
+    cannot run here is a :class:`~wulff.errors.UserError` naming the valid choices."""
+    if device is None:
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UserError(f"--device must be cpu, cuda or cuda:N (a GPU index); got {device!r}") from None
+    if chosen.type == "cpu":
+        return chosen
+    if chosen.type != "cuda":
+        raise UserError(f"--device must be cpu, cuda or cuda:N (a GPU index); got {device!r}")
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {device}: this machine has no CUDA device (torch.cuda.is_available() is "
+                        "False); use --device cpu")
+    index = local_rank if chosen.index is None else chosen.index
+    count = torch.cuda.device_count()
+    if not 0 <= index < count:
+        raise UserError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0 .. cuda:{count - 1}; "
+                        f"got index {index}")
+    return torch.device("cuda", index)
 
 
 def barrier(env: DistEnv) -> None:

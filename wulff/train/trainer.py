@@ -3,10 +3,21 @@ minimize -log f(x + delta)_y with delta ~ q, by SGD with momentum 0.9, weight de
 cosine-annealed learning rate. A checkpoint is written after every epoch; a rerun resumes from it.
 Under torchrun the model is wrapped in DistributedDataParallel and each process sees its own part of
 every epoch (DistributedSampler) and its own noise stream.
+
+Learning-rate schedule: epoch e (counted from 0) of a run with ``epochs = E`` uses
+``lr * (1 + cos(pi * e / E)) / 2`` (:func:`cosine_lr`). It depends on e and E only, so resuming with
+the same E reproduces an uninterrupted run exactly, and resuming with a larger E (extending a finished
+run) continues on the cosine of length E from epoch e on: the learning rate steps up to that curve.
+
+Resuming requires the checkpoint's settings (model, dataset, noise, sigma, and the optimizer settings
+of :data:`RESUME_KEYS`); anything else is refused with a message naming what changed, so old weights
+are never continued under new settings. A loss or weight that becomes NaN or infinite stops training
+with an error naming the epoch; that epoch is never saved.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -19,8 +30,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 from tqdm.auto import tqdm
 
 from wulff.distributions import Distribution
+from wulff.errors import NonFiniteError, UserError
 
+from .checkpoint import plain, read_checkpoint
 from .distributed import DistEnv, barrier, mean_over_processes
+
+#: TrainConfig settings a resumed run must share with its checkpoint (the others set only speed or length)
+RESUME_KEYS = ("batch_size", "lr", "momentum", "weight_decay", "seed")
 
 
 @dataclass
@@ -90,16 +106,57 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
+def cosine_lr(config: TrainConfig, epoch: int) -> float:
+    """The learning rate of epoch ``epoch`` (from 0): ``lr * (1 + cos(pi * epoch / epochs)) / 2``."""
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
+
+
+def _show(value) -> str:
+    if isinstance(value, dict) and "name" in value:
+        params = ", ".join(f"{k}={v:g}" for k, v in (value.get("params") or {}).items())
+        return f"{value['name']}({params})"
+    return repr(value)
+
+
+def settings_changes(state: dict, meta: dict | None, config: TrainConfig) -> list[str]:
+    """What differs between a checkpoint's settings and this run's, as "name: old -> new" items."""
+    old_meta, new_meta = state.get("meta") or {}, plain(meta or {})
+    old_config, new_config = state.get("config") or {}, asdict(config)
+    changes = [f"{k}: {_show(old_meta.get(k))} -> {_show(new_meta.get(k))}"
+               for k in sorted(set(old_meta) | set(new_meta)) if old_meta.get(k) != new_meta.get(k)]
+    changes += [f"{k}: {old_config.get(k)!r} -> {new_config[k]!r}"
+                for k in RESUME_KEYS if k in old_config and old_config[k] != new_config[k]]
+    return changes
+
+
+def _resume_state(checkpoint: Path, device: torch.device, meta: dict | None, config: TrainConfig) -> dict:
+    state = read_checkpoint(checkpoint, device)
+    for key in ("optimizer", "history"):
+        if key not in state:
+            raise UserError(f"{checkpoint} cannot be resumed (it lacks {key}); pass --no-resume to start over")
+    changes = settings_changes(state, meta, config)
+    if changes:
+        raise UserError(f"{checkpoint} was trained with other settings ({'; '.join(changes)}); rerun with its "
+                        "settings to resume it, or pass --no-resume (resume=False) to start over and replace it")
+    return state
+
+
+def _all_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
 def train_smoothed(model: torch.nn.Module, q: Distribution, train_set: Dataset, config: TrainConfig, *,
                    checkpoint: str | os.PathLike | None = None, resume: bool = True, meta: dict | None = None,
                    env: DistEnv | None = None, progress: bool = True, max_steps: int | None = None,
                    log=print) -> list[dict]:
     """Train ``model`` in place on noisy copies of ``train_set``; returns the per-epoch history.
 
-    With ``checkpoint``, the state (model, optimizer, schedule, noise stream, history, ``meta``) is
-    saved there after each epoch, and an existing checkpoint is resumed from when ``resume``.
-    ``max_steps`` stops after that many optimizer steps in total (for quick checks); an epoch cut
-    short by it is not recorded in the history or the checkpoint.
+    With ``checkpoint``, the state (model, optimizer, noise stream, history, ``meta``, config) is
+    saved there after each epoch, and an existing checkpoint is resumed from when ``resume`` (refused,
+    with :class:`~wulff.errors.UserError` naming the change, if its meta or :data:`RESUME_KEYS`
+    differ). ``max_steps`` stops after that many optimizer steps in total (for quick checks); an
+    epoch cut short by it is not recorded in the history or the checkpoint. A non-finite loss or
+    weight raises :class:`~wulff.errors.NonFiniteError` naming the epoch, which is not saved.
     """
     env = env or DistEnv()
     model.to(env.device)
@@ -107,58 +164,70 @@ def train_smoothed(model: torch.nn.Module, q: Distribution, train_set: Dataset, 
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     generator = torch.Generator(device=env.device)
     history: list[dict] = []
     start_epoch = 0
     if checkpoint is not None and resume and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=env.device, weights_only=False)
+        state = _resume_state(Path(checkpoint), env.device, meta, config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        history = state["history"]
-        start_epoch = state["epoch"]
+        history = list(state["history"])
+        start_epoch = int(state["epoch"])
         if env.is_main and start_epoch < config.epochs:
-            log(f"resuming {checkpoint} after epoch {start_epoch}")
+            old = (state.get("config") or {}).get("epochs", config.epochs)
+            longer = f"; the cosine schedule now spans {config.epochs} epochs (was {old})" \
+                if old != config.epochs else ""
+            log(f"resuming {checkpoint} after epoch {start_epoch}{longer}")
     net = DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda" else None) \
         if env.distributed else model
     amp = autocast_dtype(config.autocast)
     steps = 0
     bar = tqdm(total=config.epochs, initial=start_epoch, desc=f"train {q.name}", unit="epoch",
                disable=not (progress and env.is_main), leave=False)
-    for epoch in range(start_epoch, config.epochs):
-        net.train()
-        generator.manual_seed(noise_seed(config.seed, env.rank, epoch))
-        began, total, count, interrupted = time.perf_counter(), 0.0, 0, True
-        for x, y in epoch_batches(train_set, config.batch_size, epoch, config, env):
-            x = x.to(env.device, non_blocking=True)
-            y = y.to(env.device, non_blocking=True)
-            if config.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with (torch.autocast(env.device.type, dtype=amp) if amp else contextlib.nullcontext()):
-                loss = noisy_loss(net, q, x, y, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(y)
-            count += len(y)
-            steps += 1
-            if max_steps is not None and steps >= max_steps:
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            net.train()
+            lr = cosine_lr(config, epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            generator.manual_seed(noise_seed(config.seed, env.rank, epoch))
+            began, total, count, interrupted = time.perf_counter(), 0.0, 0, True
+            for x, y in epoch_batches(train_set, config.batch_size, epoch, config, env):
+                x = x.to(env.device, non_blocking=True)
+                y = y.to(env.device, non_blocking=True)
+                if config.channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with (torch.autocast(env.device.type, dtype=amp) if amp else contextlib.nullcontext()):
+                    loss = noisy_loss(net, q, x, y, generator)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(y)
+                count += len(y)
+                steps += 1
+                if max_steps is not None and steps >= max_steps:
+                    break
+            else:
+                interrupted = False
+            if interrupted:  # stopped by max_steps inside the epoch: it is not recorded (a resume redoes it)
                 break
-        else:
-            interrupted = False
-        if interrupted:  # stopped by max_steps inside the epoch: it is not recorded (a resume redoes it)
-            break
-        schedule.step()
-        record = {"epoch": epoch + 1, "loss": mean_over_processes(total / max(count, 1), env),
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - began}
-        history.append(record)
-        if checkpoint is not None and env.is_main:
-            save_checkpoint(checkpoint, {"model": _unwrap(net).state_dict(), "optimizer": optimizer.state_dict(),
-                                         "schedule": schedule.state_dict(), "epoch": epoch + 1,
-                                         "history": history, "meta": meta or {}, "config": asdict(config)})
-        barrier(env)
-        bar.update(1)
-        bar.set_postfix(loss=f"{record['loss']:.3f}")
-    bar.close()
+            record = {"epoch": epoch + 1, "loss": mean_over_processes(total / max(count, 1), env), "lr": lr,
+                      "seconds": time.perf_counter() - began}
+            if not (math.isfinite(record["loss"]) and _all_finite(_unwrap(net))):
+                kept = f"{checkpoint} still holds epoch {epoch}" if checkpoint is not None and epoch else \
+                    "nothing was saved"
+                raise NonFiniteError(f"training diverged in epoch {epoch + 1}: the noisy training loss became "
+                                     f"{record['loss']} (or a weight became NaN/inf); {kept}. Lower the "
+                                     "learning rate (--lr) or the noise level and retrain")
+            history.append(record)
+            if checkpoint is not None and env.is_main:
+                save_checkpoint(checkpoint, {"model": _unwrap(net).state_dict(),
+                                             "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                                             "history": plain(history), "meta": plain(meta or {}),
+                                             "config": plain(asdict(config))})
+            barrier(env)
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.3f}")
+    finally:
+        bar.close()
     return history

@@ -31,7 +31,7 @@ from .envelope import Envelope, TangentTable
 from .structure import RADIAL_SIGNS, gamma_law
 
 #: bump when the payload format or the mathematics changes (invalidates disk caches)
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 #: relative margin taken off closed-form radii evaluated in floating point (away from rho = 1/2, a
 #: formula's relative error is below ~1e-16 / (rho - 1/2) <= 1e-9)
 CLOSED_FORM_MARGIN = 1e-8

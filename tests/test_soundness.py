@@ -131,7 +131,8 @@ def test_exp2_d1_l2_is_the_laplace_radius():
 
 # -- guards ---------------------------------------------------------------------------------------------
 def test_infinite_radius_below_one_raises():
-    cert = Certificate(adversary="l2", method="broken", lam=1.0, d=2, radius_unit=lambda r: np.full(r.shape, np.inf))
+    cert = Certificate(adversary="l2", method="broken", lam=1.0, d=2,
+                       radius_unit=lambda r: np.full(r.shape, np.inf))
     with pytest.raises(ArithmeticError, match="infinite"):
         cert.radius(np.array([0.7]))
 

@@ -97,7 +97,8 @@ def monotone_envelope(rho: np.ndarray, radius: np.ndarray) -> np.ndarray:
 def _mp_formula(formula: sp.Expr):
     """formula as an mpmath function of rho (the named special functions by their mpmath code)."""
     from . import special
-    table = {name: getattr(special, name)._mpmath for name in special.__all__ if hasattr(getattr(special, name), "_mpmath")}
+    table = {name: getattr(special, name)._mpmath for name in special.__all__
+             if hasattr(getattr(special, name), "_mpmath")}
     table.update({"loggamma": mpmath.loggamma, "gamma": mpmath.gamma})
     return sp.lambdify(rho_symbol, formula, modules=[table, "mpmath"])
 

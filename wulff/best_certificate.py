@@ -103,6 +103,14 @@ class BestCertificate(Certificate):
     def _max_unit(self, rho: np.ndarray) -> np.ndarray:
         return self._all_radii(rho).max(axis=0) / self.lam
 
+    def verified_radius(self, rho, dps: int = 40) -> np.ndarray:
+        """The maximum of the certificates' verified radii (a maximum of lower bounds is one)."""
+        return np.max([c.verified_radius(rho, dps) for c in self.certificates], axis=0)
+
+    @property
+    def verified_method(self) -> str:
+        return "maximum of: " + "; ".join(c.verified_method for c in self.certificates)
+
     def winner(self, rho) -> np.ndarray:
         """For each rho, the label of the certificate that gives the largest radius (the first one on
         ties), or None where every radius is 0 (rho <= 1/2: abstain)."""

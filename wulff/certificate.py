@@ -14,8 +14,10 @@ l_a adversary is a radius R / d^max(0, 1/a - 1/b) against l_b (:meth:`Certificat
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
+import mpmath
 import numpy as np
 import sympy as sp
 import torch
@@ -59,6 +61,75 @@ def as_rho_array(rho) -> np.ndarray:
     return arr
 
 
+def cast_toward_zero(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """float64 radii cast to ``dtype`` rounding toward zero: where the nearest-rounded cast lies above
+    the float64 value it is stepped one ulp toward 0 (torch.nextafter), so the result never exceeds
+    the radius; a finite value beyond the dtype's range becomes its largest finite value (a finite
+    radius never becomes inf), and inf stays inf."""
+    values = values.to(torch.float64)
+    cast = values.to(dtype)
+    up = cast.to(torch.float64) > values
+    if up.any():
+        cast = torch.where(up, torch.nextafter(cast, torch.zeros_like(cast)), cast)
+    overflow = torch.isinf(cast) & torch.isfinite(values)
+    if overflow.any():
+        cast = torch.where(overflow, torch.full_like(cast, torch.finfo(dtype).max), cast)
+    return cast
+
+
+def monotone_envelope(rho: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """radius made nondecreasing in rho over the batch: each value replaced by the smallest radius at
+    any rho' >= rho in the batch. Never increases a value; returns ``radius`` itself when it is
+    already monotone (the common case costs one sort)."""
+    flat_rho, flat_r = rho.ravel(), radius.ravel()
+    if flat_r.size < 2:
+        return radius
+    order = np.argsort(flat_rho, kind="stable")
+    sorted_r = flat_r[order]
+    if np.all(sorted_r[1:] >= sorted_r[:-1]):
+        return radius
+    envelope = np.minimum.accumulate(sorted_r[::-1])[::-1]
+    out = np.empty_like(flat_r)
+    out[order] = envelope
+    return out.reshape(radius.shape)
+
+
+def _mp_formula(formula: sp.Expr):
+    """formula as an mpmath function of rho (the named special functions by their mpmath code)."""
+    from . import special
+    table = {name: getattr(special, name)._mpmath for name in special.__all__
+             if hasattr(getattr(special, name), "_mpmath")}
+    table.update({"loggamma": mpmath.loggamma, "gamma": mpmath.gamma})
+    return sp.lambdify(rho_symbol, formula, modules=[table, "mpmath"])
+
+
+def verified_value(formula: sp.Expr, rho: float, dps: int = 40) -> float:
+    """A float64 lower bound on formula(rho), evaluated in mpmath (see
+    :meth:`Certificate.verified_radius` for the stated error bound). inf only at rho = 1."""
+    if rho >= 1.0 and formula.subs(rho_symbol, 1) in (sp.oo, sp.zoo):
+        return math.inf
+    f = _mp_formula(formula)
+    digits = dps
+    while digits <= 640:
+        with mpmath.workdps(digits):
+            low = f(mpmath.mpf(rho))
+        with mpmath.workdps(digits + 20):
+            high = f(mpmath.mpf(rho))
+            if not (mpmath.isfinite(low) and mpmath.isfinite(high)):
+                raise ArithmeticError(f"verified mode: {formula} is not finite at rho = {rho!r}")
+            diff = abs(high - low)
+            if diff == 0 and mpmath.mpf(float(high)) == high:
+                return max(float(high), 0.0)  # the same double at both precisions: exact (2 (rho - 1/2))
+            if diff <= mpmath.mpf(10) ** -12 * abs(high) + mpmath.mpf(10) ** -(digits - 10):
+                bound = high - diff - mpmath.mpf(10) ** (10 - digits) * (abs(high) + 1e-300)
+                value = float(bound)  # nearest; step down if it rounded up
+                if mpmath.mpf(value) > bound:
+                    value = math.nextafter(value, -math.inf)
+                return max(value, 0.0)
+        digits *= 2
+    raise ArithmeticError(f"verified mode: {formula} did not converge at rho = {rho!r}")
+
+
 class Certificate:
     """A sound certified radius R(rho) against one adversary (see the module docstring)."""
 
@@ -77,16 +148,32 @@ class Certificate:
         self.rho_range = rho_range
         self.source = source
 
+    #: set by certificates that prove R = inf at some rho < 1 (none today); otherwise an infinite
+    #: radius below rho = 1 is a bug and :meth:`radius` raises ArithmeticError
+    proves_infinite_below_one = False
+
     def radius(self, rho):
         """R(rho), scale lam included; 0 for rho <= 1/2.
 
         numpy (or a Python number) in -> numpy float64 out, same shape; a torch tensor in -> a tensor
         on the same device (float64 unless the input is floating, then its dtype).
+
+        Guards on every radius that leaves the library:
+
+        * the radius is computed in float64 from the tensor's exact value (every fp16 / bf16 / fp32
+          number is exactly a float64), then cast to the tensor's dtype rounding toward zero, never
+          to nearest; a finite radius too large for the dtype becomes the dtype's largest finite
+          value, never inf (see :func:`cast_toward_zero`);
+        * an infinite radius at rho < 1 raises ArithmeticError (unless the certificate proves it);
+        * the values are made nondecreasing in rho by the monotone envelope
+          R~(rho_i) = min over the batch of R(rho_j) with rho_j >= rho_i, which never increases a
+          value (so soundness is kept) and only changes anything where rounding broke monotonicity.
         """
         if isinstance(rho, torch.Tensor):
             values = self.radius(rho.detach().to("cpu", torch.float64).numpy())
-            dtype = rho.dtype if rho.is_floating_point() else torch.float64
-            return torch.as_tensor(values, dtype=dtype).to(rho.device)
+            if not rho.is_floating_point():
+                return torch.as_tensor(values, dtype=torch.float64).to(rho.device)
+            return cast_toward_zero(torch.as_tensor(values, dtype=torch.float64), rho.dtype).to(rho.device)
         arr = as_rho_array(rho)
         out = np.zeros(arr.shape, dtype=np.float64)
         above = arr > 0.5
@@ -95,7 +182,47 @@ class Certificate:
             out[above] = np.maximum(unit, 0.0) * self.lam
         if np.isnan(out).any():
             raise ArithmeticError(f"{self.method} certificate produced NaN radii; please report this")
+        if not self.proves_infinite_below_one and np.isinf(out[arr < 1.0]).any():
+            raise ArithmeticError(f"{self.method} certificate produced an infinite radius at rho < 1; "
+                                  "please report this")
+        return monotone_envelope(arr, out)
+
+    def verified_radius(self, rho, dps: int = 40) -> np.ndarray:
+        """A provable lower bound on R(rho), evaluated in mpmath at ``dps`` >= 30 digits (float64 out).
+
+        * A closed form (``formula`` not None, e.g. Theorems H.1, I.1, N.1, R.1, S.1): the formula
+          is evaluated in mpmath at ``dps`` and at ``dps + 20`` digits, with rho the exact value of
+          the float given; the stated error bound is |difference| + 10^(10 - dps) |value| (mpmath
+          rounds each elementary operation correctly at its working precision, and the special
+          function inverses of :mod:`wulff.special` bisect to the working precision), and the value
+          minus the bound is rounded down to a float64. If the two evaluations disagree by more than
+          10^(-12) relative, the precision is doubled (up to 640 digits), else ArithmeticError.
+          A value that both precisions give as the same float64 number is taken as exact (rational
+          formulas such as 2 (rho - 1/2), Theorem N.3, evaluate without rounding).
+        * Otherwise (quadrature, level set tables, norm conversions of them): the float path's value.
+          Its soundness then rests on the certificate's own margins, whose estimated parts are
+          stated in the docstrings of :mod:`wulff.diffmethod.envelope` and :mod:`wulff.levelset.table`
+          (the per-cell quadrature margin and the step-halving error estimate are estimates, not
+          proofs). :attr:`verified_method` says which case applies.
+        """
+        if dps < 30:
+            raise ValueError(f"dps must be >= 30; got {dps}")
+        arr = as_rho_array(rho)
+        if self.formula is None:
+            return self.radius(arr)
+        out = np.zeros(arr.shape, dtype=np.float64)
+        rho_max = getattr(self, "formula_rho_max", None)  # the formula holds for rho <= rho_max only
+        for idx in np.ndindex(arr.shape):
+            if arr[idx] > 0.5 and (rho_max is None or arr[idx] <= rho_max):
+                out[idx] = verified_value(self.formula, float(arr[idx]), dps)
+            elif arr[idx] > 0.5:
+                out[idx] = float(self.radius(arr[idx]))
         return out
+
+    @property
+    def verified_method(self) -> str:
+        """How :meth:`verified_radius` evaluates this certificate."""
+        return "mpmath closed form" if self.formula is not None else "float path (no closed form)"
 
     def latex(self) -> str:
         """The radius formula in LaTeX (a description when there is no formula)."""

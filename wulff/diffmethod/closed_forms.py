@@ -8,7 +8,8 @@ numeric envelope (:mod:`wulff.diffmethod.envelope`) takes over.
 * constant M, any sign law with a known Lemma G.7 integral:
     S Rademacher:   Phi = m p,  R = log(1 / (2 (1 - rho))) / m                  (I.1, N.4)
     S sparse (w):   Phi = m min(p, w), R linear up to rho = 1 - w, then a log   (N.1)
-    S sphere:       |phi'(c)| / bar-phi(c) = (d - 1) / (1 - c^2), R = (d-1) atanh(c) / m  (R.1)
+    S sphere:       |phi'(c)| / bar-phi(c) = (d - 1) / (1 - c^2), R = (d-1) atanh(c) / m  (R.1),
+                    written log(I^{-1}(rho) / I^{-1}(1 - rho)) / 2, stable near rho = 1
     S normal:       |phi'(c)| / bar-phi(c) = 1, R = Phi^{-1}(rho) / m           (H.1)
 * S sparse (w < 1/2), M = g'(R) >= 0: Phi = w E g'(R) on [w, 1/2], and integration by parts
   (Lemma U.4) gives E g'(R) = (d - 1) E[1 / R]: R(rho) = (rho - 1/2) / (w E g'(R)) for
@@ -212,10 +213,14 @@ def _constant_magnitude(kind: str, value, m: sp.Expr) -> ClosedForm | None:
     if kind == "sphere":
         d = value
         a = (d - 1) / 2
-        c = 1 - 2 * BetaIncInv(a, a, p)
+        # 1 - c^2 = 4 x - 4 x^2, c = 1 - 2x, x = I^{-1}(a, a, p): no cancellation as p -> 0 (c -> 1);
+        # an Add, so that sympy keeps 4^a (~10^924 at d = 3072) inside the power
+        x = BetaIncInv(a, a, p)
         ratio = sp.gamma(d / 2, evaluate=False) / sp.gamma(a, evaluate=False)  # unevaluated: d may be huge
-        Phi = m * ratio / ((d - 1) * sp.sqrt(sp.pi)) * (1 - c ** 2) ** a
-        radius = (d - 1) / m * sp.atanh(1 - 2 * BetaIncInv(a, a, 1 - rho))
+        Phi = m * ratio / ((d - 1) * sp.sqrt(sp.pi)) * (4 * x - 4 * x ** 2) ** a
+        # atanh(1 - 2x) = log((1 - x) / x) / 2 and 1 - I^{-1}(a, a, y) = I^{-1}(a, a, 1 - y) (symmetry of
+        # Beta(a, a)): no 1 - 2x that rounds to 0 near rho = 1 (x ~ (1 - rho)^(1/a) underflows 1 - 2x)
+        radius = (d - 1) / m * sp.log(BetaIncInv(a, a, rho) / BetaIncInv(a, a, 1 - rho)) / 2
         return ClosedForm(radius, Phi, False,
                           "gamma = m (2 Beta((d-1)/2, (d-1)/2) - 1): integrand (d-1)/(1-c^2) (Theorem R.1)")
     return None

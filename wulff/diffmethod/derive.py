@@ -36,9 +36,9 @@ from .structure import RADIAL_SIGNS, gamma_law
 #: the payload kinds :func:`_build_payload` writes
 KINDS = ("closed-form", "closed-form+quadrature", "quadrature", "unsupported")
 #: bump when the payload format or the mathematics changes (invalidates disk caches)
-CACHE_VERSION = 2
-#: relative margin taken off closed-form radii evaluated in floating point (away from rho = 1/2, a
-#: formula's relative error is below ~1e-16 / (rho - 1/2) <= 1e-9)
+CACHE_VERSION = 6
+#: relative margin taken off closed-form radii evaluated in floating point, on top of the
+#: condition-number term of :func:`_guard_near_half` (an estimate; see there)
 CLOSED_FORM_MARGIN = 1e-8
 #: below rho = 1/2 + NEAR_HALF closed forms are replaced by their linear lower bound
 NEAR_HALF = 1e-7
@@ -198,18 +198,32 @@ def _closed_form_function(expr: sp.Expr, var: sp.Symbol):
 
 
 def _guard_near_half(radius_formula, phi_formula):
-    """Sound float evaluation of a closed form. Near rho = 1/2 a formula loses relative digits (1 - 2x,
-    log(1/y) with y -> 1), so there the linear bound R(rho) >= (rho - 1/2) / Phi(1/2) is used: exact to
-    O(rho - 1/2) since R'(rho) = 1 / Phi(1 - rho) >= 1 / Phi(1/2) (Phi increases on [0, 1/2])."""
+    """Sound float evaluation of a closed form (Theorem G.6).
+
+    * The linear bound R(rho) >= (rho - 1/2) / Phi(1/2) holds for every rho, because
+      R'(rho) = 1 / Phi(1 - rho) >= 1 / Phi(1/2) (Phi increases on [0, 1/2], Remark G.5); it is exact
+      to O(rho - 1/2) and replaces the formula below rho = 1/2 + NEAR_HALF.
+    * Elsewhere the formula is taken minus a relative margin CLOSED_FORM_MARGIN + 2^10 u kappa(rho),
+      u = 2^-53 and kappa = p |dR/dp| / R = p / (Phi(p) R), p = 1 - rho, the condition number of R in
+      p (near 1/2, kappa ~ 1 / (2 (rho - 1/2)): the digits a formula loses to 2 p ~ 1 there; near
+      rho = 1, p = 1 - rho is exact and kappa is small). This is an
+      *estimate* of the floating point error (scipy's special functions are accurate to a few ulps,
+      not proved), not a bound; :meth:`Certificate.verified_radius` gives the provable value.
+    * The result is the larger of the two (both are lower bounds).
+    The formulas are written in stable forms near rho = 1 (closed_forms: Theorem R.1 in log form).
+    """
     phi_half = float(phi_formula(np.array(0.5))) * (1.0 + 1e-12)
 
     def radius_unit(x):
         x = np.asarray(x, dtype=float)
-        near = (x - 0.5) < NEAR_HALF
-        out = np.asarray(radius_formula(x), dtype=float) * (1.0 - CLOSED_FORM_MARGIN)
-        if near.any():
-            out = np.where(near, (x - 0.5) / phi_half, out)
-        return out
+        linear = (x - 0.5) / phi_half
+        raw = np.asarray(radius_formula(x), dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            kappa = (1.0 - x) / (np.asarray(phi_formula(1.0 - x), dtype=float) * raw)
+        margin = CLOSED_FORM_MARGIN + 1024 * np.finfo(float).eps / 2 * np.nan_to_num(kappa, nan=np.inf)
+        with np.errstate(invalid="ignore"):
+            shaved = np.where(np.isinf(raw), raw, raw * np.maximum(1.0 - margin, 0.0))
+        return np.where((x - 0.5) < NEAR_HALF, linear, np.maximum(shaved, linear))
     return radius_unit
 
 

@@ -137,7 +137,9 @@ RADIAL_SIGNS = {
     ("inf", "linf"): (lambda d: ("sparse", sp.Rational(1, 2)), "Theorems N.4 / N.5 / O.2"),
     (1, "l1"): (lambda d: ("sparse", sp.Rational(1, 2)), "Theorems I.1 / P.1"),
     (1, "linf"): (lambda d: ("sum", d), "Theorems P.2 / P.3"),
-    (2, "l2"): (lambda d: ("sphere", d), "Theorem R.1"),
+    # in d = 1 the "sphere" is {-1, +1}: B = u_1 is a Rademacher sign (Theorem R.1's Beta((d-1)/2,
+    # (d-1)/2) degenerates, and its Gamma((d-1)/2) has a pole)
+    (2, "l2"): (lambda d: ("sparse", sp.Rational(1, 2)) if d == 1 else ("sphere", d), "Theorem R.1"),
 }
 
 

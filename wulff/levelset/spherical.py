@@ -57,6 +57,9 @@ def derive(q: Distribution, adversary: str = "l2") -> LevelSetCertificate:
     if check_adversary(adversary) != "l2":
         raise NotImplementedError(f"the level set method certifies against l2 only, not {adversary}")
     radial = spherical_form(q)
+    if radial.d < 2:  # W_d has no spread in d = 1 (Lemma U.1): the quadrature's error bound cannot close
+        raise NotImplementedError("the level set tables need d >= 2; in d = 1 the differential method's "
+                                  "certificates (Theorem M.1) apply")
     return LevelSetCertificate(table_for(radial), lam=q.lam, d=q.d, source=repr(q))
 
 

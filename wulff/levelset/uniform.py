@@ -40,10 +40,22 @@ def _cube_linf(rho, d):
 
 
 def _ball_l2(rho, d):
+    """Theorem S.1 in floating point, sound near rho = 1/2.
+
+    R(rho) = 2 - 4x, x = BetaCDF^{-1}(3/4 - rho/2; b, b), has R'(rho) = 2 / f(x), f the Beta(b, b)
+    density; as rho grows x moves away from 1/2, where f (b >= 1) is largest, so R is convex and
+    R(rho) >= 2 (rho - 1/2) / f(1/2) (the tangent at 1/2, exact to first order), with
+    f(1/2) = 2^(2 - 2b) / B(b, b) computed in log space and rounded up. The formula itself is taken
+    minus 2^11 u: scipy's ``betaincinv`` is accurate to a few ulps in absolute terms only (an
+    estimate, not a proof), so 4 (1/2 - x) keeps an absolute, not a relative, accuracy near 1/2.
+    The larger of the two is returned.
+    """
     b = 0.5 * (d + 1)
-    # 2 - 4 x = 4 (1/2 - x) with x = BetaCDF^{-1}(3/4 - rho/2; b, b) = 1 - BetaCDF^{-1}(rho/2 + 1/4; b, b)
+    log_f_half = (2.0 - 2.0 * b) * np.log(2.0) - special.betaln(b, b)
+    tangent = 2.0 * (rho - 0.5) / (np.exp(log_f_half) * (1 + 1e-10))
     x = special.betaincinv(b, b, 0.75 - 0.5 * rho)
-    return 4.0 * (0.5 - x) * (1 - _SHAVE)
+    formula = 4.0 * (0.5 - x) * (1 - _SHAVE) - 2.0 ** 11 * np.finfo(float).eps / 2
+    return np.maximum(formula, tangent)
 
 
 def _formula(name: str, d: int) -> sp.Expr:

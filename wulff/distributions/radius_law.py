@@ -26,6 +26,7 @@ import sympy as sp
 import torch
 from scipy import integrate, optimize, special
 
+from ..expressions import as_expression
 from .sampling import (
     SymmetricQuantileTable,
     interpolate_inverse_cdf,
@@ -43,7 +44,7 @@ class RadiusLaw:
     """Law of R > 0 with density ∝ r^(d-1) exp(-g(r)) (Lemma U.3). Subclasses supply the law."""
 
     def __init__(self, g: sp.Expr, d: int):
-        self.g = sp.sympify(g)
+        self.g = as_expression(g, {"r": r_symbol}, what="g")
         self.d = int(d)
 
     # -- moments -----------------------------------------------------------------------------
@@ -383,7 +384,7 @@ def radius_law(g: sp.Expr, d: int) -> RadiusLaw:
 
     Raises ValueError when the density is not normalizable.
     """
-    g = sp.sympify(g)
+    g = as_expression(g, {"r": r_symbol}, what="g")
     if g.free_symbols - {r_symbol}:
         raise ValueError(f"profile {g} has free symbols other than r: {g.free_symbols - {r_symbol}}")
     gamma = _gamma_power_terms(g)

@@ -103,6 +103,10 @@ class BestCertificate(Certificate):
     def _max_unit(self, rho: np.ndarray) -> np.ndarray:
         return self._all_radii(rho).max(axis=0) / self.lam
 
+    def _scaled_radius(self, rho: np.ndarray) -> np.ndarray:
+        """The maximum of the certificates' radii, as they are (each already sound and scaled)."""
+        return self._all_radii(rho).max(axis=0)
+
     def verified_radius(self, rho, dps: int = 40) -> np.ndarray:
         """The maximum of the certificates' verified radii (a maximum of lower bounds is one)."""
         return np.max([c.verified_radius(rho, dps) for c in self.certificates], axis=0)

@@ -77,6 +77,15 @@ def cast_toward_zero(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return cast
 
 
+def scale_toward_zero(unit: np.ndarray, lam: float) -> np.ndarray:
+    """lam * unit for unit >= 0, rounded toward zero: the float64 product is rounded to nearest, so
+    unless lam is a power of two (an exact product) it is stepped one ulp down; inf stays inf."""
+    product = unit * lam
+    if math.frexp(lam)[0] == 0.5:  # lam = 2^k: the product is exact
+        return product
+    return np.where(np.isfinite(product) & (product > 0), np.nextafter(product, 0.0), product)
+
+
 def monotone_envelope(rho: np.ndarray, radius: np.ndarray) -> np.ndarray:
     """radius made nondecreasing in rho over the batch: each value replaced by the smallest radius at
     any rho' >= rho in the batch. Never increases a value; returns ``radius`` itself when it is
@@ -136,7 +145,8 @@ class Certificate:
     def __init__(self, *, adversary: str, method: str, lam: float, d: int,
                  radius_unit: Callable[[np.ndarray], np.ndarray], formula: sp.Expr | None = None,
                  Phi: Callable | None = None, tight: bool = False,
-                 rho_range: tuple[float, float] = (0.5, 1.0), source: str = ""):
+                 rho_range: tuple[float, float] = (0.5, 1.0), source: str = "",
+                 verified_unit: Callable[[float, int], float] | None = None):
         self.adversary = check_adversary(adversary)
         self.method = method
         self.lam = float(lam)
@@ -147,6 +157,9 @@ class Certificate:
         self.tight = bool(tight)
         self.rho_range = rho_range
         self.source = source
+        #: (rho, dps) -> a provable lower bound on the radius at lam = 1, where the float path is not
+        #: a closed form (the envelope certificates' mpmath lines, :mod:`wulff.diffmethod.verified`)
+        self.verified_unit = verified_unit
 
     #: set by certificates that prove R = inf at some rho < 1 (none today); otherwise an infinite
     #: radius below rho = 1 is a bug and :meth:`radius` raises ArithmeticError
@@ -178,14 +191,18 @@ class Certificate:
         out = np.zeros(arr.shape, dtype=np.float64)
         above = arr > 0.5
         if above.any():
-            unit = np.asarray(self._radius_unit(arr[above]), dtype=np.float64)
-            out[above] = np.maximum(unit, 0.0) * self.lam
+            out[above] = self._scaled_radius(arr[above])
         if np.isnan(out).any():
             raise ArithmeticError(f"{self.method} certificate produced NaN radii; please report this")
         if not self.proves_infinite_below_one and np.isinf(out[arr < 1.0]).any():
             raise ArithmeticError(f"{self.method} certificate produced an infinite radius at rho < 1; "
                                   "please report this")
         return monotone_envelope(arr, out)
+
+    def _scaled_radius(self, rho: np.ndarray) -> np.ndarray:
+        """lam R_unit(rho) for rho > 1/2, rounded toward zero."""
+        unit = np.maximum(np.asarray(self._radius_unit(rho), dtype=np.float64), 0.0)
+        return scale_toward_zero(unit, self.lam)
 
     def verified_radius(self, rho, dps: int = 40) -> np.ndarray:
         """A provable lower bound on R(rho), evaluated in mpmath at ``dps`` >= 30 digits (float64 out).
@@ -199,30 +216,42 @@ class Certificate:
           10^(-12) relative, the precision is doubled (up to 640 digits), else ArithmeticError.
           A value that both precisions give as the same float64 number is taken as exact (rational
           formulas such as 2 (rho - 1/2), Theorem N.3, evaluate without rounding).
-        * Otherwise (quadrature, level set tables, norm conversions of them): the float path's value.
-          Its soundness then rests on the certificate's own margins, whose estimated parts are
-          stated in the docstrings of :mod:`wulff.diffmethod.envelope` and :mod:`wulff.levelset.table`
-          (the per-cell quadrature margin and the step-halving error estimate are estimates, not
-          proofs). :attr:`verified_method` says which case applies.
+        * An envelope of stop-loss lines (quadrature, discrete laws, and the part of a closed form
+          beyond its ``formula_rho_max``): the same lines with every intercept recomputed in mpmath
+          from the exact law, and the radius integrated exactly (:mod:`wulff.diffmethod.verified`
+          states what is bounded and what is estimated: mpmath's quadrature error estimate, times
+          ten). Cost: one mpmath stop-loss per line active on [1 - rho, 1/2] (a few near rho = 1/2,
+          about 200 at rho = 0.6, about 2000 near rho = 1), each from microseconds (discrete laws)
+          to about a second (a sphere coordinate times a profile); lines are memoized.
+        * Otherwise (level set tables): the float path's value. Its soundness rests on the table's
+          own margins, whose estimated part (the step-halving error estimate of the Neyman-Pearson
+          integrals) is stated in :mod:`wulff.levelset.table`. :attr:`verified_method` says which
+          case applies.
         """
         if dps < 30:
             raise ValueError(f"dps must be >= 30; got {dps}")
         arr = as_rho_array(rho)
-        if self.formula is None:
+        if self.formula is None and self.verified_unit is None:
             return self.radius(arr)
         out = np.zeros(arr.shape, dtype=np.float64)
         rho_max = getattr(self, "formula_rho_max", None)  # the formula holds for rho <= rho_max only
         for idx in np.ndindex(arr.shape):
-            if arr[idx] > 0.5 and (rho_max is None or arr[idx] <= rho_max):
+            if arr[idx] <= 0.5:
+                continue
+            if self.formula is not None and (rho_max is None or arr[idx] <= rho_max):
                 out[idx] = verified_value(self.formula, float(arr[idx]), dps)
-            elif arr[idx] > 0.5:
+            elif self.verified_unit is not None:
+                out[idx] = float(scale_toward_zero(np.array(self.verified_unit(float(arr[idx]), dps)), self.lam))
+            else:
                 out[idx] = float(self.radius(arr[idx]))
         return out
 
     @property
     def verified_method(self) -> str:
         """How :meth:`verified_radius` evaluates this certificate."""
-        return "mpmath closed form" if self.formula is not None else "float path (no closed form)"
+        if self.formula is not None:
+            return "mpmath closed form" + (", mpmath envelope beyond" if self.verified_unit else "")
+        return "mpmath envelope lines" if self.verified_unit is not None else "float path (level-set table)"
 
     def latex(self) -> str:
         """The radius formula in LaTeX (a description when there is no formula)."""
@@ -240,17 +269,27 @@ class Certificate:
         exact_c = sp.Integer(self.d) ** exponent
         unit = self._radius_unit
 
-        def converted_unit(rho):  # R / C, rounded toward 0 (never up); inf stays inf
-            scaled = np.asarray(unit(rho), dtype=np.float64) / c
+        def shrink(radius):  # R / C, rounded toward 0 (never up); inf stays inf
+            scaled = np.asarray(radius, dtype=np.float64) / c
             return np.where(np.isfinite(scaled), np.nextafter(scaled, 0.0), scaled)
 
-        return Certificate(
+        def converted_unit(rho):
+            return shrink(unit(rho))
+
+        verified = self.verified_unit
+        converted_verified = None if verified is None or c == 1 else \
+            (lambda rho, dps: float(shrink(verified(rho, dps))))
+
+        out = Certificate(
             adversary=target, lam=self.lam, d=self.d,
             method=f"{self.method}, {self.adversary} -> {target} norm conversion"
                    + ("" if c == 1 else f" (/{exact_c})"),
             radius_unit=unit if c == 1 else converted_unit,
             formula=None if self.formula is None else self.formula / exact_c,
-            Phi=None, tight=False, rho_range=self.rho_range, source=self.source)
+            Phi=None, tight=False, rho_range=self.rho_range, source=self.source,
+            verified_unit=verified if c == 1 else converted_verified)
+        out.formula_rho_max = getattr(self, "formula_rho_max", None)
+        return out
 
     def __repr__(self) -> str:
         f = "" if self.formula is None else f", formula={self.formula}"

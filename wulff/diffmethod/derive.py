@@ -32,6 +32,7 @@ from wulff.special import lambdify_numpy
 from .closed_forms import ClosedForm, GammaSpec, closed_form, p, recognize_law, rho
 from .envelope import Envelope, TangentTable
 from .structure import RADIAL_SIGNS, gamma_law
+from .verified import VerifiedEnvelope
 
 #: the payload kinds :func:`_build_payload` writes
 KINDS = ("closed-form", "closed-form+quadrature", "quadrature", "unsupported")
@@ -299,6 +300,27 @@ def _method(payload: dict) -> str:
     return "exact (discrete law)" if payload.get("discrete") else "quadrature"
 
 
+def _verified_unit(payload: dict, q: Distribution, adversary: str):
+    """(rho, dps) -> the verified radius at lam = 1 of an envelope payload (None without one): the
+    law is rebuilt on first use, the lines are the payload's (:mod:`.verified`)."""
+    if payload["envelope"] is None:
+        return None
+    engines: dict[int, VerifiedEnvelope] = {}
+
+    def unit(rho: float, dps: int) -> float:
+        if dps not in engines:
+            law = None
+            for form in [q, *q.equivalent_forms()]:
+                try:
+                    law = gamma_law(form, adversary)
+                    break
+                except NotImplementedError:
+                    continue
+            engines[dps] = VerifiedEnvelope(law, Envelope.from_payload(payload["envelope"]), dps)
+        return engines[dps].radius_unit(rho)
+    return unit
+
+
 def _certificate(payload: dict, q: Distribution, adversary: str, key) -> Certificate:
     if payload["kind"] == "unsupported":
         raise NotImplementedError(f"differential method, {q.structure()} vs {adversary}: {payload['reason']}")
@@ -317,7 +339,8 @@ def _certificate(payload: dict, q: Distribution, adversary: str, key) -> Certifi
     tight = bool(closed and closed["tight"] and payload["kind"] == "closed-form")
     cert = Certificate(adversary=adversary, method=_method(payload), lam=q.lam, d=q.d, radius_unit=radius_unit,
                        formula=formula, Phi=Phi_unit, tight=tight, rho_range=(0.5, 1.0),
-                       source=f"{q.name}: {payload['structure']}")
+                       source=f"{q.name}: {payload['structure']}",
+                       verified_unit=_verified_unit(payload, q, adversary))
     cert.Phi_formula = eval_srepr(closed["Phi"]) if closed is not None else None
     cert.formula_rho_max = closed["rho_max"] if closed is not None else None
     cert.theorem = payload["theorem"]

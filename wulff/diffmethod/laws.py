@@ -19,6 +19,7 @@ upper bound on Phi of :mod:`wulff.diffmethod.envelope`.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 from scipy import special, stats
@@ -59,7 +60,8 @@ class SymmetricSign:
         return "Rademacher" if self.w == 0.5 else f"+-1 w.p. {self.w:.6g} each, else 0"
 
     def stop_loss(self, M: Magnitude, c: np.ndarray) -> np.ndarray:
-        return self.w * M.stop_loss(c)
+        """w E(M - c)_+; a constant M's (m - c) w is widened by 4 u for its two roundings."""
+        return self.w * M.stop_loss(c) * (1 + 4 * 2.0 ** -53 if M.is_constant else 1.0)
 
     def tail(self, M: Magnitude, c: np.ndarray) -> np.ndarray:
         return self.w * M.sf(c)
@@ -94,18 +96,25 @@ class RademacherSum:
         return f"2 Bin({self.d}, 1/2) - {self.d}"
 
     def stop_loss(self, M: Magnitude, c: np.ndarray) -> np.ndarray:
+        """sum_s P(S = s) E(s M - c)_+, a sum of n nonnegative terms: widened by (n + 8) u for its
+        float64 rounding and by 1e-12 for the probabilities (exp of scipy's binomial log-pmf)."""
+        widen = 1 + (self.s.size + 8) * 2.0 ** -53 + 1e-12
         if M.is_constant:
-            return (self.prob[None, :] * np.maximum(self.s[None, :] * M.m - c[:, None], 0.0)).sum(axis=1)
+            terms = self.prob[None, :] * np.maximum(self.s[None, :] * M.m - c[:, None], 0.0)
+            return terms.sum(axis=1) * widen
         t = c[:, None] / self.s[None, :]
         sl = M.stop_loss(t.ravel()).reshape(t.shape)
-        return (self.prob[None, :] * self.s[None, :] * sl).sum(axis=1)
+        return (self.prob[None, :] * self.s[None, :] * sl).sum(axis=1) * widen
 
     def tail(self, M: Magnitude, c: np.ndarray) -> np.ndarray:
         t = c[:, None] / self.s[None, :]
         return (self.prob[None, :] * M.sf(t.ravel()).reshape(t.shape)).sum(axis=1)
 
     def sup(self, M: Magnitude) -> float:
-        return self.d * M.sup
+        top = self.d * M.sup  # rounded up: the line (sup, 0) needs sup >= the exact d M.sup
+        if not math.isfinite(top) or Fraction(top) >= self.d * Fraction(M.sup):
+            return top
+        return math.nextafter(top, math.inf)
 
     def kinks(self, M: Magnitude) -> np.ndarray:
         return self.s * M.m if M.is_constant else np.array([])

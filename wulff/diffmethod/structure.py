@@ -60,24 +60,27 @@ def quadratic_coefficient(phi: sp.Expr) -> float | None:
     return c if c > 0 else None
 
 
-def bounded_slope(phi: sp.Expr) -> float | None:
-    """L = sup_t |phi'(t)| when finite (it is attained as t -> 0+ or t -> inf, or inside), else None."""
+def bounded_slope(phi: sp.Expr) -> sp.Expr | None:
+    """L = sup_t |phi'(t)| when finite (it is attained as t -> 0+ or t -> inf, or inside), exact
+    (a sympy number), else None."""
     h = sp.diff(phi, t_symbol).subs(t_symbol, r_symbol)
-    ends = []
+    candidates = []
     for point, side in ((0, "+"), (sp.oo, "-")):
         try:
-            ends.append(float(sp.limit(sp.Abs(h), r_symbol, point, side)))
+            end = sp.limit(sp.Abs(h), r_symbol, point, side)
+            if not math.isfinite(float(end)):
+                return None
         except (NotImplementedError, ValueError, TypeError):
             return None
-        if not math.isfinite(ends[-1]):
-            return None
+        candidates.append(end)
     slope = sp.simplify(sp.diff(h, r_symbol))
     try:
         roots = [] if slope == 0 else _positive_roots(slope)
-        critical = [abs(float(h.subs(r_symbol, s))) for s in roots]
+        candidates += [sp.Abs(h.subs(r_symbol, s)) for s in roots]
+        values = [float(v) for v in candidates]
     except (TypeError, ValueError):
         return None
-    return max(ends + critical)
+    return candidates[values.index(max(values))]
 
 
 def _positive_roots(expr: sp.Expr) -> list:
@@ -124,7 +127,7 @@ def _iid_law(q: IID, adversary: str) -> GammaLaw:
             raise NotImplementedError(f"IID x linf needs |phi'| bounded (or phi quadratic) for a sound law of "
                                       f"the sum; phi = {q.phi} has an unbounded derivative")
         exact = r_symbol not in profile_derivative(q).free_symbols  # |phi'| = L a.s. (Laplace)
-        return GammaLaw(RademacherSum(q.d), ConstantMagnitude(L), exact=exact,
+        return GammaLaw(RademacherSum(q.d), ConstantMagnitude(float(L), L), exact=exact,
                         theorem="Theorem P.2" if exact else "Theorem P.2 with the convex-order bound "
                                                             "sum_i phi'(X_i) <=_cx L (2 Bin(d, 1/2) - d)")
     raise NotImplementedError(f"IID x {adversary} is only derived for quadratic phi (Gaussian); "

@@ -1,0 +1,140 @@
+"""The verified mode checks the float path: closed forms over random (family, d, lam, rho), envelope
+lines one by one, and the regression the first property run found.
+
+Expected values come from mpmath (the verified mode, itself checked against independent closed
+forms in tests/test_soundness.py), never from the float code under test.
+"""
+from __future__ import annotations
+
+import functools
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wulff import distributions as D
+from wulff.diffmethod import derive
+from wulff.diffmethod.structure import gamma_law
+from wulff.diffmethod.verified import VerifiedStopLoss
+from wulff.levelset import derive_uniform
+
+pytestmark = pytest.mark.usefixtures("private_cache")
+
+DIMENSIONS = (1, 2, 3, 8, 64, 3072)
+#: closed-form families: name -> constructor at (d, lam)
+CLOSED = {
+    "Gaussian": lambda d, lam: D.Gaussian(d, lam=lam),
+    "Laplace": lambda d, lam: D.Laplace(d, lam=lam),
+    "ExpInf": lambda d, lam: D.ExpInf(d, lam=lam),
+    "Exp2": lambda d, lam: D.Exp2(d, lam=lam),
+    "Exp1": lambda d, lam: D.Exp1(d, lam=lam),
+    "UniformCube": lambda d, lam: D.UniformCube(d, lam=lam),
+    "UniformBall": lambda d, lam: D.UniformBall(d, lam=lam),
+}
+
+
+def _rho(kind: str, exponent: float) -> float:
+    gap = 10.0 ** -exponent
+    return {"half": 0.5 + gap, "one": 1.0 - gap, "mid": 0.5 + 0.5 * (1 - gap)}[kind]
+
+
+def _closed_certificates(q, adversary):
+    out = []
+    for provider in (derive, derive_uniform):
+        try:
+            cert = provider(q, adversary)
+        except NotImplementedError:
+            continue
+        if cert.formula is not None:
+            out.append(cert)
+    return out
+
+
+def test_lam_scaling_rounds_toward_zero():
+    # found by the property test below: unit radius 0.875 times this lam rounded up by one ulp
+    lam = 4.989379534754323
+    cert = derive_uniform(D.UniformCube(1, lam=lam), "l1")  # R = 2 lam (rho - 1/2), Theorem N.3
+    with mpmath.workdps(40):
+        exact = 2 * mpmath.mpf(lam) * (mpmath.mpf(0.9375) - mpmath.mpf(1) / 2)
+    assert float(cert.radius(0.9375)) <= exact
+    assert float(cert.radius(np.array([0.9375]))[0]) <= exact
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(CLOSED)), d=st.sampled_from(DIMENSIONS),
+       lam=st.floats(0.1, 10.0), adversary=st.sampled_from(["l1", "l2", "linf"]),
+       kind=st.sampled_from(["half", "one", "mid"]), exponent=st.floats(1.0, 15.0))
+def test_closed_forms_never_exceed_their_verified_value(name, d, lam, adversary, kind, exponent):
+    rho = _rho(kind, exponent)
+    for cert in _closed_certificates(CLOSED[name](d, lam), adversary):
+        value = float(cert.radius(rho))
+        verified = float(cert.verified_radius(rho))
+        assert value <= verified, (name, d, lam, adversary, rho, value, verified)
+        assert value >= verified * (1 - 1e-6) - 1e-300, "the float path should stay tight"
+
+
+#: envelope certificates (quadrature, discrete laws, convex-order bounds) at small d
+ENVELOPES = {
+    "Pareto l1": (lambda: D.Pareto(2, 3, lam=1), "l1"),
+    "ExpP(1.5) l1": (lambda: D.ExpP(3, 1.5, lam=1), "l1"),
+    "PowerInf linf": (lambda: D.PowerInf(2, 5, lam=1), "linf"),
+    "PowerInf l1": (lambda: D.PowerInf(3, 6, lam=1), "l1"),
+    "Laplace linf": (lambda: D.Laplace(5, lam=1), "linf"),
+    "Pareto linf": (lambda: D.Pareto(3, 3, lam=1), "linf"),
+    "Exp1(k=2) linf": (lambda: D.Exp1(3, k=2, lam=1), "linf"),
+    "Power2 l2": (lambda: D.Power2(3, 6, lam=1), "l2"),
+}
+
+
+@functools.cache
+def _lines(name: str):
+    make, adversary = ENVELOPES[name]
+    law = gamma_law(make(), adversary)
+    envelope = law.envelope()
+    return envelope, VerifiedStopLoss(law, 40)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(ENVELOPES)), position=st.floats(0.0, 1.0))
+def test_every_float_line_lies_above_its_mpmath_stop_loss(name, position):
+    envelope, stop_loss = _lines(name)
+    i = int(position * (envelope.c.size - 1))
+    c, e = float(envelope.c[i]), float(envelope.e[i])
+    assert e >= stop_loss(c), (name, i, c, e, float(stop_loss(c)))
+
+
+@pytest.mark.parametrize("name", ["Pareto l1", "Laplace linf", "PowerInf linf"])
+def test_verified_radius_of_an_envelope_bounds_the_float_one(name):
+    make, adversary = ENVELOPES[name]
+    cert = derive(make(), adversary)
+    assert cert.formula is None and cert.verified_method == "mpmath envelope lines"
+    rho = np.array([0.5 + 1e-12, 0.5 + 1e-6, 0.5015])  # a few active lines each
+    value, verified = cert.radius(rho), cert.verified_radius(rho)
+    assert np.all(value <= verified) and np.all(value >= verified * (1 - 1e-8))
+
+
+def test_verified_radius_passes_through_norm_conversions():
+    cert = derive(D.Pareto(2, 3, lam=2.5), "l1")
+    converted = cert.converted("linf")  # ||v||_1 <= 2 ||v||_inf in d = 2: R / 2
+    rho = 0.5 + 1e-5
+    assert float(converted.verified_radius(rho)) <= float(cert.verified_radius(rho)) / 2
+    assert float(converted.radius(rho)) <= float(converted.verified_radius(rho))
+
+
+def test_verified_mode_rejects_low_precision():
+    with pytest.raises(ValueError, match="dps"):
+        derive(D.Pareto(2, 3, lam=1), "l1").verified_radius(0.6, dps=20)
+
+
+def test_cli_derive_verify_prints_float_verified_and_ratio(capsys):
+    from wulff.cli import main
+    assert main(["derive", "Pareto", "--a", "3", "--d", "2", "--adversary", "l1",
+                 "--rho", "0.5001", "0.501", "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "verified mode: mpmath envelope lines" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("0.50")]
+    assert len(rows) == 2
+    for _rho, value, verified, ratio in rows:
+        assert float(value) <= float(verified) and 0.999999 < float(ratio) <= 1.0

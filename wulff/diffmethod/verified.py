@@ -1,0 +1,339 @@
+"""Verified mode of the envelope certificates: the same lines, their intercepts recomputed in mpmath.
+
+The float certificate of :mod:`.envelope` is R(rho) = int_{1-rho}^{1/2} dp / min_i (c_i p + e_i) with
+e_i an upper bound on the stop-loss E(gamma - c_i)_+ computed in float64 (Gauss-Legendre cells for a
+profile magnitude). Any lines (c_i, e'_i) with e'_i >= E(gamma - c_i)_+ give a lower bound on the
+radius (Theorem G.6 with the Rockafellar-Uryasev lines of Definition G.4), so the verified radius
+keeps the float envelope's slopes c_i (exact doubles) and recomputes every e'_i in mpmath at
+``dps`` >= 30 digits from the *exact* law, independently of the float code:
+
+* the magnitude M = |h(R)| uses the exact sympy expressions h = g' and the radius density
+  ∝ r^(d-1) exp(-g(r)) (Lemma U.3), normalised by quadrature, never the float radius-law classes;
+* a constant magnitude whose exact value is not known (a float m) is rounded up one ulp
+  (E(S m - c)_+ increases with m for c >= 0);
+* the sign laws are exact: w (m - c)_+ for a sparse sign, the binomial sum of Theorem P.2, the
+  sphere coordinate's E(S - a)_+ = (1 - a^2)^((d-1)/2) Gamma(d/2) / ((d-1) sqrt(pi) Gamma((d-1)/2))
+  - a I_{(1-a)/2}((d-1)/2, (d-1)/2) (Lemma U.1), and m (phi(z) - z Q(z)) for a normal.
+
+What is estimated, exactly: a quadrature's error is mpmath's own estimate (the difference between
+the last two tanh-sinh levels, on pieces split at every kink of the integrand: the crossings
+|h| = t and the critical points of h); the verified value adds ten times that estimate. Rounding in
+the integrand adds at most 10^(8 - dps) times the integral of (|h| + t) over the same set, which is
+added too. Every other step (sums, the exact integral of 1 / (c p + e), the final cast) is rounded
+in the safe direction. The radius is then int dp / min_i (c_i p + e'_i) over the lines active in the
+float envelope on [1 - rho, 1/2] (any subset of valid lines is valid), evaluated exactly in mpmath
+and rounded down to a double.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from wulff.distributions import r as r_symbol
+
+from .envelope import Envelope
+from .laws import GammaLaw, RademacherSum, SphereCoordinate, StandardNormal, SymmetricSign
+from .magnitude import ConstantMagnitude, ProfileMagnitude
+
+#: how many of the float magnitude's cell boundaries become quadrature breakpoints (the bulk shape)
+_BREAKPOINTS = 16
+
+
+def _exact(value: float) -> mpmath.mpf:
+    """The simple rational a float parameter was computed from (1 / (2d), (d - 1) / 2, ...)."""
+    fraction = Fraction(value).limit_denominator(10 ** 9)
+    if abs(float(fraction) - value) > 4 * math.ulp(value):
+        raise ValueError(f"verified mode: the parameter {value!r} is not a simple rational")
+    return mpmath.mpf(fraction.numerator) / fraction.denominator
+
+
+def _round_down(x: mpmath.mpf) -> float:
+    value = float(x)
+    return math.nextafter(value, -math.inf) if mpmath.mpf(value) > x else value
+
+
+class _ProfileIntegrals:
+    """E[(|h(R)| - t)_+ k(|h(R)|)]-type integrals over the exact radius law, in y = log R."""
+
+    def __init__(self, M: ProfileMagnitude, dps: int):
+        self.M, self.dps = M, dps
+        law = M.law
+        with mpmath.workdps(dps + 10):
+            self._h = sp.lambdify(r_symbol, M.expr, "mpmath")
+            g = sp.lambdify(r_symbol, law.g, "mpmath")
+            d = law.d
+            ys = [mpmath.mpf(float(y)) for y in M.y]
+            shift = max(d * y - g(mpmath.exp(y)) for y in ys)
+            self._log_density = lambda y: d * y - g(mpmath.exp(y)) - shift
+            step = max(1, len(ys) // _BREAKPOINTS)
+            kinks = [mpmath.mpf(float(yb[0])) for _, yb, _, _ in M._runs]
+            self._points = sorted(set(ys[::step] + [ys[-1]] + kinks))
+            [(self._norm, self._norm_err)] = self._quad([lambda y: mpmath.mpf(1)], [])
+
+    def abs_h(self, y) -> mpmath.mpf:
+        return abs(self._h(mpmath.exp(y)))
+
+    def _density(self, y):
+        """The density of log R at y (relative to its peak); 0 where it is below e^(-10^5) (a far
+        tail node of an infinite piece, where exp would need astronomically many digits)."""
+        if abs(y) > 10 ** 4:  # e^y itself is beyond any useful radius: the density is negligible there
+            return mpmath.mpf(0)
+        log_density = self._log_density(y)
+        return mpmath.exp(log_density) if log_density > -10 ** 5 else mpmath.mpf(0)
+
+    def _quad(self, weights, extra_points, above=None) -> list:
+        """[(int of w(y) * density over y, summed error estimate) for w in weights], restricted to
+        |h| > above when given. Pieces split at every breakpoint; a piece where |h| <= above is skipped
+        (|h| is monotone between consecutive breakpoints once the crossings are among them); a piece
+        whose error estimate exceeds its share of 10^(10 - dps) of the total is refined."""
+        points = sorted(set(self._points + list(extra_points)))
+        grid = [mpmath.ninf] + points + [mpmath.inf]
+        pieces = []
+        for a, b in zip(grid[:-1], grid[1:]):
+            inside = (a + b) / 2 if mpmath.isfinite(a) and mpmath.isfinite(b) else \
+                (b - 1 if mpmath.isfinite(b) else a + 1)
+            if above is None or self.abs_h(inside) > above:
+                pieces.append((a, b))
+        sums = []
+        for weight in weights:
+            f = (lambda y, w=weight: w(y) * self._density(y))
+            first = [self._scaled_quad(f, a, b) for a, b in pieces]
+            tol = sum(abs(v) for v, _ in first) * mpmath.mpf(10) ** (10 - self.dps) / max(len(pieces), 1)
+            value = error = mpmath.mpf(0)
+            for (a, b), (v, e) in zip(pieces, first):
+                if e > tol:
+                    v, e = self._refined(f, a, b, tol)
+                value, error = value + v, error + e
+            sums.append((value, error))
+        return sums
+
+    @staticmethod
+    def _scaled_quad(f, a, b):
+        """mpmath.quad of f over [a, b] with its error estimate, f first scaled to order 1 (mpmath's
+        estimate has an absolute floor: 10^-200 times a smooth function would get a relative error
+        estimate of 10^-3)."""
+        probes = [x for x in (a, (a + b) / 2, b, a + 1, b - 1) if mpmath.isfinite(x) and a <= x <= b]
+        scale = max((abs(f(x)) for x in probes), default=mpmath.mpf(0))
+        if scale == 0:
+            scale = mpmath.mpf(1)
+        v, e = mpmath.quad(lambda y: f(y) / scale, [a, b], error=True)
+        return v * scale, e * scale
+
+    def _refined(self, f, a, b, tol, depth: int = 0):
+        """mpmath.quad of f over [a, b], the piece halved (an infinite one cut one unit from its
+        finite end) until the error estimate is below tol (halved with each cut; at most 12 levels)."""
+        if mpmath.isfinite(a) and mpmath.isfinite(b):
+            mid = (a + b) / 2
+        elif mpmath.isfinite(a):
+            mid = a + 1
+        elif mpmath.isfinite(b):
+            mid = b - 1
+        else:
+            mid = mpmath.mpf(0)
+        total = [mpmath.mpf(0), mpmath.mpf(0)]
+        for lo, hi in ((a, mid), (mid, b)):
+            v, e = self._scaled_quad(f, lo, hi)
+            if e > tol / 2 and depth < 12:
+                v, e = self._refined(f, lo, hi, tol / 2, depth + 1)
+            total[0] += v
+            total[1] += e
+        return total[0], total[1]
+
+    def crossings(self, t: float) -> list:
+        """The y where |h(e^y)| = t, from the float cell boundaries refined by mpmath bisection."""
+        values = self.M.values
+        ys = self.M.y
+        above = values > t
+        out = []
+        for i in np.nonzero(above[:-1] != above[1:])[0]:
+            lo, hi = mpmath.mpf(float(ys[i])), mpmath.mpf(float(ys[i + 1]))
+            low_above = self.abs_h(lo) > t
+            for _ in range(int(3.4 * self.dps) + 10):  # to the working precision
+                mid = (lo + hi) / 2
+                if (self.abs_h(mid) > t) == low_above:
+                    lo = mid
+                else:
+                    hi = mid
+            out.append((lo + hi) / 2)
+        return out
+
+    def _boundaries_near(self, ys: list, count: int = 8) -> list:
+        """The float cells' boundaries next to each y (the cells follow the quantiles of R, so they
+        resolve the density where a crossing lies, e.g. far in a light tail)."""
+        out = []
+        for y in ys:
+            i = int(np.searchsorted(self.M.y, float(y)))
+            out += [mpmath.mpf(float(b)) for b in self.M.y[max(i - count, 0):i + count]]
+        return out
+
+    def upper_expectations(self, weights, t: float) -> list:
+        """Upper bounds on E[w(R); |h(R)| > t] for each weight w >= 0: (value + 10 error) / (norm -
+        10 error), times 1 + 10^(8 - dps) (see the module). Exactly 0 when |h| <= t everywhere."""
+        crossings = self.crossings(t)
+        sums = self._quad(weights, crossings + self._boundaries_near(crossings), above=t)
+        norm = self._norm - 10 * self._norm_err
+        widen = 1 + mpmath.mpf(10) ** (8 - self.dps)
+        return [mpmath.mpf(0) if v == 0 and e == 0 else (v + 10 * e) / norm * widen for v, e in sums]
+
+    def with_rounding(self, weight, t: mpmath.mpf) -> mpmath.mpf:
+        """An upper bound on E[weight(R); |h(R)| > t] for an integrand whose evaluation errs by at
+        most 10^(-dps - 8) (|h| + t): the bound adds 10^(8 - dps) E[|h| + t; |h| > t]."""
+        main, moment, mass = self.upper_expectations([weight, self.abs_h, lambda y: mpmath.mpf(1)], float(t))
+        return main + (moment + t * mass) * mpmath.mpf(10) ** (8 - self.dps)
+
+
+def _profile_stop_loss(P: _ProfileIntegrals, t: mpmath.mpf) -> mpmath.mpf:
+    """Upper bound on E(M - t)_+ for the profile magnitude M."""
+    if t < 0:
+        raise ValueError("stop-loss thresholds must be >= 0")
+    return P.with_rounding(lambda y: P.abs_h(y) - t, t)
+
+
+def _sphere_unit_stop_loss(alpha: mpmath.mpf, d: int, a: mpmath.mpf) -> mpmath.mpf:
+    """E(S - a)_+ for the sphere coordinate S of Lemma U.1, 0 <= a."""
+    if a >= 1:
+        return mpmath.mpf(0)
+    top = (1 - a * a) ** alpha * mpmath.gamma(mpmath.mpf(d) / 2) / (
+        (d - 1) * mpmath.sqrt(mpmath.pi) * mpmath.gamma(alpha))
+    return max(top - a * mpmath.betainc(alpha, alpha, 0, (1 - a) / 2, regularized=True), mpmath.mpf(0))
+
+
+class VerifiedStopLoss:
+    """Upper bounds on E(gamma - c)_+ in mpmath for one :class:`GammaLaw` (see the module)."""
+
+    def __init__(self, law: GammaLaw, dps: int = 40):
+        if dps < 30:
+            raise ValueError(f"dps must be >= 30; got {dps}")
+        self.law, self.dps = law, dps
+        M = law.magnitude
+        with mpmath.workdps(dps + 10):
+            if isinstance(M, ConstantMagnitude):
+                exact = M.expr if M.expr.is_number and not M.expr.has(sp.Float) else None
+                self._m = mpmath.mpf(sp.N(exact, dps + 10)) if exact is not None else \
+                    mpmath.mpf(math.nextafter(M.m, math.inf))
+                self._profile = None
+            else:
+                self._m = None
+                self._profile = _ProfileIntegrals(M, dps)
+
+    def _magnitude_stop_loss(self, t: mpmath.mpf) -> mpmath.mpf:
+        if self._m is not None:
+            return max(self._m - t, mpmath.mpf(0))
+        return _profile_stop_loss(self._profile, t)
+
+    def __call__(self, c: float) -> mpmath.mpf:
+        """An upper bound on E(gamma - c)_+ for c >= 0 (c a double, taken exactly)."""
+        sign = self.law.sign
+        with mpmath.workdps(self.dps + 10):
+            c = mpmath.mpf(float(c))
+            if isinstance(sign, SymmetricSign):
+                value = _exact(sign.w) * self._magnitude_stop_loss(c)
+            elif isinstance(sign, RademacherSum):
+                value = self._binomial(sign.d, c)
+            elif isinstance(sign, SphereCoordinate):
+                value = self._sphere(sign.d, c)
+            elif isinstance(sign, StandardNormal):
+                z = c / self._m
+                value = self._m * (mpmath.npdf(z) - z * mpmath.ncdf(-z))
+            else:
+                raise NotImplementedError(f"verified mode has no exact form for the sign law {sign.describe()}")
+            return value * (1 + mpmath.mpf(10) ** (5 - self.dps))
+
+    def _binomial(self, d: int, c: mpmath.mpf) -> mpmath.mpf:
+        """sum over s = 2i - d > 0 of P(Bin(d, 1/2) = i) s E(M - c / s)_+ (Theorem P.2)."""
+        total = mpmath.mpf(0)
+        scale = mpmath.mpf(2) ** -d
+        for i in range(d // 2 + 1, d + 1):
+            s = 2 * i - d
+            total += mpmath.binomial(d, i) * scale * s * self._magnitude_stop_loss(c / s)
+        return total
+
+    def _sphere(self, d: int, c: mpmath.mpf) -> mpmath.mpf:
+        """E(S M - c)_+ = E[M u(c / M)], u(a) = E(S - a)_+ of the sphere coordinate (Lemma U.1)."""
+        alpha = mpmath.mpf(d - 1) / 2
+        if self._m is not None:
+            return self._m * _sphere_unit_stop_loss(alpha, d, c / self._m)
+        P = self._profile
+
+        def weight(y):
+            m = P.abs_h(y)
+            return m * _sphere_unit_stop_loss(alpha, d, c / m)
+        return P.with_rounding(weight, c)
+
+
+def _lower_envelope(lines: list) -> tuple[list, list]:
+    """Active lines of min_i (c_i p + e_i) on [0, 1/2] (sorted by slope) and the breaks between them."""
+    kept, breaks = [], []
+    for c, e in sorted(lines):
+        while kept:
+            c0, e0 = kept[-1]
+            if e >= e0:
+                break
+            cross = (e0 - e) / (c - c0)
+            if cross >= 0.5 or (breaks and cross >= breaks[-1]):
+                kept.pop()
+                if breaks:
+                    breaks.pop()
+                continue
+            break
+        if kept and e >= kept[-1][1]:
+            continue
+        if kept:
+            breaks.append((kept[-1][1] - e) / (c - kept[-1][0]))
+        kept.append((c, e))
+    return kept, breaks
+
+
+def _integral(lines: list, p0: mpmath.mpf) -> mpmath.mpf:
+    """int_{p0}^{1/2} dp / min_i (c_i p + e_i), exactly (a logarithm per active piece)."""
+    kept, breaks = _lower_envelope(lines)
+    upper = [mpmath.mpf(1) / 2] + breaks
+    lower = breaks + [mpmath.mpf(0)]
+    total = mpmath.mpf(0)
+    for (c, e), b, a in zip(kept, upper, lower):
+        a = max(a, p0)
+        if a >= b:
+            continue
+        if c == 0:
+            total += (b - a) / e
+        elif c * a + e == 0:
+            return mpmath.inf
+        else:
+            total += mpmath.log((c * b + e) / (c * a + e)) / c
+    return total
+
+
+class VerifiedEnvelope:
+    """The verified radius of an envelope certificate (see the module); lines memoized per slope."""
+
+    def __init__(self, law: GammaLaw, envelope: Envelope, dps: int = 40):
+        self.envelope = envelope
+        self.stop_loss = VerifiedStopLoss(law, dps)
+        self.dps = dps
+        self._intercepts: dict[float, mpmath.mpf] = {}
+
+    def intercept(self, c: float) -> mpmath.mpf:
+        if c not in self._intercepts:
+            self._intercepts[c] = self.stop_loss(c)
+        return self._intercepts[c]
+
+    def radius_unit(self, rho: float) -> float:
+        """A provable lower bound on the radius at lam = 1 (0 for rho <= 1/2)."""
+        rho = float(rho)
+        if rho <= 0.5:
+            return 0.0
+        p0 = max(1.0 - rho, 0.0)
+        if p0 == 0.0 and self.envelope.infinite_at_one:
+            return math.inf
+        active = int(self.envelope._piece(np.array([p0]))[0])  # lines 0..active cover [p0, 1/2]
+        slopes = self.envelope.c[:active + 1]
+        with mpmath.workdps(self.dps + 10):
+            lines = [(mpmath.mpf(float(c)), self.intercept(float(c))) for c in slopes]
+            value = _integral(lines, mpmath.mpf(p0))
+            if not mpmath.isfinite(value):  # only at p0 = 0 (a line through the origin)
+                return math.inf
+            return max(_round_down(value * (1 - mpmath.mpf(10) ** (5 - self.dps))), 0.0)

@@ -227,8 +227,8 @@ def _unit_functions(payload: dict):
     envelope = Envelope.from_payload(table) if table is not None else None
     if closed is None:
         return envelope.radius_unit, envelope.Phi
-    radius_formula = _closed_form_function(sp.sympify(eval_srepr(closed["radius"])), rho)
-    phi_formula = _closed_form_function(sp.sympify(eval_srepr(closed["Phi"])), p)
+    radius_formula = _closed_form_function(eval_srepr(closed["radius"]), rho)
+    phi_formula = _closed_form_function(eval_srepr(closed["Phi"]), p)
     if envelope is None:
         if _is_slow(closed["radius"]):
             table = TangentTable(_guard_near_half(radius_formula, phi_formula), phi_formula, TABLE_P_GRID)

@@ -112,7 +112,7 @@ def gamma_case(structure, profile: Profile, adversary: str, d) -> GammaCase:
         if adversary == "linf":
             return GammaCase(("sum", d), sp.Integer(1), "Theorem P.2", bounded=True)
         raise NotImplementedError(f"IID x {adversary} is only derived for quadratic phi (Gaussian); "
-                                  f"phi = {profile.expr.subs(r_symbol, t_symbol)}. Use the l1 or l2 "
+                                  f"phi = {profile.expr.subs(r_symbol, sp.Abs(t_symbol))}. Use the l1 or l2 "
                                   "certificate with a norm conversion.")
     entry = RADIAL_SIGNS.get((structure, adversary))
     if entry is None:

@@ -130,3 +130,22 @@ def test_profile_fields_drive_the_laws():
     assert (p.c, p.k, p.alpha, p.beta) == (1.0, 2.0, 2.5, 6.5)
     # a quadratic profile is the Gaussian case of the differential method, in any coefficient
     assert parse_profile(3 * r ** 2).quadratic and not parse_profile(r ** 2 + sp.log(r)).quadratic
+
+
+def test_level_set_reads_the_exact_fields():
+    """The level-set shift takes j from the profile, not back from the Gamma shape (d - j)/k."""
+    from wulff.levelset.shifts import GenericShift, LogPowerShift, PowerShift, shift_of
+    s = shift_of(Exp2(7, k=R(1, 3), j=R(13, 10), lam=1.0))
+    assert isinstance(s, PowerShift) and (s.c, s.k, s.j) == (1.0, 1 / 3, 1.3)
+    s = shift_of(Power2(7, a=9, k=2, lam=1.0))
+    assert isinstance(s, LogPowerShift) and (s.a, s.c, s.k) == (9.0, 1.0, 2.0)
+    assert isinstance(shift_of(Radial(r ** 3 + r ** 2, 2, 3, lam=1.0)), GenericShift)
+    with pytest.raises(NotImplementedError, match="j = -1"):
+        shift_of(Exp2(3, k=1, j=-1, lam=1.0))
+
+
+def test_symbolic_quadratic_needs_no_sign_assumption():
+    from wulff.diffmethod import derive_symbolic
+    c = sp.Symbol("c")
+    form = derive_symbolic(c * t ** 2, "iid", "l2")
+    assert "Theorem H.1" in form.rule

@@ -96,8 +96,9 @@ class PowerProfile(Profile):
 
     @property
     def quadratic(self) -> bool:
-        """g = c r^2 (+ const), c > 0: for an even phi, phi(t) = c t^2 + const (the Gaussian)."""
-        return self.k == 2 and self.j == 0 and _is_positive(self.c)
+        """g = c r^2 (+ const), c > 0 (or a symbol not known to be <= 0): for an even phi,
+        phi(t) = c t^2 + const (the Gaussian)."""
+        return self.k == 2 and self.j == 0 and self.c.is_positive is not False
 
     def rationalized(self) -> PowerProfile:
         if not any(v.has(sp.Float) for v in (self.c, self.k, self.j)):

@@ -20,7 +20,7 @@ from .sampling import symmetric_uniform
 from .symbols import coordinate_sum, norm, norm_key, r, t, x
 
 
-def _profile(expr, var: sp.Symbol, what: str) -> sp.Expr:
+def _read_expression(expr, var: sp.Symbol, what: str) -> sp.Expr:
     """Read a profile (a string through the restricted parser, never sympify) and rename any free
     symbol spelled like ``var`` to ``var`` itself."""
     try:
@@ -61,7 +61,7 @@ class IID(Distribution):
     norm = None
 
     def __init__(self, phi, d: int, lam: float | None = None, sigma: float | None = None, **kwargs):
-        phi = _profile(phi, t, "phi")
+        phi = _read_expression(phi, t, "phi")
         if not _is_even(phi):
             raise ValueError(f"phi must be even (phi(-t) = phi(t)) for an iid smoothing density; got {phi}")
         self.phi = phi
@@ -102,7 +102,7 @@ class Radial(Distribution):
     kind = "radial"
 
     def __init__(self, g, norm, d: int, lam: float | None = None, sigma: float | None = None, **kwargs):
-        self.g = _profile(g, r, "g")
+        self.g = _read_expression(g, r, "g")
         self.norm = norm_key(norm)
         self.profile: Profile = parse_profile(self.g, r)
         self.radius_law: RadiusLaw = radius_law(self.profile, check_dimension(d))

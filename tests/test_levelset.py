@@ -15,7 +15,7 @@ import wulff.levelset.table as table_module
 from wulff import cache
 from wulff.distributions import Exp1, Exp2, ExpInf, Gaussian, Laplace, Power2, Radial, UniformBall, r
 from wulff.levelset import certified_tail, derive, spherical_form
-from wulff.levelset.profiles import GenericProfile, LogPowerProfile, PowerProfile, profile_of
+from wulff.levelset.shifts import GenericShift, LogPowerShift, PowerShift, shift_of
 from wulff.levelset.table import GRID_RATIO, GrowthFunction, tangent_slope
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -80,7 +80,7 @@ def test_tangent_slope_closed_forms():
                                Radial(r ** 2 / 2 + r, 2, 3, lam=1.0)])
 def test_theorem_t1_by_sampling(q):
     g = sp.lambdify(r, spherical_form(q).g, "numpy")
-    growth = GrowthFunction(profile_of(q), q.radius_law, q.d, 1024)
+    growth = GrowthFunction(shift_of(q), q.radius_law, q.d, 1024)
     eps, log_t = np.array([0.3, 1.2]), np.log(np.array([0.05, 0.7]))
     p1 = growth.p1_upper(eps, log_t)
     p0, err0 = growth.p0_lower(eps, log_t)
@@ -101,14 +101,14 @@ def test_theorem_t1_by_sampling(q):
 # profiles: closed-form shifts agree with the generic solver
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("closed,expr", [
-    (PowerProfile(0.5, 2.0, 0.0), r ** 2 / 2), (PowerProfile(1.0, 1.0, 2.0), r + 2 * sp.log(r)),
-    (PowerProfile(1.0, 0.5, 3.0), sp.sqrt(r) + 3 * sp.log(r)),
-    (LogPowerProfile(7.0, 1.0, 2.0), 7 * sp.log(1 + r ** 2))])
+    (PowerShift(0.5, 2.0, 0.0), r ** 2 / 2), (PowerShift(1.0, 1.0, 2.0), r + 2 * sp.log(r)),
+    (PowerShift(1.0, 0.5, 3.0), sp.sqrt(r) + 3 * sp.log(r)),
+    (LogPowerShift(7.0, 1.0, 2.0), 7 * sp.log(1 + r ** 2))])
 def test_profile_shift_matches_generic(closed, expr):
     rng = np.random.default_rng(5)
     y = rng.uniform(-3, 5, (1, 200))
     tau = np.concatenate([np.logspace(-14, 1, 8), -np.logspace(-14, 0, 8)])[:, None]
-    a, b = closed.shift(y, tau), GenericProfile(expr).shift(y, tau)
+    a, b = closed.shift(y, tau), GenericShift(expr).shift(y, tau)
     assert np.array_equal(np.isinf(a), np.isinf(b))
     fin = np.isfinite(a)
     np.testing.assert_allclose(a[fin], b[fin], rtol=1e-9, atol=0)
@@ -197,6 +197,6 @@ def test_numeric_radius_law_path_reproduces_the_gaussian():
     d = 50
     law = NumericRadiusLaw(r ** 2 / 2, d)
     eps = np.array([1e-3, 0.3, 1.0, 2.5, 4.0])
-    p = tail_bound(PowerProfile(0.5, 2.0, 0.0), law, d, eps)
+    p = tail_bound(PowerShift(0.5, 2.0, 0.0), law, d, eps)
     np.testing.assert_allclose(p, norm.sf(eps), rtol=1e-6)
     assert np.all(p <= norm.sf(eps) * (1 + 1e-9))

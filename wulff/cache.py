@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: derived artefacts keyed by Distribution.structure_key(), not a display string
 SUFFIX = ".npz"
 _memory: dict[Hashable, Any] = {}
 _lock = threading.Lock()

@@ -1,7 +1,7 @@
 """Closed forms of Phi and R(rho) where the change of variables of Lemma G.7 integrates symbolically.
 
 A :class:`GammaSpec` describes gamma_u = S * M symbolically (parameters may be sympy symbols):
-the sign law S, and M either a constant m or |h(R)| with R from a recognized :class:`SymbolicLaw`.
+the sign law S, and M either a constant m or |h(R)| with R from the :class:`SymbolicLaw` of the profile.
 Each rule below is one step of Appendix G; it returns None when its hypotheses fail, and the
 numeric envelope (:mod:`wulff.diffmethod.envelope`) takes over.
 
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from wulff.distributions import r as r_symbol
+from wulff.distributions.profile import LogPowerProfile, PowerProfile, Profile
 from wulff.special import BetaIncInv, BetaPrimeCDFInv, GammaIncInv, NormalQuantile
 
 #: the variable of every radius formula (plain, so that ``formula.subs(Symbol("rho"), 0.9)`` works)
@@ -34,19 +35,18 @@ p = sp.Symbol("p")
 
 
 class SymbolicLaw:
-    """Law of R with density ∝ r^(n-1) exp(-g(r)), recognized symbolically (Lemma U.3).
+    """Law of R with density ∝ r^(n-1) exp(-g(r)), from a parsed profile (Lemma U.3).
 
     kind "gamma": g = c r^k + j log r (+ const), c R^k ~ Gamma((n - j) / k);
     kind "betaprime": g = a log(1 + c r^k), c R^k ~ BetaPrime(n / k, a - n / k).
     """
 
-    def __init__(self, kind: str, c, k, **shape):
-        self.kind, self.c, self.k = kind, sp.sympify(c), sp.sympify(k)
-        self.shape = {name: sp.sympify(v) for name, v in shape.items()}
+    def __init__(self, kind: str, c: sp.Expr, k: sp.Expr, **shape: sp.Expr):
+        self.kind, self.c, self.k, self.shape = kind, c, k, shape
 
     def moment(self, s) -> sp.Expr:
         """E[R^s] (unevaluated Gamma functions, so that huge d stays printable and exact)."""
-        m = sp.sympify(s) / self.k
+        m = sp.Integer(s) / self.k
         G = lambda x: sp.gamma(sp.factor_terms(sp.together(x)), evaluate=False)
         if self.kind == "gamma":
             a = self.shape["a"]
@@ -76,37 +76,13 @@ class SymbolicLaw:
         return k * z ** alpha / (x * (1 + z) ** (alpha + beta) * sp.beta(alpha, beta))
 
 
-def recognize_law(g: sp.Expr, n) -> SymbolicLaw | None:
-    """The :class:`SymbolicLaw` of the profile g in dimension n, or None."""
-    g = sp.expand(sp.expand_log(sp.sympify(g), force=True))
-    c = k = None
-    j = sp.Integer(0)
-    log_terms = []
-    for term in sp.Add.make_args(g):
-        if r_symbol not in term.free_symbols:
-            continue
-        coeff, rest = term.as_independent(r_symbol, as_Add=False)
-        if rest == sp.log(r_symbol):
-            j += coeff
-        elif isinstance(rest, sp.log):
-            log_terms.append((coeff, rest.args[0]))
-        else:
-            base, expo = rest.as_base_exp()
-            if base != r_symbol or c is not None or r_symbol in expo.free_symbols:
-                return None
-            c, k = coeff, expo
-    if log_terms:
-        if len(log_terms) != 1 or c is not None or j != 0:
-            return None
-        a, inner = log_terms[0]
-        cc, power = sp.expand(inner - 1).as_independent(r_symbol, as_Add=False)
-        base, kk = power.as_base_exp()
-        if base != r_symbol:
-            return None
-        return SymbolicLaw("betaprime", cc, kk, alpha=n / kk, beta=a - n / kk)
-    if c is None:
-        return None
-    return SymbolicLaw("gamma", c, k, a=(n - j) / k)
+def symbolic_law(profile: Profile, n) -> SymbolicLaw | None:
+    """The :class:`SymbolicLaw` of a parsed profile in dimension n (a power or log-power profile), or None."""
+    if isinstance(profile, PowerProfile):
+        return SymbolicLaw("gamma", profile.c, profile.k, a=(n - profile.j) / profile.k)
+    if isinstance(profile, LogPowerProfile):
+        return SymbolicLaw("betaprime", profile.c, profile.k, alpha=n / profile.k, beta=profile.a - n / profile.k)
+    return None
 
 
 @dataclass

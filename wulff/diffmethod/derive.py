@@ -22,16 +22,17 @@ import sympy as sp
 
 from wulff.cache import cached
 from wulff.certificate import Certificate, check_adversary
-from wulff.distributions import IID, Distribution, Radial
+from wulff.distributions import IID, Distribution
 from wulff.distributions import r as r_symbol
 from wulff.distributions import t as t_symbol
+from wulff.distributions.profile import Profile, parse_profile
 from wulff.distributions.symbols import norm_key
 from wulff.expressions import as_expression, parse_srepr, srepr_namespace
 from wulff.special import lambdify_numpy
 
-from .closed_forms import ClosedForm, GammaSpec, closed_form, p, recognize_law, rho
+from .closed_forms import ClosedForm, GammaSpec, closed_form, p, rho, symbolic_law
 from .envelope import Envelope, TangentTable
-from .structure import RADIAL_SIGNS, gamma_law
+from .structure import GammaCase, case_of, gamma_case, gamma_law, profile_derivative
 from .verified import VerifiedEnvelope
 
 #: the payload kinds :func:`_build_payload` writes
@@ -54,39 +55,27 @@ _units_lock = threading.Lock()
 # ---------------------------------------------------------------------------------------------
 # symbolic description of gamma_u
 # ---------------------------------------------------------------------------------------------
-def spec_from_profile(structure, profile: sp.Expr, adversary: str, d) -> GammaSpec | None:
-    """The :class:`GammaSpec` of an iid profile phi(t) (structure "iid") or a radial profile g(r)
-    (structure 1, 2 or "inf") against ``adversary``; d may be a symbol. None: no symbolic law."""
-    adversary = check_adversary(adversary)
-    if structure == "iid":
-        phi = as_expression(profile, {"t": t_symbol}, what="phi")
-        poly = sp.Poly(phi, t_symbol) if phi.is_polynomial(t_symbol) else None
-        if poly is not None and poly.degree() == 2 and poly.coeff_monomial(t_symbol).is_zero:
-            c = poly.coeff_monomial(t_symbol ** 2)
-            norm_u2 = d if adversary == "linf" else 1
-            return GammaSpec(("normal", None), m=sp.sqrt(2 * c * norm_u2))
-        if adversary != "l1":
-            return None
-        g, n, sign = phi.subs(t_symbol, r_symbol), sp.Integer(1), ("sparse", sp.Rational(1, 2))
-    else:
-        entry = RADIAL_SIGNS.get((structure, adversary))
-        if entry is None:
-            return None
-        g, n, sign = as_expression(profile, {"r": r_symbol}, what="g"), d, entry[0](d)
-    h = sp.simplify(sp.diff(g, r_symbol))
+def spec_from_profile(case: GammaCase, profile: Profile, structure) -> GammaSpec | None:
+    """The :class:`GammaSpec` of a parsed profile (phi on r > 0 for structure "iid", g for a radial
+    structure) in the case :func:`~.structure.gamma_case` decided. None: no symbolic law."""
+    if case.c is not None:
+        return GammaSpec(("normal", None), m=sp.sqrt(2 * case.c * case.norm_u2))
+    if case.bounded:  # IID x linf: a convex-order bound, no closed form
+        return None
+    h = profile_derivative(profile)
     # Theorem M.1: iid, phi convex (phi' >= 0 nondecreasing on t > 0), l1 adversary: tight
     tight = structure == "iid" and h.is_nonnegative is True and sp.diff(h, r_symbol).is_nonnegative is True
     if r_symbol not in h.free_symbols:
-        return GammaSpec(sign, m=sp.Abs(h), tight=tight)
-    return GammaSpec(sign, h=h, law=recognize_law(g, n), n=n, tight=tight)
+        return GammaSpec(case.sign, m=sp.Abs(h), tight=tight)
+    return GammaSpec(case.sign, h=h, law=symbolic_law(profile, case.n), n=case.n, tight=tight)
 
 
-def _structure_of(q: Distribution):
-    if isinstance(q, IID):
-        return "iid", q.phi
-    if isinstance(q, Radial):
-        return q.norm, q.g
-    return None, None
+def _symbolic_spec(structure, profile: Profile, adversary: str, d) -> GammaSpec | None:
+    try:
+        case = gamma_case(structure, profile, adversary, d)
+    except NotImplementedError:
+        return None
+    return spec_from_profile(case, profile, structure)
 
 
 def derive_symbolic(profile, structure, adversary: str, d=None, lam=None) -> ClosedForm:
@@ -103,8 +92,13 @@ def derive_symbolic(profile, structure, adversary: str, d=None, lam=None) -> Clo
     """
     d = sp.Symbol("d", positive=True, integer=True) if d is None else as_expression(d, {}, what="d")
     lam = sp.Symbol("lam", positive=True) if lam is None else as_expression(lam, {}, what="lam")
+    adversary = check_adversary(adversary)
     structure = structure if structure == "iid" else norm_key(structure)
-    spec = spec_from_profile(structure, profile, adversary, d)
+    if structure == "iid":
+        expr = as_expression(profile, {"t": t_symbol}, what="phi").subs(t_symbol, r_symbol)
+    else:
+        expr = as_expression(profile, {"r": r_symbol}, what="g")
+    spec = _symbolic_spec(structure, parse_profile(expr, r_symbol), adversary, d)
     form = closed_form(spec, assume=True) if spec is not None else None
     if form is None:
         raise NotImplementedError(f"no closed form for profile {profile} ({structure}) against {adversary}")
@@ -123,11 +117,9 @@ def _tidy(expr: sp.Expr) -> sp.Expr:
 # ---------------------------------------------------------------------------------------------
 # building the cached payload
 # ---------------------------------------------------------------------------------------------
-def _closed_form_payload(q: Distribution, adversary: str) -> dict | None:
-    structure, profile = _structure_of(q)
-    if structure is None:
-        return None
-    spec = spec_from_profile(structure, sp.nsimplify(profile, rational=True), adversary, sp.Integer(q.d))
+def _closed_form_payload(q: Distribution, case: GammaCase) -> dict | None:
+    structure = "iid" if isinstance(q, IID) else q.norm
+    spec = spec_from_profile(case, q.profile.rationalized(), structure)
     form = closed_form(spec) if spec is not None else None
     if form is None:
         return None
@@ -137,26 +129,28 @@ def _closed_form_payload(q: Distribution, adversary: str) -> dict | None:
 
 def _build_payload(q: Distribution, adversary: str) -> dict:
     """Everything a certificate needs, as picklable data (see the module docstring)."""
-    forms = [q, *q.equivalent_forms()]
-    reasons = []
-    for form in forms:  # a closed form from any equivalent structure wins
+    cases, reasons = [], []
+    for form in [q, *q.equivalent_forms()]:  # the case of each structural form, decided once
         try:
-            law = gamma_law(form, adversary)
+            cases.append((form, case_of(form, adversary)))
+        except NotImplementedError as exc:
+            reasons.append(str(exc))
+    formulas = []
+    for form, case in cases:  # a closed form from any equivalent structure wins
+        formula = _closed_form_payload(form, case)
+        formulas.append(formula)
+        if formula is not None and formula["rho_max"] is None:
+            law = gamma_law(form, adversary, case)
+            return {"kind": "closed-form", "closed": formula, "envelope": None, "law": law.describe(),
+                    "theorem": law.theorem, "structure": form.structure()}
+    for (form, case), formula in zip(cases, formulas):
+        try:
+            law = gamma_law(form, adversary, case)
         except NotImplementedError as exc:
             reasons.append(str(exc))
             continue
-        closed = _closed_form_payload(form, adversary)
-        if closed is not None and closed["rho_max"] is None:
-            return {"kind": "closed-form", "closed": closed, "envelope": None, "law": law.describe(),
-                    "theorem": law.theorem, "structure": form.structure()}
-    for form in forms:
-        try:
-            law = gamma_law(form, adversary)
-        except NotImplementedError:
-            continue
         envelope = law.envelope()
-        closed = _closed_form_payload(form, adversary)
-        return {"kind": "closed-form+quadrature" if closed else "quadrature", "closed": closed,
+        return {"kind": "closed-form+quadrature" if formula else "quadrature", "closed": formula,
                 "envelope": envelope.to_payload(), "law": law.describe(), "theorem": law.theorem,
                 "structure": form.structure(), "discrete": law.magnitude.is_constant, "exact": law.exact}
     return {"kind": "unsupported", "reason": "; ".join(dict.fromkeys(reasons))}
@@ -234,8 +228,8 @@ def _unit_functions(payload: dict):
     envelope = Envelope.from_payload(table) if table is not None else None
     if closed is None:
         return envelope.radius_unit, envelope.Phi
-    radius_formula = _closed_form_function(sp.sympify(eval_srepr(closed["radius"])), rho)
-    phi_formula = _closed_form_function(sp.sympify(eval_srepr(closed["Phi"])), p)
+    radius_formula = _closed_form_function(eval_srepr(closed["radius"]), rho)
+    phi_formula = _closed_form_function(eval_srepr(closed["Phi"]), p)
     if envelope is None:
         if _is_slow(closed["radius"]):
             table = TangentTable(_guard_near_half(radius_formula, phi_formula), phi_formula, TABLE_P_GRID)
@@ -349,8 +343,9 @@ def _certificate(payload: dict, q: Distribution, adversary: str, key) -> Certifi
 
 
 def cache_key(q: Distribution, adversary: str) -> tuple:
-    """The cache key of q's unit-scale certificate against ``adversary``."""
-    return ("wulff.diffmethod", CACHE_VERSION, type(q).__name__, q.structure(), q.d, adversary)
+    """The cache key of q's unit-scale certificate against ``adversary``: q's structure key without
+    lam (the payload is at unit scale; lam is applied by the certificate)."""
+    return ("wulff.diffmethod", CACHE_VERSION, q.structure_key(scale=False), adversary)
 
 
 def derive(q: Distribution, adversary: str, *, cache: bool = True) -> Certificate:

@@ -25,6 +25,7 @@ from scipy import integrate
 
 from wulff.distributions import BallRadiusLaw, BetaPrimePowerLaw, GammaPowerLaw, RadiusLaw
 from wulff.distributions import r as r_symbol
+from wulff.expressions import as_expression
 from wulff.special import lambdify_numpy
 
 #: Gauss-Legendre rule used on every cell (exact for polynomials of degree 31)
@@ -97,7 +98,7 @@ class ProfileMagnitude:
     is_constant = False
 
     def __init__(self, h: sp.Expr, law: RadiusLaw):
-        self.expr = sp.sympify(h)
+        self.expr = as_expression(h, {"r": r_symbol}, what="h")  # a string through the restricted parser
         self.law = law
         self._signed = lambdify_numpy(r_symbol, self.expr)
         self._dh = lambdify_numpy(r_symbol, sp.diff(self.expr, r_symbol))

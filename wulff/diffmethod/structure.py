@@ -24,24 +24,22 @@ E gamma^(p) is monotone in it, so Phi (and the radius) of L (2 Bin(d, 1/2) - d) 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import sympy as sp
 
 from wulff.distributions import IID, Distribution, Radial, Uniform
 from wulff.distributions import r as r_symbol
 from wulff.distributions import t as t_symbol
+from wulff.distributions.profile import PowerProfile, Profile
 
 from .laws import GammaLaw, RademacherSum, SphereCoordinate, StandardNormal, SymmetricSign
 from .magnitude import ConstantMagnitude, ProfileMagnitude
 
 
-def profile_derivative(q: IID | Radial) -> sp.Expr:
-    """h(r) = phi'(r) (IID, r > 0) or g'(r) (Radial), simplified, in the symbol r (positive)."""
-    if isinstance(q, IID):
-        expr = sp.diff(q.phi, t_symbol).subs(t_symbol, r_symbol)
-    else:
-        expr = sp.diff(q.g, r_symbol)
-    return sp.simplify(expr)
+def profile_derivative(profile: Profile) -> sp.Expr:
+    """h(r) = g'(r) of a parsed profile (phi'(r), r > 0, for an iid one), simplified, in the symbol r."""
+    return sp.simplify(sp.diff(profile.expr, r_symbol))
 
 
 def magnitude_of(h: sp.Expr, law) -> ConstantMagnitude | ProfileMagnitude:
@@ -51,19 +49,10 @@ def magnitude_of(h: sp.Expr, law) -> ConstantMagnitude | ProfileMagnitude:
     return ProfileMagnitude(h, law)
 
 
-def quadratic_coefficient(phi: sp.Expr) -> float | None:
-    """c when phi = c t^2 + const with c > 0, else None."""
-    poly = sp.Poly(phi, t_symbol) if phi.is_polynomial(t_symbol) else None
-    if poly is None or poly.degree() != 2 or not poly.coeff_monomial(t_symbol).is_zero:
-        return None
-    c = float(poly.coeff_monomial(t_symbol ** 2))
-    return c if c > 0 else None
-
-
-def bounded_slope(phi: sp.Expr) -> sp.Expr | None:
+def bounded_slope(profile: Profile) -> sp.Expr | None:
     """L = sup_t |phi'(t)| when finite (it is attained as t -> 0+ or t -> inf, or inside), exact
     (a sympy number), else None."""
-    h = sp.diff(phi, t_symbol).subs(t_symbol, r_symbol)
+    h = sp.diff(profile.expr, r_symbol)
     candidates = []
     for point, side in ((0, "+"), (sp.oo, "-")):
         try:
@@ -97,41 +86,77 @@ def _positive_roots(expr: sp.Expr) -> list:
     return list(sol)
 
 
-def gamma_law(q: Distribution, adversary: str) -> GammaLaw:
-    """The law of gamma_u for q against ``adversary`` (see the module docstring).
+@dataclass(frozen=True)
+class GammaCase:
+    """Which row of the module's table applies: the sign law of S (a spec of :data:`RADIAL_SIGNS`'s
+    form, or ("normal", None)), the dimension n of the law of R, and, for the two iid special rows,
+    the quadratic coefficient c and ||u||_2^2 (Gaussian) or ``bounded`` (IID x linf, |phi'| <= L)."""
 
-    Raises NotImplementedError naming the pair when the engine has no sound law for it.
-    """
+    sign: tuple
+    n: object
+    theorem: str
+    c: sp.Expr | None = None
+    norm_u2: object = None
+    bounded: bool = False
+
+
+def gamma_case(structure, profile: Profile, adversary: str, d) -> GammaCase:
+    """The case of gamma_u for a profile of ``structure`` ("iid", or the norm 1, 2, "inf" of a radial
+    density) against ``adversary``; d may be a sympy symbol. The one place the case is decided:
+    numeric laws (:func:`gamma_law`) and symbolic closed forms (``derive.spec_from_profile``) both
+    read it. Raises NotImplementedError naming the pair when there is no case."""
+    if structure == "iid":
+        if isinstance(profile, PowerProfile) and profile.quadratic:
+            # <u, grad psi> = 2c <u, X> ~ N(0, 2c ||u||_2^2); ||u||_2^2 = 1 (l1, l2) or d (linf)
+            return GammaCase(("normal", None), None, "Theorem H.1 (Gaussian, by rotation)", c=profile.c,
+                             norm_u2=d if adversary == "linf" else sp.Integer(1))
+        if adversary == "l1":
+            return GammaCase(("sparse", sp.Rational(1, 2)), sp.Integer(1), "Theorems M.1 / M.2")
+        if adversary == "linf":
+            return GammaCase(("sum", d), sp.Integer(1), "Theorem P.2", bounded=True)
+        raise NotImplementedError(f"IID x {adversary} is only derived for quadratic phi (Gaussian); "
+                                  f"phi = {profile.expr.subs(r_symbol, sp.Abs(t_symbol))}. Use the l1 or l2 "
+                                  "certificate with a norm conversion.")
+    entry = RADIAL_SIGNS.get((structure, adversary))
+    if entry is None:
+        raise NotImplementedError(f"the differential method has no law for a radial l{structure} density against "
+                                  f"{adversary} (use a norm conversion)")
+    make_spec, theorem = entry
+    return GammaCase(make_spec(d), d, theorem)
+
+
+def case_of(q: Distribution, adversary: str) -> GammaCase:
+    """:func:`gamma_case` of a distribution (NotImplementedError for uniform and unknown structures)."""
     if isinstance(q, Uniform):
         raise NotImplementedError(f"{q.structure()} is not a regular density: its certificates are "
                                   "geometric (wulff.levelset), not the differential method")
-    if isinstance(q, IID):
-        return _iid_law(q, adversary)
-    if isinstance(q, Radial):
-        return _radial_law(q, adversary)
-    raise NotImplementedError(f"the differential method does not know the structure of {q!r}")
+    if not isinstance(q, (IID, Radial)):
+        raise NotImplementedError(f"the differential method does not know the structure of {q!r}")
+    return gamma_case("iid" if isinstance(q, IID) else q.norm, q.profile, adversary, sp.Integer(q.d))
 
 
-def _iid_law(q: IID, adversary: str) -> GammaLaw:
-    c = quadratic_coefficient(q.phi)
-    if c is not None:  # <u, grad psi> = 2c <u, X> ~ N(0, 2c ||u||_2^2); ||u||_2^2 = 1 (l1, l2) or d (linf)
-        norm_u2 = q.d if adversary == "linf" else 1
-        return GammaLaw(StandardNormal(), ConstantMagnitude(math.sqrt(2 * c * norm_u2)),
-                        theorem="Theorem H.1 (Gaussian, by rotation)")
-    if adversary == "l1":
-        h = profile_derivative(q)
-        return GammaLaw(SymmetricSign(0.5), magnitude_of(h, q.coordinate_law), theorem="Theorems M.1 / M.2")
-    if adversary == "linf":
-        L = bounded_slope(q.phi)
+def gamma_law(q: Distribution, adversary: str, case: GammaCase | None = None) -> GammaLaw:
+    """The law of gamma_u for q against ``adversary`` (see the module docstring); ``case`` is
+    :func:`case_of` (q, adversary) when the caller has it already.
+
+    Raises NotImplementedError naming the pair when the engine has no sound law for it.
+    """
+    case = case_of(q, adversary) if case is None else case
+    if case.c is not None:
+        return GammaLaw(StandardNormal(), ConstantMagnitude(math.sqrt(2 * float(case.c) * int(case.norm_u2))),
+                        theorem=case.theorem)
+    h = profile_derivative(q.profile)
+    if case.bounded:
+        L = bounded_slope(q.profile)
         if L is None:
             raise NotImplementedError(f"IID x linf needs |phi'| bounded (or phi quadratic) for a sound law of "
                                       f"the sum; phi = {q.phi} has an unbounded derivative")
-        exact = r_symbol not in profile_derivative(q).free_symbols  # |phi'| = L a.s. (Laplace)
+        exact = r_symbol not in h.free_symbols  # |phi'| = L a.s. (Laplace)
         return GammaLaw(RademacherSum(q.d), ConstantMagnitude(float(L), L), exact=exact,
                         theorem="Theorem P.2" if exact else "Theorem P.2 with the convex-order bound "
                                                             "sum_i phi'(X_i) <=_cx L (2 Bin(d, 1/2) - d)")
-    raise NotImplementedError(f"IID x {adversary} is only derived for quadratic phi (Gaussian); "
-                              f"phi = {q.phi}. Use the l1 or l2 certificate with a norm conversion.")
+    law = q.coordinate_law if isinstance(q, IID) else q.radius_law
+    return GammaLaw(sign_law(case.sign), magnitude_of(h, law), theorem=case.theorem)
 
 
 #: (norm of the radial profile, adversary) -> (sign law of S, paper). d may be a sympy symbol.
@@ -154,12 +179,3 @@ def sign_law(spec: tuple):
     if kind == "sum":
         return RademacherSum(int(value))
     return SphereCoordinate(int(value)) if int(value) >= 2 else SymmetricSign(0.5)
-
-
-def _radial_law(q: Radial, adversary: str) -> GammaLaw:
-    entry = RADIAL_SIGNS.get((q.norm, adversary))
-    if entry is None:
-        raise NotImplementedError(f"the differential method has no law for a radial l{q.norm} density against "
-                                  f"{adversary} (use a norm conversion)")
-    make_spec, theorem = entry
-    return GammaLaw(sign_law(make_spec(q.d)), magnitude_of(profile_derivative(q), q.radius_law), theorem=theorem)

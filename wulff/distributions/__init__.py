@@ -22,6 +22,7 @@ from .families import (
     UniformCube,
     default_parameters,
 )
+from .profile import GenericProfile, LogPowerProfile, PowerProfile, Profile, parse_profile
 from .radius_law import (
     BallRadiusLaw,
     BetaPrimePowerLaw,
@@ -38,5 +39,5 @@ __all__ = [
     "default_parameters", "Gaussian", "Laplace", "ExpP", "ExpInf", "Exp2", "Exp1", "PowerInf", "Power2", "Pareto",
     "UniformCube", "UniformBall", "IID", "Radial", "Uniform", "RadiusLaw", "GammaPowerLaw",
     "BetaPrimePowerLaw", "BallRadiusLaw", "NumericRadiusLaw", "radius_law", "coordinate_sum",
-    "norm", "r", "t", "x",
+    "norm", "r", "t", "x", "Profile", "PowerProfile", "LogPowerProfile", "GenericProfile", "parse_profile",
 ]

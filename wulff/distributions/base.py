@@ -69,6 +69,10 @@ class Distribution:
 
     #: phrase for the error raised when sigma is requested but infinite (families refine it)
     sigma_condition: str = "a finite second moment"
+    #: the structural class ("iid", "radial", "uniform"), its norm and its parsed profile (subclasses)
+    kind: str = ""
+    norm = None
+    profile = None
 
     def __init__(self, d: int, lam: float | None = None, sigma: float | None = None, *,
                  name: str | None = None, params: dict | None = None, sampler: Sampler | None = None,
@@ -99,7 +103,18 @@ class Distribution:
         return []
 
     def structure(self) -> str:
+        """A human-readable description of the structure (display only; see :meth:`structure_key`)."""
         raise NotImplementedError
+
+    def structure_key(self, *, scale: bool = True) -> tuple:
+        """A hashable description of q built from plain strings and numbers: (kind, norm, d,
+        profile key, lam). Equal keys mean the same density. ``scale=False`` leaves lam out (the key
+        of unit-scale artefacts, e.g. the differential method's cached payload)."""
+        if not self.kind:
+            raise NotImplementedError(f"{type(self).__name__} has no structure key")
+        profile = None if self.profile is None else self.profile.key
+        key = (self.kind, None if self.norm is None else str(self.norm), self.d, profile)
+        return (*key, self._lam) if scale else key
 
     # -- scale ---------------------------------------------------------------------------------
     def _resolve_scale(self, lam, sigma) -> float:

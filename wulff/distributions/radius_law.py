@@ -4,8 +4,8 @@ Lemma U.3: if q(x) ∝ exp(-g(||x||)) on R^d, then R = ||x|| has density ∝ r^(
 (0, inf), whatever the norm, and x = R * V with V drawn from the cone measure of the unit sphere.
 An iid profile phi is the case d = 1: |X| has density ∝ exp(-phi(s)) on (0, inf).
 
-:func:`radius_law` recognizes the profiles whose radius law is standard and falls back to a
-numeric law (tabulated CDF, quadrature moments) for any other normalizable profile:
+:func:`radius_law` reads the parsed profile (:mod:`.profile`): a standard profile has a closed-form
+law, any other normalizable profile a numeric law (tabulated CDF, quadrature moments):
 
 =============================  =======================================
 profile g(r)                   law
@@ -27,6 +27,7 @@ import torch
 from scipy import integrate, optimize, special
 
 from ..expressions import as_expression
+from .profile import LogPowerProfile, PowerProfile, Profile, parse_profile
 from .sampling import (
     SymmetricQuantileTable,
     interpolate_inverse_cdf,
@@ -317,56 +318,6 @@ class NumericRadiusLaw(RadiusLaw):
         return interpolate_inverse_cdf(u, grid_c, grid_y).exp_().to(dtype)
 
 
-# ---------------------------------------------------------------------------------------------
-# recognition
-# ---------------------------------------------------------------------------------------------
-def _positive_number(e: sp.Expr) -> float | None:
-    if e is None or e.free_symbols:
-        return None
-    try:
-        v = float(e)
-    except TypeError:
-        return None
-    return v if v > 0 and math.isfinite(v) else None
-
-
-def _gamma_power_terms(g: sp.Expr) -> tuple[float, float, float] | None:
-    """(c, k, j) when g = c r^k + j log r + const with c, k > 0; else None."""
-    c = k = None
-    j = 0.0
-    for term in sp.Add.make_args(sp.expand(sp.expand_log(g, force=True))):
-        if r_symbol not in term.free_symbols:
-            continue
-        coeff, rest = term.as_independent(r_symbol, as_Add=False)
-        if rest == sp.log(r_symbol) and not coeff.free_symbols:
-            j += float(coeff)
-            continue
-        base, expo = rest.as_base_exp()
-        if base == r_symbol and c is None and _positive_number(coeff) and _positive_number(expo):
-            c, k = float(coeff), float(expo)
-            continue
-        return None
-    return None if c is None else (c, k, j)
-
-
-def _beta_prime_terms(g: sp.Expr) -> tuple[float, float, float] | None:
-    """(a, c, k) when g = a log(1 + c r^k) + const with a, c, k > 0; else None."""
-    found = None
-    for term in sp.Add.make_args(sp.expand(g)):
-        if r_symbol not in term.free_symbols:
-            continue
-        coeff, rest = term.as_independent(r_symbol, as_Add=False)
-        if found is not None or not isinstance(rest, sp.log) or not _positive_number(coeff):
-            return None
-        inner = sp.expand(rest.args[0] - 1)
-        c, power = inner.as_independent(r_symbol, as_Add=False)
-        base, expo = power.as_base_exp()
-        if base != r_symbol or not _positive_number(c) or not _positive_number(expo):
-            return None
-        found = (float(coeff), float(c), float(expo))
-    return found
-
-
 def is_normalizable(g: sp.Expr, d: int) -> bool:
     """Whether r^(d-1) e^(-g(r)) is integrable on (0, inf): h(y) = d y - g(e^y) must fall at both ends."""
     law = NumericRadiusLaw(g, d)
@@ -379,23 +330,26 @@ def is_normalizable(g: sp.Expr, d: int) -> bool:
     return bool(falls_left and falls_right)
 
 
-def radius_law(g: sp.Expr, d: int) -> RadiusLaw:
-    """The law of R with density ∝ r^(d-1) exp(-g(r)), recognized in closed form where possible.
+def radius_law(profile, d: int) -> RadiusLaw:
+    """The law of R with density ∝ r^(d-1) exp(-g(r)), read off the profile of g (a
+    :class:`~wulff.distributions.profile.Profile`, or an expression or formula string that is parsed
+    into one): closed form for a standard power or log-power profile, numeric otherwise.
 
     Raises ValueError when the density is not normalizable.
     """
-    g = as_expression(g, {"r": r_symbol}, what="g")
-    if g.free_symbols - {r_symbol}:
-        raise ValueError(f"profile {g} has free symbols other than r: {g.free_symbols - {r_symbol}}")
-    gamma = _gamma_power_terms(g)
-    if gamma is not None:
-        c, k, j = gamma
+    if not isinstance(profile, Profile):
+        g = as_expression(profile, {"r": r_symbol}, what="g")
+        if g.free_symbols - {r_symbol}:
+            raise ValueError(f"profile {g} has free symbols other than r: {g.free_symbols - {r_symbol}}")
+        profile = parse_profile(g, r_symbol)
+    g = profile.expr
+    if isinstance(profile, PowerProfile) and profile.standard:
+        c, k, j = float(profile.c), float(profile.k), float(profile.j)
         if not j < d:
             raise ValueError(f"j must be < d = {d} for r^(d-1) e^(-g) to be normalizable; got j = {j:g}")
         return GammaPowerLaw(g, d, c, k, (d - j) / k)
-    beta = _beta_prime_terms(g)
-    if beta is not None:
-        a, c, k = beta
+    if isinstance(profile, LogPowerProfile) and profile.standard:
+        a, c, k = float(profile.a), float(profile.c), float(profile.k)
         if not a > d / k:
             raise ValueError(f"a must be > d/k = {d / k:g} for (1 + r^k)^(-a) to be normalizable in "
                              f"dimension d = {d}; got a = {a:g}")

@@ -14,12 +14,13 @@ import sympy as sp
 from ..expressions import as_expression
 from .base import Distribution, ParameterError, check_dimension
 from .directions import mean_squared_l2, sample_direction
-from .radius_law import BallRadiusLaw, GammaPowerLaw, RadiusLaw, radius_law
+from .profile import PowerProfile, Profile, parse_profile
+from .radius_law import BallRadiusLaw, RadiusLaw, radius_law
 from .sampling import symmetric_uniform
 from .symbols import coordinate_sum, norm, norm_key, r, t, x
 
 
-def _profile(expr, var: sp.Symbol, what: str) -> sp.Expr:
+def _read_expression(expr, var: sp.Symbol, what: str) -> sp.Expr:
     """Read a profile (a string through the restricted parser, never sympify) and rename any free
     symbol spelled like ``var`` to ``var`` itself."""
     try:
@@ -51,16 +52,21 @@ def _is_even(phi: sp.Expr) -> bool:
 class IID(Distribution):
     """psi(x) = sum_i phi(x_i / lam): independent coordinates with density ∝ exp(-phi(t)).
 
-    ``phi`` is a sympy expression in :data:`wulff.distributions.t` and must be even; |X| then follows
-    the radius law of the profile phi in dimension 1 (:attr:`coordinate_law`).
+    ``phi`` is a sympy expression in :data:`wulff.distributions.t` and must be even; it is parsed once
+    into :attr:`profile`, the profile phi(r) on r > 0 (:mod:`.profile`), and |X| follows the radius
+    law of that profile in dimension 1 (:attr:`coordinate_law`).
     """
 
+    kind = "iid"
+    norm = None
+
     def __init__(self, phi, d: int, lam: float | None = None, sigma: float | None = None, **kwargs):
-        phi = _profile(phi, t, "phi")
+        phi = _read_expression(phi, t, "phi")
         if not _is_even(phi):
             raise ValueError(f"phi must be even (phi(-t) = phi(t)) for an iid smoothing density; got {phi}")
         self.phi = phi
-        self.coordinate_law: RadiusLaw = radius_law(phi.subs(t, r), 1)
+        self.profile: Profile = parse_profile(phi.subs(t, r), r)
+        self.coordinate_law: RadiusLaw = radius_law(self.profile, 1)
         super().__init__(d, lam, sigma, **kwargs)
 
     @property
@@ -78,10 +84,10 @@ class IID(Distribution):
 
     def equivalent_forms(self) -> list[Distribution]:
         """c |t|^k with k in {1, 2} is also radial: c ||x||_k^k."""
-        law = self.coordinate_law
-        if isinstance(law, GammaPowerLaw) and law.k in (1.0, 2.0) and law.shape == 1.0 / law.k:
-            k = int(law.k)
-            return [Radial(law.c * r ** k, k, self.d, lam=self.lam, name=self.name, params=self.params)]
+        p = self.profile
+        if isinstance(p, PowerProfile) and p.standard and p.k in (1, 2) and p.j == 0:
+            k = int(p.k)
+            return [Radial(p.c * r ** k, k, self.d, lam=self.lam, name=self.name, params=self.params)]
         return []
 
 
@@ -89,13 +95,17 @@ class Radial(Distribution):
     """psi(x) = g(||x / lam||_norm), norm in {1, 2, "inf"}: delta = lam R V (Lemma U.3).
 
     ``g`` is a sympy expression in :data:`wulff.distributions.r` (r > 0); R has density
-    ∝ r^(d-1) exp(-g(r)) (:attr:`radius_law`) and V the cone measure of the unit sphere.
+    ∝ r^(d-1) exp(-g(r)) (:attr:`radius_law`, read off :attr:`profile`, g parsed once) and V the
+    cone measure of the unit sphere.
     """
 
+    kind = "radial"
+
     def __init__(self, g, norm, d: int, lam: float | None = None, sigma: float | None = None, **kwargs):
-        self.g = _profile(g, r, "g")
+        self.g = _read_expression(g, r, "g")
         self.norm = norm_key(norm)
-        self.radius_law: RadiusLaw = radius_law(self.g, check_dimension(d))
+        self.profile: Profile = parse_profile(self.g, r)
+        self.radius_law: RadiusLaw = radius_law(self.profile, check_dimension(d))
         super().__init__(d, lam, sigma, **kwargs)
 
     @property
@@ -114,15 +124,18 @@ class Radial(Distribution):
 
     def equivalent_forms(self) -> list[Distribution]:
         """c ||x||_k^k with k in {1, 2} is also iid: sum_i c |x_i|^k."""
-        law = self.radius_law
-        if (isinstance(law, GammaPowerLaw) and law.k == self.norm and law.shape == self.d / law.k):
-            phi = law.c * (sp.Abs(t) ** self.norm if self.norm == 1 else t ** 2)
+        p = self.profile
+        if self.norm in (1, 2) and isinstance(p, PowerProfile) and p.standard and p.k == self.norm and p.j == 0:
+            phi = p.c * (sp.Abs(t) ** self.norm if self.norm == 1 else t ** 2)
             return [IID(phi, self.d, lam=self.lam, name=self.name, params=self.params)]
         return []
 
 
 class Uniform(Distribution):
     """Uniform on the ball {||x||_norm <= lam}: the cube [-lam, lam]^d for linf, the l2 ball for 2."""
+
+    kind = "uniform"
+    profile = None
 
     def __init__(self, norm, d: int, lam: float | None = None, sigma: float | None = None, **kwargs):
         self.norm = norm_key(norm)

@@ -7,7 +7,7 @@ import numpy as np
 from ..cache import cached
 from ..certificate import Certificate, check_adversary
 from ..distributions import Distribution, Radial
-from .profiles import profile_of
+from .shifts import shift_of
 from .table import TABLE_VERSION, build_table, lookup, tail_bound
 
 METHOD = "level-set table (Theorem T.1, Algorithms 1-2)"
@@ -43,9 +43,9 @@ class LevelSetCertificate(Certificate):
 
 def table_for(radial: Radial) -> dict:
     """The (cached) unit-scale table of a Radial(g, 2) with increasing g."""
-    profile = profile_of(radial)
-    key = ("wulff.levelset.table", TABLE_VERSION, profile.key, radial.d)
-    return cached(key, lambda: build_table(profile, radial.radius_law, radial.d))
+    shift = shift_of(radial)
+    key = ("wulff.levelset.table", TABLE_VERSION, radial.structure_key(scale=False))
+    return cached(key, lambda: build_table(shift, radial.radius_law, radial.d))
 
 
 def derive(q: Distribution, adversary: str = "l2") -> LevelSetCertificate:
@@ -70,4 +70,4 @@ def certified_tail(q: Distribution, radius, *, half_nodes: int | None = None) ->
     radial = spherical_form(q)
     radii = np.asarray(radius, dtype=float)
     law = radial.radius_law
-    return tail_bound(profile_of(radial), law, radial.d, radii / q.lam, half_nodes).reshape(radii.shape)
+    return tail_bound(shift_of(radial), law, radial.d, radii / q.lam, half_nodes).reshape(radii.shape)

@@ -21,7 +21,7 @@ eps_1 < ... < eps_N, p_i = p0(t_i) with p1(t_i) = 1/2, and Algorithm 2 certifies
 Numerics (all sound in the direction that matters):
 
 * W_d(r, s, eps) = BetaCDF(x; (d-1)/2, (d-1)/2) with x = 1/2 + eps/(4r) - r expm1(2 eta)/(4 eps),
-  eta = log(s/r) from :mod:`.profiles`: no cancellation even when r = sqrt(150528) and eps = 1e-4.
+  eta = log(s/r) from :mod:`.shifts`: no cancellation even when r = sqrt(150528) and eps = 1e-4.
 * E_r is a trapezoid rule in the normal score z = Phi^{-1}(F(r)) on [-8.5, 8.5] (exponentially
   accurate for smooth integrands); its error is estimated by the half-step rule, and the estimate,
   the mass outside the window and a rounding floor are subtracted from p0 and added to p1.
@@ -38,7 +38,7 @@ from scipy import special
 from tqdm.auto import tqdm
 
 from ..distributions import NumericRadiusLaw, RadiusLaw
-from .profiles import Profile
+from .shifts import Shift
 
 #: bump when the table contents change meaning (invalidates the disk cache)
 TABLE_VERSION = 1
@@ -134,7 +134,7 @@ class RadiusQuadrature:
 class GrowthFunction:
     """p0(t) and p1(t) of Theorem T.1 at unit scale, for a batch of radii eps."""
 
-    def __init__(self, profile: Profile, law: RadiusLaw, d: int, half_nodes: int):
+    def __init__(self, profile: Shift, law: RadiusLaw, d: int, half_nodes: int):
         self.profile, self.d = profile, d
         self.quad = RadiusQuadrature(law, half_nodes)
 
@@ -236,7 +236,7 @@ def initial_half_nodes(d: int) -> int:
     return 64 if d >= 64 else 256 if d >= 8 else 1024
 
 
-def tail_bound(profile: Profile, law: RadiusLaw, d: int, radii: np.ndarray,
+def tail_bound(profile: Shift, law: RadiusLaw, d: int, radii: np.ndarray,
                half_nodes: int | None = None) -> np.ndarray:
     """Sound p(eps) (Theorem T.1) at arbitrary unit-scale radii: eps is certified iff 1 - rho <= p."""
     radii = np.asarray(radii, dtype=float).ravel()
@@ -249,7 +249,7 @@ def tail_bound(profile: Profile, law: RadiusLaw, d: int, radii: np.ndarray,
     return np.minimum(p, 0.5)
 
 
-def build_table(profile: Profile, law: RadiusLaw, d: int) -> dict:
+def build_table(profile: Shift, law: RadiusLaw, d: int) -> dict:
     """Algorithm 1 at unit scale: radii eps_i (increasing) and sound p_i (non-increasing).
 
     Returns a dict with ``radii``, ``p``, ``slope`` (see :func:`tangent_slope`), ``half_nodes`` and

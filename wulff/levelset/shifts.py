@@ -22,33 +22,28 @@ import math
 import numpy as np
 import sympy as sp
 
-from ..distributions import BetaPrimePowerLaw, GammaPowerLaw, Radial
+from ..distributions import Radial
+from ..distributions.profile import LogPowerProfile, PowerProfile
 from ..distributions.symbols import r as r_symbol
 from ..special import lambdify_numpy
 
-#: profiles g with sup |j| below this are treated as j = 0 (the law stores shape = (d - j)/k)
-_J_ZERO = 1e-12
 #: relative accuracy of eta = log(s / r); it moves the argument x of W_d by ~1e-14
 _ETA_RTOL = 1e-14
 
 
-class Profile:
+class Shift:
     """G(y) = g(e^y) for an increasing radial profile g; subclasses solve G(y + eta) - G(y) = tau."""
-
-    #: a hashable description of g up to an additive constant (the cache key)
-    key: tuple
 
     def shift(self, y: np.ndarray, tau: np.ndarray) -> np.ndarray:
         """eta with G(y + eta) - G(y) = tau (broadcast), -inf where no such eta exists."""
         raise NotImplementedError
 
 
-class PowerProfile(Profile):
+class PowerShift(Shift):
     """g(r) = c r^k + j log r (+ const), c, k > 0, j >= 0: D = c r^k expm1(k eta) + j eta (Example T.2)."""
 
     def __init__(self, c: float, k: float, j: float):
         self.c, self.k, self.j = float(c), float(k), float(j)
-        self.key = ("power", self.c, self.k, self.j)
 
     def shift(self, y, tau):
         a = self.c * np.exp(self.k * np.asarray(y, dtype=float))  # c r^k
@@ -76,12 +71,11 @@ class PowerProfile(Profile):
         return eta
 
 
-class LogPowerProfile(Profile):
+class LogPowerShift(Shift):
     """g(r) = a log(1 + c r^k) (+ const): D = a log1p(c r^k expm1(k eta) / (1 + c r^k)) (Example T.3)."""
 
     def __init__(self, a: float, c: float, k: float):
         self.a, self.c, self.k = float(a), float(c), float(k)
-        self.key = ("logpower", self.a, self.c, self.k)
 
     def shift(self, y, tau):
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
@@ -91,7 +85,7 @@ class LogPowerProfile(Profile):
             return np.where(z > -1.0, eta, -np.inf)
 
 
-class GenericProfile(Profile):
+class GenericShift(Shift):
     """Any increasing profile declared in sympy.
 
     D(y, eta) is its Taylor polynomial in eta of degree 8 when |eta| <= 1e-2 (no cancellation; the
@@ -105,7 +99,7 @@ class GenericProfile(Profile):
     TAYLOR_RADIUS = 1e-2
 
     def __init__(self, g: sp.Expr):
-        self.g = sp.sympify(g)
+        self.g = g
         y = sp.Symbol("y", real=True)
         derivative = self.g.subs(r_symbol, sp.exp(y))
         self._derivatives = []
@@ -113,7 +107,6 @@ class GenericProfile(Profile):
             self._derivatives.append(lambdify_numpy(y, derivative))
             derivative = sp.diff(derivative, y)
         self.G_at_zero = _limit_at_zero(self.g)
-        self.key = ("generic", sp.srepr(self.g))
 
     def _eval(self, order: int, y):
         with np.errstate(all="ignore"):
@@ -195,38 +188,34 @@ def _limit_at_zero(g: sp.Expr) -> float:
         return float(lambdify_numpy(r_symbol, g)(1e-300))
 
 
-def _is_increasing(radial: Radial, profile: Profile) -> bool:
-    """g' > 0 on a wide logarithmic grid of radii (exact for the two standard families)."""
-    if isinstance(profile, (PowerProfile, LogPowerProfile)):
-        return True
+def _is_increasing(shift: GenericShift) -> bool:
+    """g' > 0 on a wide logarithmic grid of radii."""
     ys = np.linspace(-40.0, 40.0, 16001)
     with np.errstate(all="ignore"):
-        slope = profile.dG(ys)
-        value = profile.G(ys)
+        slope = shift.dG(ys)
+        value = shift.G(ys)
     ok = np.isfinite(value) & np.isfinite(slope)
     return bool(np.all(slope[ok] > 0)) and ok.sum() > ys.size // 4
 
 
-def profile_of(radial: Radial) -> Profile:
-    """The :class:`Profile` of an l2-radial distribution; NotImplementedError unless g is increasing
-    (Theorem T.1 needs q-bar decreasing)."""
-    law = radial.radius_law
-    if isinstance(law, GammaPowerLaw):
-        j = radial.d - law.k * law.shape
-        j = 0.0 if abs(j) < _J_ZERO * max(1.0, radial.d) else j
-        if j < 0:
+def shift_of(radial: Radial) -> Shift:
+    """The :class:`Shift` solver of an l2-radial distribution's profile (:attr:`Radial.profile`);
+    NotImplementedError unless g is increasing (Theorem T.1 needs q-bar decreasing)."""
+    profile = radial.profile
+    if isinstance(profile, PowerProfile) and profile.standard:
+        if profile.j < 0:
             raise NotImplementedError(
                 f"the level set method needs g increasing (Theorem T.1: q-bar decreasing); g = {radial.g} "
-                f"has j = {j:g} < 0, so g decreases near r = 0 and the superlevel sets are not balls")
-        return PowerProfile(law.c, law.k, j)
-    if isinstance(law, BetaPrimePowerLaw):
-        return LogPowerProfile(law.alpha + law.beta, law.c, law.k)
-    profile = GenericProfile(radial.g)
-    if not _is_increasing(radial, profile):
+                f"has j = {profile.j} < 0, so g decreases near r = 0 and the superlevel sets are not balls")
+        return PowerShift(profile.c, profile.k, profile.j)
+    if isinstance(profile, LogPowerProfile) and profile.standard:
+        return LogPowerShift(profile.a, profile.c, profile.k)
+    shift = GenericShift(profile.expr)
+    if not _is_increasing(shift):
         raise NotImplementedError(
             f"the level set method needs g increasing (Theorem T.1: q-bar decreasing); g = {radial.g} "
             "is not increasing on (0, inf)")
-    return profile
+    return shift
 
 
-__all__ = ["Profile", "PowerProfile", "LogPowerProfile", "GenericProfile", "profile_of"]
+__all__ = ["Shift", "PowerShift", "LogPowerShift", "GenericShift", "shift_of"]

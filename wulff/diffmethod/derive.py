@@ -327,7 +327,8 @@ def _certificate(payload: dict, q: Distribution, adversary: str, key) -> Certifi
 
 def cache_key(q: Distribution, adversary: str) -> tuple:
     """The cache key of q's unit-scale certificate against ``adversary``."""
-    return ("wulff.diffmethod", CACHE_VERSION, type(q).__name__, q.structure(), q.d, adversary)
+    kind = getattr(q, "structural_class", type(q)).__name__  # a named family keys as its structure (IID, ...)
+    return ("wulff.diffmethod", CACHE_VERSION, kind, q.structure(), q.d, adversary)
 
 
 def derive(q: Distribution, adversary: str, *, cache: bool = True) -> Certificate:

@@ -72,6 +72,13 @@ def test_spec_round_trip_gives_the_same_radii(name):
         np.testing.assert_array_equal(back.certified_radius(rho, "l1"), q.certified_radius(rho, "l1"))
 
 
+def test_cache_keys_name_the_structure_not_the_family():
+    from wulff.diffmethod.derive import cache_key
+
+    assert cache_key(D.Gaussian(3, lam=1.0), "l1") == cache_key(D.IID("t**2/2", 3, lam=2.0), "l1")
+    assert cache_key(D.ExpInf(3, lam=1.0), "l1")[2] == "Radial"
+
+
 def test_pickle_keeps_the_class():
     q = D.ExpInf(4, k=2, j=1, sigma=0.3)
     back = pickle.loads(pickle.dumps(q))
@@ -136,5 +143,7 @@ def test_cli_derive_takes_a_family_name_in_any_case(capsys):
     assert "distribution: Laplace(d=3, lam=1)" in out and "closed-form" in out
     assert main(["derive", "POWERINF", "--d", "3", "--a", "9", "--adversary", "l1"]) == 0
     assert "PowerInf(d=3, a=9, lam=1)" in capsys.readouterr().out
+    assert main(["derive", "exp2", "--d", "3", "--param", "k=2", "--adversary", "l2"]) == 0  # as `wulff train`
+    assert "Exp2(d=3, k=2, j=0, lam=1)" in capsys.readouterr().out
     assert main(["derive", "gaussian", "--d", "3", "--j", "1"]) == 2
     assert "Gaussian has no shape parameter j" in capsys.readouterr().err

@@ -14,6 +14,7 @@ import argparse
 import math
 
 from wulff.catalog import ADVERSARIES, FAMILIES, FAMILY_NAMES, canonical_family
+from wulff.cli.cmd_train import add_param_argument
 
 STANDARD_RHO = (0.55, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 0.999999)
 #: every shape parameter of some named family (each a --NAME option)
@@ -27,11 +28,13 @@ def build_distribution(args: argparse.Namespace):
     from wulff.distributions import r as r_symbol
     from wulff.distributions.density import PSI_VARIABLES
     from wulff.expressions import parse_expression, parse_number
+    from wulff.train.spec import parse_params
 
     scale = {"lam": args.lam} if args.sigma is None else {"sigma": args.sigma}
     if canonical_family(args.density) is not None:
-        given = {name: parse_number(getattr(args, name), what=f"--{name}")  # digits, never an expression
-                 for name in SHAPE_PARAMETERS if getattr(args, name, None) is not None}
+        given = parse_params(getattr(args, "param", None))  # --param k=2, as for `wulff train`
+        given.update({name: parse_number(getattr(args, name), what=f"--{name}")  # digits, never an expression
+                      for name in SHAPE_PARAMETERS if getattr(args, name, None) is not None})
         return registry.build(args.density, args.d, **scale, examples=True, **given)
     expr = parse_expression(args.density, {**PSI_VARIABLES, "r": r_symbol}, what="density")
     names = {s.name for s in expr.free_symbols}
@@ -100,4 +103,5 @@ def register(sub) -> None:
     for name in SHAPE_PARAMETERS:
         p.add_argument(f"--{name}", default=None, help=f"shape parameter {name} of a named family (a number; "
                        "default: the paper's default, else an example value, see `wulff distributions`)")
+    add_param_argument(p)
     p.set_defaults(handler=run)

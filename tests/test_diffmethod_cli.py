@@ -27,7 +27,7 @@ def test_profile_strings(capsys):
 
 def test_bad_requests_exit_with_a_message(capsys):
     assert main(["derive", "Laplace", "--k", "2"]) == 2
-    assert "no parameter" in capsys.readouterr().err
+    assert "has no shape parameter k" in capsys.readouterr().err
     assert main(["derive", "r**2", "--d", "3"]) == 2  # a radial profile needs --norm
     assert main(["derive", "UniformCube", "--d", "3", "--adversary", "l1"]) == 0
     assert "not derived by the differential method" in capsys.readouterr().out

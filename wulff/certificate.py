@@ -22,7 +22,8 @@ import numpy as np
 import sympy as sp
 import torch
 
-ADVERSARIES = ("l1", "l2", "linf")
+from .catalog import ADVERSARIES  # noqa: F401  (re-exported: the one list lives in wulff.catalog)
+
 #: the variable of every certificate formula: a plain Symbol("rho"), so that users can substitute it
 rho_symbol = sp.Symbol("rho")
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from wulff.certify import Smoothed, certify_dataset, merge_results, shard_path
+from wulff.catalog import ADVERSARIES
 from wulff.cli.checks import nonnegative_int, output_file, positive_int, probability
 from wulff.cli.cmd_train import add_runtime_arguments
 from wulff.errors import UserError
-from wulff.train import load_dataset, load_trained, setup, teardown
-from wulff.train.distributed import barrier
-from wulff.train.threads import apply_threads
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from wulff.certify import Smoothed, certify_dataset, merge_results, shard_path
+    from wulff.train import load_dataset, load_trained, setup, teardown
+    from wulff.train.distributed import barrier
+    from wulff.train.threads import apply_threads
+
     if args.shard >= args.num_shards:
         raise UserError(f"--shard must lie in 0 .. --num-shards - 1 = {args.num_shards - 1}; got {args.shard}")
     out = output_file(args.out, "--out", example="certify.tsv")
@@ -69,7 +71,7 @@ def register(sub) -> None:
                    help="failure probability in (0, 1) (default 0.001)")
     p.add_argument("--batch-size", type=positive_int, default=1000, help="noisy copies per forward pass")
     p.add_argument("--skip", type=positive_int, default=1, help="certify every SKIP-th input (default 1)")
-    p.add_argument("--adversaries", nargs="+", default=["l1", "l2", "linf"], choices=("l1", "l2", "linf"))
+    p.add_argument("--adversaries", nargs="+", default=list(ADVERSARIES), choices=ADVERSARIES)
     p.add_argument("--shard", type=nonnegative_int, default=0, help="this shard, 0 .. NUM_SHARDS - 1")
     p.add_argument("--num-shards", type=positive_int, default=1)
     p.add_argument("--seed", type=int, default=0, help="noise seed (each input gets its own stream)")

@@ -10,16 +10,9 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
-from wulff.certify import Smoothed, certify_dataset, read_results
-from wulff.certify.analysis import report
 from wulff.cli.checks import nonnegative_float, output_folder, positive_float, positive_int, probability
 from wulff.cli.cmd_train import add_param_argument
 from wulff.errors import UserError
-from wulff.train import TrainConfig, build_model, load_dataset, named_distribution, train_smoothed, training_meta
-from wulff.train.spec import canonical_name, example_parameters, parse_params, shape_parameters
-from wulff.train.threads import apply_threads
 
 DISTRIBUTIONS = ("UniformCube", "Laplace", "Gaussian")
 FULL = {"sigmas": [0.25, 0.5], "epochs": 30, "n0": 64, "n": 10_000, "skip": 1}
@@ -37,19 +30,31 @@ def _has_certificate(q, adversary: str) -> str | None:
 
 def demo_parameters(names, d: int, given: dict) -> dict[str, dict]:
     """Each family's shape parameters for the demo: those given with --param that it has, the rest
-    from its example values in NAMED_FAMILIES (e.g. Pareto a = 4). A --param no family has is an error."""
+    from the paper's defaults, else their example values (wulff.catalog.FAMILIES: e.g. Pareto a = 4).
+    A --param no family has is an error."""
+    from wulff.distributions import registry
+
     params = {}
     for name in names:
-        known = shape_parameters(name)
-        params[canonical_name(name)] = {**{k: v for k, v in example_parameters(name, d).items() if k in known},
-                                        **{k: v for k, v in given.items() if k in known}}
-    unused = sorted(k for k in given if not any(k in shape_parameters(n) for n in names))
+        known = registry.shape_parameters(name)
+        params[registry.family(name).__name__] = registry.check_parameters(
+            name, d, {k: v for k, v in given.items() if k in known}, examples=True)
+    unused = sorted(k for k in given if not any(k in registry.shape_parameters(n) for n in names))
     if unused:
         raise UserError(f"--param {', '.join(unused)}: none of {', '.join(names)} has such a shape parameter")
     return params
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from wulff.certify import Smoothed, certify_dataset, read_results
+    from wulff.certify.analysis import report
+    from wulff.distributions import registry
+    from wulff.train import TrainConfig, build_model, load_dataset, train_smoothed, training_meta
+    from wulff.train.spec import parse_params
+    from wulff.train.threads import apply_threads
+
     settings = dict(QUICK if args.quick else FULL)
     for key in settings:
         if getattr(args, key) is not None:
@@ -68,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     result_files = []
     for name in args.distributions:
         for sigma in settings["sigmas"]:
-            q = named_distribution(name, info.d, sigma=sigma, params=shape[canonical_name(name)])
+            q = registry.build(name, info.d, sigma=sigma, **shape[registry.family(name).__name__])
             missing = _has_certificate(q, adversary)
             if missing:
                 print(f"  skipping {name}: no {adversary} certificate is available ({missing})", flush=True)

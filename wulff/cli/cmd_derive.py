@@ -14,32 +14,29 @@ from __future__ import annotations
 import argparse
 import math
 
-import numpy as np
-import sympy as sp
-
-from wulff.distributions import IID, NAMED_FAMILIES, Density, Radial, default_parameters
-from wulff.distributions import r as r_symbol
-from wulff.distributions.density import PSI_VARIABLES
-from wulff.expressions import parse_expression, parse_number
+from wulff.catalog import ADVERSARIES, FAMILIES, FAMILY_NAMES, canonical_family
+from wulff.cli.cmd_train import add_param_argument
 
 STANDARD_RHO = (0.55, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 0.999999)
-SHAPE_PARAMETERS = ("k", "j", "p", "a")
+#: every shape parameter of some named family (each a --NAME option)
+SHAPE_PARAMETERS = tuple(dict.fromkeys(k for info in FAMILIES.values() for k in info.shape))
 
 
 def build_distribution(args: argparse.Namespace):
-    """The distribution named by ``args.density``: a named family, or a profile / psi expression."""
+    """The distribution named by ``args.density``: a named family (any case; a shape parameter not
+    given takes the paper's default, else its example value), or a profile / psi expression."""
+    from wulff.distributions import IID, Density, Radial, registry
+    from wulff.distributions import r as r_symbol
+    from wulff.distributions.density import PSI_VARIABLES
+    from wulff.expressions import parse_expression, parse_number
+    from wulff.train.spec import parse_params
+
     scale = {"lam": args.lam} if args.sigma is None else {"sigma": args.sigma}
-    if args.density in NAMED_FAMILIES:
-        make, defaults = NAMED_FAMILIES[args.density]
-        params = default_parameters(args.density, args.d)
-        for name in defaults:
-            given = getattr(args, name, None)
-            if given is not None:  # a number in digits, never an expression (nothing is evaluated)
-                params[name] = parse_number(given, what=f"--{name}")
-        extra = [n for n in SHAPE_PARAMETERS if getattr(args, n) is not None and n not in defaults]
-        if extra:
-            raise ValueError(f"{args.density} has no parameter(s) {extra}; it takes {sorted(defaults) or 'none'}")
-        return make(args.d, **params, **scale)
+    if canonical_family(args.density) is not None:
+        given = parse_params(getattr(args, "param", None))  # --param k=2, as for `wulff train`
+        given.update({name: parse_number(getattr(args, name), what=f"--{name}")  # digits, never an expression
+                      for name in SHAPE_PARAMETERS if getattr(args, name, None) is not None})
+        return registry.build(args.density, args.d, **scale, examples=True, **given)
     expr = parse_expression(args.density, {**PSI_VARIABLES, "r": r_symbol}, what="density")
     names = {s.name for s in expr.free_symbols}
     if names == {"t"}:
@@ -52,6 +49,8 @@ def build_distribution(args: argparse.Namespace):
 
 
 def _show(label: str, expr) -> None:
+    import sympy as sp
+
     print(f"{label}:")
     if expr is None:
         print("  (numeric only: no closed form)")
@@ -61,6 +60,7 @@ def _show(label: str, expr) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
     from tqdm import tqdm
 
     from wulff.diffmethod import derive
@@ -106,16 +106,18 @@ def _number(value: float) -> str:
 def register(sub) -> None:
     p = sub.add_parser("derive", help="derive Phi and the certified radius of a smoothing density",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("density", help="a named family (" + ", ".join(NAMED_FAMILIES) + "), an iid profile in t, "
-                                   "a radial profile in r (with --norm), or psi in x with norm(x, p)")
+    p.add_argument("density", help="a named family (" + ", ".join(FAMILY_NAMES) + "; any case), an iid profile "
+                                   "in t, a radial profile in r (with --norm), or psi in x with norm(x, p)")
     p.add_argument("--d", type=int, default=8, help="dimension (default 8)")
-    p.add_argument("--adversary", default="all", choices=["l1", "l2", "linf", "all"])
+    p.add_argument("--adversary", default="all", choices=[*ADVERSARIES, "all"])
     p.add_argument("--norm", default=None, help="norm of a radial profile: 1, 2 or inf")
     scale = p.add_mutually_exclusive_group()
     scale.add_argument("--lam", type=float, default=1.0, help="scale lam (default 1)")
     scale.add_argument("--sigma", type=float, default=None, help="noise level sigma instead of lam")
     for name in SHAPE_PARAMETERS:
-        p.add_argument(f"--{name}", default=None, help=f"shape parameter {name} of a named family")
+        p.add_argument(f"--{name}", default=None, help=f"shape parameter {name} of a named family (a number; "
+                       "default: the paper's default, else an example value, see `wulff distributions`)")
+    add_param_argument(p)
     p.add_argument("--rho", type=float, nargs="+", default=None,
                    help="rho values to tabulate (default: " + " ".join(map(str, STANDARD_RHO)) + ")")
     p.add_argument("--verify", action="store_true",

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import argparse
 import math
-import warnings
-
-from wulff.distributions import NAMED_FAMILIES, default_parameters
 
 
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from wulff.distributions import registry
+
     rows = []
-    for name, (make, _) in NAMED_FAMILIES.items():
-        params = default_parameters(name, args.d)
-        q = make(args.d, **params, **({"sigma": args.sigma} if args.lam is None else {"lam": args.lam}))
+    for name in registry.family_names():
+        params = registry.example_parameters(name, args.d)
+        scale = {"sigma": args.sigma} if args.lam is None else {"lam": args.lam}
+        q = registry.build(name, args.d, **params, **scale)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sigma = q.sigma
@@ -34,7 +36,9 @@ def _fmt(v) -> str:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("distributions", help="list the named smoothing distributions with their psi and scale")
+    p = sub.add_parser("distributions", help="list the named smoothing distributions with their psi and scale",
+                       description="Every named family at dimension d, with its shape parameters (the paper's "
+                       "defaults, else example values: pass others to `wulff derive` or `wulff train --param`).")
     p.add_argument("--d", type=int, default=8, help="dimension (default 8)")
     scale = p.add_mutually_exclusive_group()
     scale.add_argument("--sigma", type=float, default=1.0, help="noise level sigma (default 1)")

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from wulff.certify import merge_results
 from wulff.cli.checks import output_file
 
 
 def run(args: argparse.Namespace) -> int:
+    from wulff.certify import merge_results
+
     out = output_file(args.out, "out", example="certify.tsv")
     merged = merge_results(args.shards, out, allow_partial=args.allow_partial)
     print(f"merged {len(args.shards)} files into {out}: {len(merged)} rows")

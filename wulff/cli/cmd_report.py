@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wulff.certify import read_results
-from wulff.certify.analysis import collect_result_files, report
+from wulff.catalog import ADVERSARIES
 from wulff.cli.checks import nonnegative_float, output_file
 
 
 def run(args: argparse.Namespace) -> int:
+    from wulff.certify import read_results
+    from wulff.certify.analysis import collect_result_files, report
+
     plot = output_file(args.plot, "--plot", example="l1.png") if args.plot else None
     markdown = output_file(args.markdown, "--markdown", example="table.md") if args.markdown else None
     runs = [read_results(p) for p in collect_result_files(args.results)]
@@ -34,7 +36,7 @@ def register(sub) -> None:
                        "the same n, alpha and inputs are combined: partial, torn, train-split and "
                        "mismatched files are named in a warning and left out (--allow-mixed keeps them).")
     p.add_argument("results", nargs="+", help="result files or folders (searched for *.tsv)")
-    p.add_argument("--adversary", default="l1", choices=("l1", "l2", "linf"))
+    p.add_argument("--adversary", default="l1", choices=ADVERSARIES)
     p.add_argument("--radii", type=nonnegative_float, nargs="+", default=None,
                    help="table columns, numbers >= 0 (default: a round grid)")
     p.add_argument("--plot", default=None, help="write a PNG here")

@@ -3,27 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
+from wulff.catalog import DATASETS, FAMILY_NAMES, MODELS
 from wulff.cli.checks import nonnegative_float, nonnegative_int, output_folder, positive_float, positive_int
-from wulff.train import (
-    DATASETS,
-    MODELS,
-    TrainConfig,
-    build_model,
-    load_dataset,
-    named_distribution,
-    parse_params,
-    setup,
-    teardown,
-    train_smoothed,
-    training_meta,
-)
-from wulff.train.threads import apply_threads
 
 
 def add_noise_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--noise", default="Gaussian", help="named distribution (see `wulff distributions`)")
+    p.add_argument("--noise", default="Gaussian", help="named distribution, any case: "
+                   f"{', '.join(FAMILY_NAMES)} (see `wulff distributions`)")
     p.add_argument("--sigma", type=positive_float, required=True,
                    help="noise level sigma = sqrt(E||delta||^2 / d), a number > 0")
     add_param_argument(p)
@@ -46,6 +32,21 @@ def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from wulff.train import (
+        TrainConfig,
+        build_model,
+        load_dataset,
+        named_distribution,
+        parse_params,
+        setup,
+        teardown,
+        train_smoothed,
+        training_meta,
+    )
+    from wulff.train.threads import apply_threads
+
     out = output_folder(args.out, "--out", holds="checkpoint.pt")
     env = setup(args.device)
     try:

@@ -2,10 +2,13 @@
 
 Three structural classes (:class:`IID`, :class:`Radial`, :class:`Uniform`) carry the machinery:
 their scale (lam <-> sigma, from radius-law moments, Lemmas U.3 and U.4) and their vectorized torch
-samplers. The paper's named families are thin constructors over them, and :func:`Density`
+samplers. The paper's named families are thin subclasses of them (built by name through
+:mod:`~wulff.distributions.registry`), and :func:`Density`
 recognizes a hand-written psi.
 """
-from .base import Distribution, ParameterError, register_certificate_selector
+from wulff.errors import ParameterError
+
+from .base import Distribution, register_certificate_selector
 from .density import Density
 from .families import (
     NAMED_FAMILIES,
@@ -13,14 +16,16 @@ from .families import (
     Exp2,
     ExpInf,
     ExpP,
+    ExpRadialFamily,
     Gaussian,
     Laplace,
+    NamedFamily,
     Pareto,
     Power2,
     PowerInf,
+    PowerRadialFamily,
     UniformBall,
     UniformCube,
-    default_parameters,
 )
 from .profile import GenericProfile, LogPowerProfile, PowerProfile, Profile, parse_profile
 from .radius_law import (
@@ -31,12 +36,24 @@ from .radius_law import (
     RadiusLaw,
     radius_law,
 )
+from .registry import (
+    build,
+    default_parameters,
+    example_parameters,
+    family,
+    family_names,
+    from_spec,
+    shape_parameters,
+    spec,
+)
 from .structures import IID, Radial, Uniform
 from .symbols import coordinate_sum, norm, r, t, x
 
 __all__ = [
     "Distribution", "ParameterError", "register_certificate_selector", "Density", "NAMED_FAMILIES",
-    "default_parameters", "Gaussian", "Laplace", "ExpP", "ExpInf", "Exp2", "Exp1", "PowerInf", "Power2", "Pareto",
+    "default_parameters", "example_parameters", "family", "family_names", "shape_parameters", "build", "spec",
+    "from_spec", "NamedFamily", "ExpRadialFamily", "PowerRadialFamily", "Gaussian", "Laplace", "ExpP", "ExpInf",
+    "Exp2", "Exp1", "PowerInf", "Power2", "Pareto",
     "UniformCube", "UniformBall", "IID", "Radial", "Uniform", "RadiusLaw", "GammaPowerLaw",
     "BetaPrimePowerLaw", "BallRadiusLaw", "NumericRadiusLaw", "radius_law", "coordinate_sum",
     "norm", "r", "t", "x", "Profile", "PowerProfile", "LogPowerProfile", "GenericProfile", "parse_profile",

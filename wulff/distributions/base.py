@@ -15,14 +15,12 @@ import numpy as np
 import sympy as sp
 import torch
 
+from wulff.errors import ParameterError
+
 #: signature of a sampling hook: (n, generator, device, dtype) -> Tensor of shape (n, d), full scale
 Sampler = Callable[..., torch.Tensor]
 
 _certificate_selector: Callable | None = None
-
-
-class ParameterError(ValueError, TypeError):
-    """A parameter of the wrong type: both a ValueError and a TypeError, so either may be caught."""
 
 
 def register_certificate_selector(selector: Callable) -> None:
@@ -200,6 +198,15 @@ class Distribution:
 
     # -- presentation --------------------------------------------------------------------------
     def __repr__(self) -> str:
-        shape = "".join(f", {k}={v:g}" if isinstance(v, (int, float)) else f", {k}={v}"
-                        for k, v in self.params.items())
-        return f"{self.name}(d={self.d}{shape}, lam={self._lam:.6g})"
+        """``Name(d=..., <shape parameters>, lam=...)``: for a named family, ``eval`` of it in the
+        namespace of :mod:`wulff.distributions` rebuilds an equal distribution (numbers round-trip)."""
+        shape = "".join(f", {k}={_number(v)}" for k, v in self.params.items())
+        return f"{self.name}(d={self.d}{shape}, lam={_number(self._lam)})"
+
+
+def _number(v) -> str:
+    """v in 6 significant digits when that reads back as the same float, else in full (round trip)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    short = f"{v:.6g}"
+    return short if float(short) == v else repr(float(v))

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from wulff.catalog import DATASETS
 from wulff.errors import UserError
 
-DATASETS = ("digits", "cifar10", "imagenet")
 SPLITS = ("train", "test")
 
 

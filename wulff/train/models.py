@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-MODELS = ("mlp", "cnn", "resnet18")
+from wulff.catalog import MODELS
 
 
 class Normalize(nn.Module):

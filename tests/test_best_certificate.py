@@ -1,4 +1,4 @@
-"""q.certified_radius(rho, adversary): the pointwise maximum over every sound certificate the library
+"""wulff.certified_radius(q, rho, adversary): the pointwise maximum over every sound certificate the library
 builds (differential method, level set method, uniform-noise theorems, all norm conversions), and
 BestCertificate.winner, which says which certificate gives each radius."""
 import numpy as np
@@ -6,9 +6,10 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from wulff.best_certificate import BestCertificate, all_certificates, best_certificate, labelled_certificates
+from wulff import certified_radius
 from wulff.certificate import Certificate
 from wulff.distributions import Gaussian, Laplace, Power2, UniformBall, UniformCube
+from wulff.selector import BestCertificate, all_certificates, best_certificate, labelled_certificates
 
 RHO = np.array([0.3, 0.5, 0.5001, 0.6, 0.8, 0.95, 0.99, 0.9999])
 
@@ -41,7 +42,7 @@ def test_gaussian_l2_is_phi_inverse_and_each_certificate_is_below():
     best = best_certificate(q, "l2")
     labels = [label for label, _ in labelled_certificates(q, "l2")]
     assert labels == ["differential method: closed-form"] and best.tight  # exact: no other is asked
-    got = q.certified_radius(RHO, "l2")
+    got = certified_radius(q, RHO, "l2")
     np.testing.assert_array_equal(got, best.radius(RHO))
     np.testing.assert_allclose(got, 0.25 * np.maximum(norm.ppf(RHO), 0), rtol=1e-7, atol=1e-15)
     assert np.all(got <= 0.25 * np.maximum(norm.ppf(RHO), 0) * (1 + 1e-12))
@@ -64,7 +65,7 @@ def test_uniform_cube_l2_comes_only_through_conversions():
     rho = RHO[RHO > 0.5]
     via_l1 = lam * 2 * (rho - 0.5) / np.sqrt(d)
     via_linf = lam * 2 * (1 - (1.5 - rho) ** (1 / d))
-    np.testing.assert_allclose(q.certified_radius(rho, "l2"), np.maximum(via_l1, via_linf), rtol=1e-11)
+    np.testing.assert_allclose(certified_radius(q, rho, "l2"), np.maximum(via_l1, via_linf), rtol=1e-11)
     winners = best_certificate(q, "l2").winner(rho)
     assert all("Theorem N.3" in w and "l1 -> l2 norm conversion" in w for w in winners)
 
@@ -95,7 +96,7 @@ def test_laplace_every_adversary_and_torch(adversary):
     for cert in all_certificates(q, adversary):
         assert np.all(cert.radius(RHO) <= radii)
     rho32 = torch.tensor(RHO, dtype=torch.float32)
-    t = q.certified_radius(rho32, adversary)
+    t = certified_radius(q, rho32, adversary)
     assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
     np.testing.assert_allclose(t.numpy(), best.radius(rho32.double().numpy()).astype(np.float32), rtol=1e-6)
 
@@ -103,6 +104,6 @@ def test_laplace_every_adversary_and_torch(adversary):
 def test_bad_inputs():
     q = Gaussian(4, lam=1.0)
     with pytest.raises(ValueError, match="adversary"):
-        q.certified_radius(0.9, "l3")
+        certified_radius(q, 0.9, "l3")
     with pytest.raises(ValueError, match="rho"):
-        q.certified_radius(np.nan, "l2")
+        certified_radius(q, np.nan, "l2")

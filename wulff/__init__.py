@@ -1,7 +1,11 @@
 """wulff: certified robustness radii for randomized smoothing with any declared density.
 
 Implements "Randomized Smoothing of All Shapes and Sizes" (Yang et al., ICML 2020). Data flows one
-way: distributions -> diffmethod / levelset (certificates) -> best_certificate -> certify / train.
+way: distributions -> certificate engines (diffmethod, levelset) -> selector -> certify / train -> cli
+(docs/design.md). The entry points, in the sympy.stats style::
+
+    wulff.certified_radius(q, rho, adversary)       # numpy in -> numpy out; torch in -> torch out
+    wulff.best_certificate(q, adversary).winner(rho)
 
 Importing ``wulff`` is light: every public name below is loaded on first use (PEP 562), so
 ``wulff --help`` never pays for torch or sympy.
@@ -13,19 +17,23 @@ import importlib
 __version__ = "0.1.0"
 
 #: public name -> (module, attribute); attribute None means the module itself. Explicit on purpose:
-#: a name that is also a submodule (best_certificate) must resolve to what this table says.
+#: the functions and the modules are listed alike.
 _LAZY: dict[str, tuple[str, str | None]] = {
     "distributions": ("wulff.distributions", None),
     "diffmethod": ("wulff.diffmethod", None),
     "levelset": ("wulff.levelset", None),
-    "best_certificate": ("wulff.best_certificate", None),
+    "selector": ("wulff.selector", None),
+    "certificate": ("wulff.certificate", None),
+    "certified_radius": ("wulff.selector", "certified_radius"),
+    "best_certificate": ("wulff.selector", "best_certificate"),
     "certify": ("wulff.certify", None),
     "train": ("wulff.train", None),
     "catalog": ("wulff.catalog", None),
     "errors": ("wulff.errors", None),
 }
 
-__all__ = ["distributions", "diffmethod", "levelset", "best_certificate", "__version__"]
+__all__ = ["certified_radius", "best_certificate", "distributions", "diffmethod", "levelset", "certify",
+           "train", "__version__"]
 
 
 def __getattr__(name: str):

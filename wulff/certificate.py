@@ -141,12 +141,24 @@ def verified_value(formula: sp.Expr, rho: float, dps: int = 40) -> float:
 
 
 class Certificate:
-    """A sound certified radius R(rho) against one adversary (see the module docstring)."""
+    """A sound certified radius R(rho) against one adversary (see the module docstring).
+
+    Fields (all set at construction, present on every certificate, converted and best ones too):
+
+    * ``adversary``, ``method`` (how the radius is computed), ``lam``, ``d``, ``source`` (the density);
+    * ``formula``: R(rho) as a sympy expression in Symbol("rho") (scale included), or None;
+    * ``formula_rho_max``: the formula holds for rho <= this (None: everywhere it is defined);
+    * ``Phi`` (numpy function of p, Definition G.4) and ``Phi_formula`` (sympy in Symbol("p")), or None;
+    * ``tight``: the radius is the exact robust radius (no sound certificate exceeds it);
+    * ``theorem``: the paper's result behind it; ``gamma_law``: the law of gamma_u (differential method);
+    * ``verified_unit``: the verified mode of an envelope certificate (:meth:`verified_radius`).
+    """
 
     def __init__(self, *, adversary: str, method: str, lam: float, d: int,
                  radius_unit: Callable[[np.ndarray], np.ndarray], formula: sp.Expr | None = None,
-                 Phi: Callable | None = None, tight: bool = False,
-                 rho_range: tuple[float, float] = (0.5, 1.0), source: str = "",
+                 formula_rho_max: float | None = None, Phi: Callable | None = None,
+                 Phi_formula: sp.Expr | None = None, tight: bool = False, source: str = "",
+                 theorem: str = "", gamma_law: str = "",
                  verified_unit: Callable[[float, int], float] | None = None):
         self.adversary = check_adversary(adversary)
         self.method = method
@@ -154,10 +166,13 @@ class Certificate:
         self.d = int(d)
         self._radius_unit = radius_unit
         self.formula = formula
+        self.formula_rho_max = None if formula_rho_max is None else float(formula_rho_max)
         self.Phi = Phi
+        self.Phi_formula = Phi_formula
         self.tight = bool(tight)
-        self.rho_range = rho_range
         self.source = source
+        self.theorem = theorem
+        self.gamma_law = gamma_law
         #: (rho, dps) -> a provable lower bound on the radius at lam = 1, where the float path is not
         #: a closed form (the envelope certificates' mpmath lines, :mod:`wulff.diffmethod.verified`)
         self.verified_unit = verified_unit
@@ -235,7 +250,7 @@ class Certificate:
         if self.formula is None and self.verified_unit is None:
             return self.radius(arr)
         out = np.zeros(arr.shape, dtype=np.float64)
-        rho_max = getattr(self, "formula_rho_max", None)  # the formula holds for rho <= rho_max only
+        rho_max = self.formula_rho_max  # the formula holds for rho <= rho_max only
         for idx in np.ndindex(arr.shape):
             if arr[idx] <= 0.5:
                 continue
@@ -287,9 +302,9 @@ class Certificate:
                    + ("" if c == 1 else f" (/{exact_c})"),
             radius_unit=unit if c == 1 else converted_unit,
             formula=None if self.formula is None else self.formula / exact_c,
-            Phi=None, tight=False, rho_range=self.rho_range, source=self.source,
+            formula_rho_max=self.formula_rho_max, Phi=None, Phi_formula=None, tight=False,
+            source=self.source, theorem=self.theorem, gamma_law=self.gamma_law,
             verified_unit=verified if c == 1 else converted_verified)
-        out.formula_rho_max = getattr(self, "formula_rho_max", None)
         return out
 
     def __repr__(self) -> str:

@@ -3,8 +3,9 @@ certification (Cohen et al., 2019, Section 3.2; Yang et al., 2020, Section 6).
 
 ``certify`` returns, with probability at least 1 - alpha over the noise, either ABSTAIN or the class
 g(x) together with radii such that g(x + eta) = g(x) for every eta with ||eta|| below the radius of
-each requested norm. Radii come from the distribution's best certificate (``q.certified_radius``)
-evaluated at the one-sided Clopper-Pearson lower bound on P(f(x + delta) = g(x)).
+each requested norm. Radii come from the distribution's best certificate
+(:func:`wulff.best_certificate`, built once per adversary) evaluated at the one-sided
+Clopper-Pearson lower bound on P(f(x + delta) = g(x)).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from wulff.certificate import check_adversary
 from wulff.distributions import Distribution
 from wulff.distributions.base import check_integer
 from wulff.errors import NonFiniteError
+from wulff.selector import BestCertificate, best_certificate
 
 from .stats import check_alpha, clopper_pearson_lower, two_class_test_passes
 
@@ -84,6 +86,7 @@ class Smoothed:
             raise TypeError(f"q must be a wulff.distributions.Distribution; got {type(q).__name__}")
         self.model = model
         self.q = q
+        self._certificates: dict[str, BestCertificate] = {}
         self.num_classes = _positive_int("num_classes", num_classes)
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2; got {num_classes}")
@@ -116,7 +119,8 @@ class Smoothed:
                 generator: torch.Generator | None = None) -> Certification:
         """CERTIFY: n0 noisy votes choose the class c; n fresh votes give the one-sided
         Clopper-Pearson lower bound rho_lower on P(f(x + delta) = c) at level alpha. If rho_lower <= 1/2
-        the answer is ABSTAIN, else c with radius q.certified_radius(rho_lower, a) for each adversary a.
+        the answer is ABSTAIN, else c with radius R_a(rho_lower) for each adversary a, R_a the best
+        certificate of q against a (:meth:`certificate`, built once per adversary).
         With probability at least 1 - alpha, every returned radius is a true robustness radius."""
         n0, n, alpha, batch_size = check_certify_arguments(n0, n, alpha, batch_size)
         adversaries = self._check_adversaries(adversaries)
@@ -127,8 +131,15 @@ class Smoothed:
         rho_lower = clopper_pearson_lower(top_count, n, alpha)
         if rho_lower <= 0.5:
             return Certification(ABSTAIN, rho_lower, {a: 0.0 for a in adversaries}, top_count, n)
-        radius = {a: float(self.q.certified_radius(rho_lower, a)) for a in adversaries}
+        radius = {a: float(self.certificate(a).radius(rho_lower)) for a in adversaries}
         return Certification(candidate, rho_lower, radius, top_count, n)
+
+    def certificate(self, adversary: str) -> BestCertificate:
+        """q's best certificate against ``adversary``, built on first use and kept (not per input)."""
+        adversary = check_adversary(adversary)
+        if adversary not in self._certificates:
+            self._certificates[adversary] = best_certificate(self.q, adversary)
+        return self._certificates[adversary]
 
     # -- Monte Carlo votes ---------------------------------------------------------------------
     def count_predictions(self, x: torch.Tensor, num: int, batch_size: int, *,

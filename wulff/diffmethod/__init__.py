@@ -6,7 +6,7 @@ structure of a declared density (never from its family name).
   vectorized, numpy or torch), ``formula`` (sympy in ``Symbol("rho")`` or None), ``method``
   ("closed-form", "quadrature", "exact (discrete law)", "convex-order bound ...", or "closed-form for
   rho <= ..., quadrature beyond"), ``Phi`` (numpy), ``Phi_formula``, ``latex()``, ``tight``,
-  ``rho_range``, ``theorem`` and ``gamma_law`` (a description of gamma_u).
+  ``formula_rho_max``, ``theorem`` and ``gamma_law`` (a description of gamma_u).
 * :func:`derive_symbolic` (profile, structure, adversary) -> :class:`ClosedForm` with d, lam and the
   profile's parameters left as symbols, e.g. ``derive_symbolic(r**k + j*log(r), "inf", "l1")``.
 

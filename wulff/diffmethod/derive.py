@@ -332,13 +332,11 @@ def _certificate(payload: dict, q: Distribution, adversary: str, key) -> Certifi
         formula = unit_formula if q.lam == 1 else sp.Float(q.lam) * unit_formula
     tight = bool(closed and closed["tight"] and payload["kind"] == "closed-form")
     cert = Certificate(adversary=adversary, method=_method(payload), lam=q.lam, d=q.d, radius_unit=radius_unit,
-                       formula=formula, Phi=Phi_unit, tight=tight, rho_range=(0.5, 1.0),
+                       formula=formula, formula_rho_max=closed["rho_max"] if closed is not None else None,
+                       Phi=Phi_unit, Phi_formula=eval_srepr(closed["Phi"]) if closed is not None else None,
+                       tight=tight, theorem=payload["theorem"], gamma_law=payload["law"],
                        source=f"{q.name}: {payload['structure']}",
                        verified_unit=_verified_unit(payload, q, adversary))
-    cert.Phi_formula = eval_srepr(closed["Phi"]) if closed is not None else None
-    cert.formula_rho_max = closed["rho_max"] if closed is not None else None
-    cert.theorem = payload["theorem"]
-    cert.gamma_law = payload["law"]
     return cert
 
 

@@ -8,7 +8,7 @@ recognizes a hand-written psi.
 """
 from wulff.errors import ParameterError
 
-from .base import Distribution, register_certificate_selector
+from .base import Distribution
 from .density import Density
 from .families import (
     NAMED_FAMILIES,
@@ -50,7 +50,7 @@ from .structures import IID, Radial, Uniform
 from .symbols import coordinate_sum, norm, r, t, x
 
 __all__ = [
-    "Distribution", "ParameterError", "register_certificate_selector", "Density", "NAMED_FAMILIES",
+    "Distribution", "ParameterError", "Density", "NAMED_FAMILIES",
     "default_parameters", "example_parameters", "family", "family_names", "shape_parameters", "build", "spec",
     "from_spec", "NamedFamily", "ExpRadialFamily", "PowerRadialFamily", "Gaussian", "Laplace", "ExpP", "ExpInf",
     "Exp2", "Exp1", "PowerInf", "Power2", "Pareto",

@@ -1,8 +1,8 @@
 """The common interface of every smoothing distribution q(x) ∝ exp(-psi(x / lam)) on R^d.
 
 A distribution knows its structure, its scale and how to sample; it knows nothing about
-certification. :meth:`Distribution.certified_radius` is a convenience that forwards to the
-certificate selector registered by the downstream packages (:func:`register_certificate_selector`).
+certification: ``wulff.certified_radius(q, rho, adversary)`` (:mod:`wulff.selector`) asks the
+certificate engines, which import this layer, never the other way round.
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import numbers
 import warnings
 from collections.abc import Callable
 
-import numpy as np
 import sympy as sp
 import torch
 
@@ -19,15 +18,6 @@ from wulff.errors import ParameterError
 
 #: signature of a sampling hook: (n, generator, device, dtype) -> Tensor of shape (n, d), full scale
 Sampler = Callable[..., torch.Tensor]
-
-_certificate_selector: Callable | None = None
-
-
-def register_certificate_selector(selector: Callable) -> None:
-    """Install the function behind :meth:`Distribution.certified_radius` (done by wulff.certificates)."""
-    global _certificate_selector
-    _certificate_selector = selector
-
 
 def check_integer(name: str, value, minimum: int = 0) -> int:
     """An integer >= minimum (a bool or a float is refused): a "positive" or "non-negative" integer."""
@@ -184,17 +174,6 @@ class Distribution:
                              f"got {tuple(x.shape)}")
         noise = self.sample(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
         return x + noise.reshape(x.shape)
-
-    # -- certification (forwarded downstream) --------------------------------------------------
-    def certified_radius(self, rho, adversary: str) -> np.ndarray:
-        """The largest sound certified radius the library knows for q against ``adversary``.
-
-        ``rho`` is the (lower bound on the) probability of the top class; radii include lam and are 0
-        for rho <= 1/2.
-        """
-        if _certificate_selector is None:
-            import wulff.best_certificate  # noqa: F401  (registers the selector)
-        return _certificate_selector(self, rho, adversary)
 
     # -- presentation --------------------------------------------------------------------------
     def __repr__(self) -> str:

@@ -35,7 +35,8 @@ class LevelSetCertificate(Certificate):
     def __init__(self, table: dict, *, lam: float, d: int, source: str):
         self.table = table
         super().__init__(adversary="l2", method=METHOD, lam=lam, d=d, radius_unit=self._unit,
-                         formula=None, Phi=None, tight=False, rho_range=(0.5, 1.0), source=source)
+                         formula=None, Phi=None, tight=False, source=source,
+                         theorem="Theorem T.1, Algorithms 1 and 2")
 
     def _unit(self, rho: np.ndarray) -> np.ndarray:
         return np.where(rho >= 1.0, np.inf, lookup(self.table, rho))

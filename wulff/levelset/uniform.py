@@ -90,4 +90,4 @@ def derive_uniform(q: Distribution, adversary: str) -> Certificate:
     d = q.d
     return Certificate(adversary=adversary, method=f"closed form ({theorem})", lam=q.lam, d=d,
                        radius_unit=lambda rho: unit(rho, d), formula=q.lam * _formula(name, d),
-                       Phi=None, tight=True, rho_range=(0.5, 1.0), source=repr(q))
+                       Phi=None, tight=True, source=repr(q), theorem=theorem)

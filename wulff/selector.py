@@ -7,37 +7,24 @@ pointwise maximum: a maximum of sound lower bounds is a sound lower bound.
 """
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from .certificate import ADVERSARIES, Certificate, as_rho_array, check_adversary
-from .distributions import Distribution, register_certificate_selector
+from .diffmethod import derive as differential_method
+from .distributions import Distribution
+from .levelset import derive as level_set_method
+from .levelset import derive_uniform as uniform_noise
 
-#: providers "module:function", each (q, adversary) -> Certificate, raising NotImplementedError for a
-#: pair it does not handle. Modules not yet present are skipped.
-PROVIDERS = ("wulff.diffmethod:derive", "wulff.levelset:derive", "wulff.levelset:derive_uniform")
-#: how :meth:`BestCertificate.winner` names each provider
-PROVIDER_NAMES = {"wulff.diffmethod:derive": "differential method",
-                  "wulff.levelset:derive": "level set method",
-                  "wulff.levelset:derive_uniform": "uniform noise"}
-
-
-def _providers() -> list[tuple[str, Callable]]:
-    found = []
-    for spec in PROVIDERS:
-        module, name = spec.split(":")
-        try:
-            fn = getattr(importlib.import_module(module), name, None)
-        except ModuleNotFoundError as exc:  # a provider not written yet; a broken one still raises
-            if exc.name != module:
-                raise
-            fn = None
-        if fn is not None:
-            found.append((PROVIDER_NAMES.get(spec, spec), fn))
-    return found
+#: every certificate engine, (name, (q, adversary) -> Certificate raising NotImplementedError for a
+#: pair it does not handle); the name labels :meth:`BestCertificate.winner`
+PROVIDERS: tuple[tuple[str, Callable[[Distribution, str], Certificate]], ...] = (
+    ("differential method", differential_method),
+    ("level set method", level_set_method),
+    ("uniform noise", uniform_noise),
+)
 
 
 def labelled_certificates(q: Distribution, adversary: str) -> list[tuple[str, Certificate]]:
@@ -48,7 +35,7 @@ def labelled_certificates(q: Distribution, adversary: str) -> list[tuple[str, Ce
     exact ones are returned: every sound radius lies below an exact one.
     """
     target = check_adversary(adversary)
-    providers = _providers()
+    providers = PROVIDERS
     direct = []
     for found in _ask(providers, q, [target], target):
         if found[1].tight:  # an exact radius bounds every sound one: nothing else can win
@@ -90,12 +77,17 @@ class BestCertificate(Certificate):
         if len(self.labels) != len(certificates):
             raise ValueError(f"labels must match certificates one to one; got {len(self.labels)} labels "
                              f"for {len(certificates)} certificates")
-        super().__init__(adversary=adversary, lam=lam, d=d, method="best of: " + "; ".join(self.labels),
-                         radius_unit=self._max_unit, tight=False, source=certificates[0].source)
         exact = [c for c in certificates if c.tight]
-        if len(certificates) == 1 or exact:
-            chosen = (exact or certificates)[0]
-            self.formula, self.Phi, self.tight = chosen.formula, chosen.Phi, chosen.tight
+        chosen = (exact or certificates)[0] if len(certificates) == 1 or exact else None
+        theorems = "; ".join(dict.fromkeys(c.theorem for c in certificates if c.theorem))
+        super().__init__(
+            adversary=adversary, lam=lam, d=d, method="best of: " + "; ".join(self.labels),
+            radius_unit=self._max_unit, source=certificates[0].source,
+            formula=chosen.formula if chosen else None,
+            formula_rho_max=chosen.formula_rho_max if chosen else None,
+            Phi=chosen.Phi if chosen else None, Phi_formula=chosen.Phi_formula if chosen else None,
+            tight=chosen.tight if chosen else False, theorem=chosen.theorem if chosen else theorems,
+            gamma_law=chosen.gamma_law if chosen else "")
 
     def _all_radii(self, rho: np.ndarray) -> np.ndarray:
         return np.stack([c.radius(rho) for c in self.certificates])
@@ -136,10 +128,14 @@ def best_certificate(q: Distribution, adversary: str) -> BestCertificate:
 
 
 def certified_radius(q: Distribution, rho, adversary: str):
-    """The largest sound radius the library knows (numpy in -> numpy out; tensor in -> tensor out)."""
+    """The largest sound radius the library knows for q against ``adversary`` ("l1", "l2", "linf").
+
+    ``rho`` is (a lower bound on) the top-class probability: numpy or a number in -> numpy float64
+    out; a torch tensor in -> a tensor on its device and in its floating dtype (rounded toward zero).
+    Radii include the scale lam and are 0 for rho <= 1/2.
+    """
+    if not isinstance(q, Distribution):
+        raise TypeError(f"q must be a wulff distribution; got {type(q).__name__}")
     as_rho_array(rho.detach().cpu().double().numpy() if isinstance(rho, torch.Tensor) else rho)  # fail fast
     return best_certificate(q, adversary).radius(rho)
 
-
-register_certificate_selector(certified_radius)
-_providers()  # import the providers now, so that ``import wulff`` makes wulff.levelset etc. available

@@ -1,4 +1,5 @@
-"""Norm conversions between adversaries (DESIGN.md, Table A.1 "Symmetry" rows): Hoelder's
+"""Norm conversions between adversaries (docs/design.md, "Certificates and norm conversions";
+Table A.1 "Symmetry" rows): Hoelder's
 inequality ||eta||_a <= d^max(0, 1/a - 1/b) ||eta||_b, checked on random and extremal vectors."""
 import numpy as np
 import pytest

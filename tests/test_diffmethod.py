@@ -1,6 +1,6 @@
 """derive() reproduces every differential-method row of Table A.1 (Appendix A).
 
-Each reference below is written from the paper's statement (with DESIGN.md's errata) and computed
+Each reference below is written from the paper's statement (with the errata of docs/errata.md) and computed
 independently of wulff.diffmethod: scipy / mpmath closed forms (rtol 1e-6) or scipy quadrature of the
 paper's Phi (rtol 1e-4). Every derived radius must also lie below its reference (soundness).
 """
@@ -163,7 +163,7 @@ def _log(c):
     (1 / 4, lambda c: 4 * (-c ** 3 * _log(c) + 3 * c ** 2 * _li(2, c) + 6 * c * _li(3, c) + 6 * _li(4, c))),
 ])
 def test_exp_lp_below_one_corollary_m4_closed_forms(p, series):
-    """p = 1/2, 1/3, 1/4, with c = GammaCDF^{-1}(2 (1 - rho); 1/p) (DESIGN.md erratum)."""
+    """p = 1/2, 1/3, 1/4, with c = GammaCDF^{-1}(2 (1 - rho); 1/p) (Corollary M.4, docs/errata.md)."""
     lam, rho = 1.7, np.array([0.5 + 1e-9, 0.55, 0.7, 0.9, 0.99, 0.999999])
     c = special.gammainccinv(1 / p, 2 * rho - 1)  # = GammaCDF^{-1}(2 (1 - rho)), accurate as rho -> 1/2
     with mpmath.workdps(40):  # log(1 - e^-c) needs the digits

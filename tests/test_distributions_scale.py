@@ -1,4 +1,4 @@
-"""sigma <-> lam from the structure, against Table A.2 (with the errata of DESIGN.md) and sampling."""
+"""sigma <-> lam from the structure, against Table A.2 (with the errata of docs/errata.md) and sampling."""
 from __future__ import annotations
 
 import math
@@ -19,7 +19,7 @@ def _ratio(log_num: float, log_den: float) -> float:
     return math.exp(log_num - log_den)
 
 
-# lam / sigma from Table A.2, corrected where DESIGN.md lists an erratum; each entry is written
+# lam / sigma from Table A.2, corrected where docs/errata.md lists an erratum; each entry is written
 # independently of the library, from the paper's closed forms.
 def table_a2(name: str, d: int, **p) -> float:
     if name == "Gaussian":

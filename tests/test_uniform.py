@@ -1,6 +1,7 @@
 """Uniform noise: the cube against l1 (Theorem N.3) and linf (Theorem N.6), the l2 ball against l2
 (Theorem S.1). Checked against formulas re-derived here, Monte Carlo overlaps of the support with
-its shift, and the k -> infinity limit of ExpInf (DESIGN.md)."""
+its shift, and the k -> infinity limit of ExpInf (docs/design.md, "The level set method and uniform
+noise")."""
 import math
 
 import mpmath

@@ -9,7 +9,7 @@ and the uniform-noise theorems (``wulff.levelset``) hand downstream. It carries
 * ``Phi``: the function Phi(p) of Definition G.4 when the differential method produced it;
 * ``tight``: whether the bound is known to be the exact robust radius.
 
-Norm conversions (DESIGN.md): ||eta||_a <= d^max(0, 1/a - 1/b) ||eta||_b, so a radius R against the
+Norm conversions (Table A.1): ||eta||_a <= d^max(0, 1/a - 1/b) ||eta||_b, so a radius R against the
 l_a adversary is a radius R / d^max(0, 1/a - 1/b) against l_b (:meth:`Certificate.converted`).
 """
 from __future__ import annotations

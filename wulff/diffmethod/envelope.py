@@ -12,7 +12,7 @@ whatever the c_i are, and hence a *lower* bound on the radius of Theorem G.6,
 
 which is integrated exactly: Phi_up is piecewise linear, and int dp / (c p + e) is a logarithm.
 The c_i only decide how tight the bound is (exact for a discrete law with a line at every atom,
-second order in the spacing of the lines otherwise). DESIGN.md "Soundness of numbers".
+second order in the spacing of the lines otherwise). docs/soundness.md.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Laws of gamma_u = S * M (DESIGN.md, "The differential method"), with S a symmetric sign law
+"""Laws of gamma_u = S * M (docs/design.md, "The differential method"), with S a symmetric sign law
 independent of the magnitude M >= 0:
 
 =========================  ==============================================  =======================

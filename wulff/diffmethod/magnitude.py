@@ -1,9 +1,10 @@
 """The magnitude M = |h(R)| of gamma_u = S * h(R): its stop-loss transform E(M - t)_+, tail and mean.
 
-Every pair of DESIGN.md's table factors gamma_u = S * h(R) with S a symmetric "sign" independent of
-R (a Rademacher sign, the sparse sign of the linf radial law, a sum of signs, a sphere coordinate)
-and h = g' the derivative of the profile (phi' for iid laws, R = |X_1| then). Since S is symmetric,
-gamma has the law of S * |h(R)|, so only M = |h(R)| >= 0 matters.
+Every row of the table "The laws of gamma_u" in docs/design.md factors gamma_u = S * h(R) with S a
+symmetric "sign" independent of R (a Rademacher sign, the sparse sign of the linf radial law, a sum
+of signs, a sphere coordinate) and h = g' the derivative of the profile (phi' for iid laws,
+R = |X_1| then). Since S is symmetric, gamma has the law of S * |h(R)|, so only M = |h(R)| >= 0
+matters.
 
 :class:`ProfileMagnitude` integrates numerically over the radius law (Lemma U.3): the support is
 cut into cells (quantiles of R, plus the critical points of h so that |h| is monotone on each cell)

@@ -1,4 +1,5 @@
-"""The law of gamma_u = <u, grad psi(delta)> from the structure of q (DESIGN.md's table).
+"""The law of gamma_u = <u, grad psi(delta)> from the structure of q (docs/design.md, "The laws of
+gamma_u").
 
 Nothing here looks at a family's name: the law is read off the structural class (IID profile phi,
 or Radial profile g with its norm) and the adversary's vertices u.

@@ -1,4 +1,4 @@
-"""The three structural classes of smoothing densities (DESIGN.md):
+"""The three structural classes of smoothing densities (docs/design.md, "Distributions"):
 
 * :class:`IID`     psi(x) = sum_i phi(x_i)          coordinates iid with density ∝ exp(-phi)
 * :class:`Radial`  psi(x) = g(||x||_norm)           R * V with R from the radius law (Lemma U.3)

@@ -17,7 +17,7 @@ import numpy as np
 from wulff import distributions as D
 from wulff.diffmethod import derive
 from wulff.levelset import derive as derive_levelset
-from wulff.levelset import derive_uniform
+from wulff.uniform import derive_uniform
 
 NEAR_HALF = [0.5 + 10.0 ** -k for k in range(15, 2, -1)]
 NEAR_ONE = [1 - 10.0 ** -k for k in range(3, 16)]

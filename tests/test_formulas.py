@@ -7,7 +7,7 @@ import sympy as sp
 
 from wulff import distributions as D
 from wulff.diffmethod import derive
-from wulff.levelset import derive_uniform
+from wulff.uniform import derive_uniform
 
 RHO = sp.Symbol("rho")
 CASES = [

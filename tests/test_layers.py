@@ -18,7 +18,7 @@ LAYERS = {
     "errors": 0, "catalog": 0, "expressions": 0, "special": 0, "cache": 0, "checks": 0,
     "distributions": 1,
     "certificate": 2,
-    "diffmethod": 3, "levelset": 3,
+    "diffmethod": 3, "levelset": 3, "uniform": 3,
     "selector": 4,
     "certify": 5, "train": 5,
     "cli": 6, "__main__": 6,

@@ -16,7 +16,7 @@ import wulff
 from wulff import distributions as D
 from wulff.certificate import Certificate
 from wulff.diffmethod import derive
-from wulff.levelset import derive_uniform
+from wulff.uniform import derive_uniform
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 

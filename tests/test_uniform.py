@@ -13,7 +13,7 @@ from scipy import special
 from wulff import diffmethod
 from wulff.certificate import rho_symbol
 from wulff.distributions import Exp2, ExpInf, Gaussian, UniformBall, UniformCube
-from wulff.levelset import derive_uniform
+from wulff.uniform import derive_uniform
 
 RHOS = np.array([0.5, 0.5001, 0.6, 0.75, 0.9, 0.99, 0.9999, 1.0])
 

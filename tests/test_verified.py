@@ -18,7 +18,7 @@ from wulff import distributions as D
 from wulff.diffmethod import derive
 from wulff.diffmethod.structure import gamma_law
 from wulff.diffmethod.verified import VerifiedStopLoss
-from wulff.levelset import derive_uniform
+from wulff.uniform import derive_uniform
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 

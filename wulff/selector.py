@@ -16,7 +16,7 @@ from .certificate import ADVERSARIES, Certificate, as_rho_array, check_adversary
 from .diffmethod import derive as differential_method
 from .distributions import Distribution
 from .levelset import derive as level_set_method
-from .levelset import derive_uniform as uniform_noise
+from .uniform import derive_uniform as uniform_noise
 
 #: every certificate engine, (name, (q, adversary) -> Certificate raising NotImplementedError for a
 #: pair it does not handle); the name labels :meth:`BestCertificate.winner`

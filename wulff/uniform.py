@@ -22,9 +22,9 @@ import numpy as np
 import sympy as sp
 from scipy import special
 
-from ..certificate import Certificate, check_adversary, rho_symbol
-from ..distributions import Distribution, Uniform
-from ..special import BetaIncInv
+from .certificate import Certificate, check_adversary, rho_symbol
+from .distributions import Distribution, Uniform
+from .special import BetaIncInv
 
 #: relative shave for radii computed through special-function inverses (never round a radius up)
 _SHAVE = 1e-12

@@ -83,7 +83,7 @@ def test_cli_derive_never_executes_strings(marker, capsys, monkeypatch):
     for name in ("k", "j"):
         code = f"__import__('os').system('touch {marker}') or 2"
         assert main(["derive", "ExpInf", "--d", "4", f"--{name}", code, "--adversary", "l1"]) == 2
-        assert f"--{name} must be a number" in capsys.readouterr().err
+        assert f"--{name} must be a finite number" in capsys.readouterr().err
 
 
 def test_shape_parameters_are_numbers():

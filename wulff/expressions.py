@@ -30,6 +30,8 @@ import numpy as np
 import sympy as sp
 from sympy.functions.elementary.piecewise import ExprCondPair
 
+from .errors import parse_number  # noqa: F401  (re-exported: numbers given as text)
+
 #: elementary functions a user may call in a density (sympy functions; their arguments are built here)
 USER_FUNCTIONS: dict[str, Callable] = {
     "abs": sp.Abs, "Abs": sp.Abs, "log": sp.log, "exp": sp.exp, "sqrt": sp.sqrt,
@@ -196,18 +198,6 @@ def parse_expression(text: str, variables: Mapping[str, object], *, what: str = 
     value = _parse(text, namespace, what, max_length)
     if not isinstance(value, sp.Basic):
         raise ValueError(f"{what}: {text!r} is a function, not an expression")
-    return value
-
-
-def parse_number(text, *, what: str = "parameter") -> float:
-    """A shape parameter given as text: a finite real number written in digits ("2", "1.5", "1e-3").
-    Parameters are numbers, not expressions; anything else is a ValueError naming ``what``."""
-    try:
-        value = float(str(text).strip())
-    except ValueError as exc:
-        raise ValueError(f"{what} must be a number (digits, e.g. 2 or 1.5); got {text!r}") from exc
-    if value != value or abs(value) == float("inf"):
-        raise ValueError(f"{what} must be a finite number; got {text!r}")
     return value
 
 

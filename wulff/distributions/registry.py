@@ -14,11 +14,10 @@ value of :data:`wulff.catalog.FAMILIES` (e.g. ExpP p = 1.5, Pareto a = 4, PowerI
 """
 from __future__ import annotations
 
-import math
 import numbers
 
 from wulff.catalog import FAMILIES, FAMILY_NAMES, FamilyInfo, canonical_family
-from wulff.errors import ParameterError
+from wulff.errors import ParameterError, parse_number
 
 
 def _info(name) -> FamilyInfo:
@@ -60,14 +59,7 @@ def example_parameters(name: str, d: int) -> dict[str, float]:
 def _number(family_name: str, key: str, value):
     """A shape parameter as a number: a string through float() (digits only; nothing is evaluated)."""
     if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if not math.isfinite(number):
-            raise ParameterError(f"{family_name}: shape parameter {key} must be a finite number "
-                                 f"(e.g. {key}=2); got {value!r}")
-        return number
+        return parse_number(value, what=f"{family_name}: shape parameter {key}", error=ParameterError)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ParameterError(f"{family_name}: shape parameter {key} must be a real number; "
                              f"got {value!r} of type {type(value).__name__}")

@@ -3,10 +3,8 @@ Thin wrappers over :mod:`wulff.distributions.registry`, the one place a family i
 Training is strict: a shape parameter without a paper default must be given."""
 from __future__ import annotations
 
-import math
-
 from wulff.distributions import Distribution, registry
-from wulff.errors import UserError
+from wulff.errors import UserError, parse_number
 
 
 def family_constructor(name: str):
@@ -58,12 +56,5 @@ def parse_params(items) -> dict:
         key, sep, value = str(item).partition("=")
         if not sep or not key:
             raise UserError(f"a distribution parameter must look like name=value; got {item!r}")
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if not math.isfinite(number):
-            raise UserError(f"parameter {key.strip()} must be a finite number (digits only, e.g. "
-                            f"{key.strip()}=2); got {value!r}")
-        params[key.strip()] = number
+        params[key.strip()] = parse_number(value, what=f"parameter {key.strip()}", error=UserError)
     return params

@@ -215,6 +215,42 @@ class Certificate:
                                   "please report this")
         return monotone_envelope(arr, out)
 
+    def inverse_radius(self, r, points: int = 64) -> float:
+        """rho_needed(r): the smallest rho (to float64 resolution) with R(rho) >= r, the numeric
+        inverse of the monotone radius, for deciding "is the radius at least r" as rho >= rho_needed.
+
+        Sound direction: the returned value always satisfies ``radius(value) >= r`` (it is checked by
+        evaluating R there), so it may sit a few ulps above the exact inverse, never below it.
+        Returns 0.0 for r <= 0 (R(0) = 0 >= r) and ``math.inf`` when even R(1) < r (no rho
+        certifies r). Search: R is evaluated on ``points`` interior points of the bracket
+        [lo, hi] with R(lo) < r <= R(hi), which is narrowed to the two grid points around the
+        first one reaching r, until lo and hi are adjacent floats (about 9 rounds for 64 points).
+        A batch evaluation is the monotone envelope (never above a single evaluation, see
+        :meth:`radius`), so hi found in a batch also passes the single check below.
+        """
+        r = float(r)
+        if math.isnan(r):
+            raise ValueError("r must be a number (got NaN)")
+        if r <= 0.0:
+            return 0.0
+        lo, hi = 0.5, 1.0  # R(1/2) = 0 < r
+        if float(self.radius(hi)) < r:
+            return math.inf
+        while True:
+            grid = np.unique(np.linspace(lo, hi, int(points) + 2)[1:-1])
+            grid = grid[(grid > lo) & (grid < hi)]
+            if grid.size == 0:
+                break
+            above = self.radius(grid) >= r
+            if above.any():
+                first = int(np.argmax(above))
+                hi, lo = float(grid[first]), (float(grid[first - 1]) if first > 0 else lo)
+            else:
+                lo = float(grid[-1])
+        if float(self.radius(hi)) < r:  # never taken when R is deterministic; kept as the guard
+            return 1.0  # R(1) >= r was checked above
+        return hi
+
     def _scaled_radius(self, rho: np.ndarray) -> np.ndarray:
         """lam R_unit(rho) for rho > 1/2, rounded toward zero."""
         unit = np.maximum(np.asarray(self._radius_unit(rho), dtype=np.float64), 0.0)

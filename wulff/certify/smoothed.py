@@ -21,6 +21,7 @@ from wulff.distributions.base import check_integer
 from wulff.errors import NonFiniteError
 from wulff.selector import BestCertificate, best_certificate
 
+from .adaptive import certify_sequential, check_radii
 from .stats import check_alpha, clopper_pearson_lower, two_class_test_passes
 
 #: the class label returned when the smoothed classifier declines to answer
@@ -133,6 +134,39 @@ class Smoothed:
             return Certification(ABSTAIN, rho_lower, {a: 0.0 for a in adversaries}, top_count, n)
         radius = {a: float(self.certificate(a).radius(rho_lower)) for a in adversaries}
         return Certification(candidate, rho_lower, radius, top_count, n)
+
+    def certify_adaptive(self, x: torch.Tensor, n_max: int, alpha: float, batch_size: int,
+                         adversaries=("l1", "l2", "linf"), *, radii=None,
+                         generator: torch.Generator | None = None) -> Certification:
+        """CERTIFY with a sequential test that stops as soon as the answer is decided
+        (:mod:`wulff.certify.adaptive`): n0 = max(1, min(100, n_max // 10)) votes choose the class,
+        then Clopper-Pearson bounds at level alpha / K are looked at after 1000, 2000, 4000, ...
+        estimation samples (K looks, the last at n_max - n0). The same guarantee as :meth:`certify`:
+        with probability at least 1 - alpha, the returned class (unless ABSTAIN) is the smoothed
+        classifier's and every radius R_a(rho_lower) is a true robustness radius, wherever it stops.
+
+        It stops early on abstention (upper bound <= 1/2); with ``radii`` (increasing, against the
+        first adversary listed) once the largest grid radius it can certify within n_max is decided;
+        without, once going on to n_max could not raise the first adversary's radius by more than 1 %.
+        ``n`` of the result counts every noisy sample drawn, selection included (at most n_max);
+        ``top_count`` counts the estimation votes for the returned class.
+        """
+        n_max = _positive_int("n_max", n_max)
+        if n_max < 2:
+            raise ValueError(f"n_max must be at least 2 (selection plus estimation samples); got {n_max}")
+        alpha = check_alpha(alpha)
+        batch_size = _positive_int("batch_size", batch_size)
+        adversaries = self._check_adversaries(adversaries)
+        radii = check_radii(radii)
+        x = self._check_input(x)
+        certificates = {a: self.certificate(a) for a in adversaries}
+
+        def draw(k: int) -> np.ndarray:
+            return self.count_predictions(x, k, batch_size, generator=generator)
+
+        out = certify_sequential(draw, n_max, alpha, certificates, radii)
+        prediction = ABSTAIN if out.abstained else out.candidate
+        return Certification(prediction, out.rho_lower, dict(out.radius), out.top_count, out.n)
 
     def certificate(self, adversary: str) -> BestCertificate:
         """q's best certificate against ``adversary``, built on first use and kept (not per input)."""

@@ -40,6 +40,19 @@ def clopper_pearson_lower(successes: int, trials: int, alpha: float) -> float:
     return float(beta.ppf(alpha, k, n - k + 1))
 
 
+def clopper_pearson_upper(successes: int, trials: int, alpha: float) -> float:
+    """One-sided Clopper-Pearson upper bound: P(p <= bound) >= 1 - alpha for k ~ Bin(trials, p).
+
+    The bound U solves P(Bin(trials, U) <= successes) = alpha, i.e. U = BetaPPF(1 - alpha; k + 1, n - k);
+    it is 1 for k = n and 1 - alpha^(1/n) for k = 0.
+    """
+    k, n = check_counts(successes, trials)
+    alpha = check_alpha(alpha)
+    if k == n:
+        return 1.0
+    return float(beta.ppf(1.0 - alpha, k + 1, n - k))
+
+
 def two_class_test_passes(count_top: int, count_second: int, alpha: float) -> bool:
     """True when the two-sided binomial test rejects "the top two classes are equally likely" at alpha."""
     alpha = check_alpha(alpha)

@@ -1,0 +1,181 @@
+"""Adaptive certification: Cohen et al.'s CERTIFY with a sequential test that stops early.
+
+The procedure (:func:`certify_sequential`) only sees a callback ``draw(k)`` returning the votes of k
+fresh noisy samples (an int array of length num_classes); it knows nothing of models or devices.
+
+1. Selection: n0 = max(1, min(100, n_max // 10)) votes choose the candidate class c (their argmax).
+   These votes are not reused for the estimate.
+2. Estimation: the m = n_max - n0 remaining samples are looked at on a geometric schedule
+   (:func:`schedule`): 1000, 2000, 4000, ... doubling while below m, then m itself (a single look
+   at m when m <= 1000). K looks in all; n0 + m = n_max, so no run uses more than n_max samples.
+3. At each look, with k of the n estimation votes for c, the one-sided Clopper-Pearson lower and
+   upper bounds on p = P(f(x + delta) = c) are taken at level alpha / K.
+
+Validity (the same guarantee as ``certify``). By the union bound (Bonferroni) over the K looks,
+with probability at least 1 - alpha over the noise, rho_lower <= p holds at every look
+simultaneously (each look fails with probability at most alpha / K). On that event, whichever look
+the procedure stops at, the returned radius R_a(rho_lower) <= R_a(p) is a true robustness radius
+for every adversary a (R_a is nondecreasing), and when rho_lower > 1/2 the class c is the smoothed
+classifier's. So ANY data-dependent stopping rule keeps the guarantee: the rules below change the
+cost, never the validity. (Looking K times at level alpha would not be valid: the chance that some
+look overshoots p grows with K.) The upper bounds are only used to decide to stop.
+
+Stopping rules (checked at every look but the last, which always stops):
+
+(a) abstention: the upper bound is <= 1/2; the answer is ABSTAIN (radius 0).
+(b) with ``radii`` (an increasing grid of radii against the first adversary listed): with
+    t_i = rho_needed(r_i) (:meth:`~wulff.certificate.Certificate.inverse_radius`; for r_i <= 0,
+    just above 1/2), grid radius i is certified now when rho_lower >= t_i. The reachable bound is
+    the Clopper-Pearson lower bound at m (level alpha / K) with the frequency set to the upper
+    bound: the best final bound the data still allow. Stop when every grid radius is certified,
+    or when the next grid radius is out of reach (t_next > reachable bound; as the reachable bound
+    is below the upper bound, this stops at least whenever t_next > upper bound).
+(c) without ``radii``: stop when the most optimistic final radius, R(the Clopper-Pearson lower
+    bound at m with the current empirical frequency, level alpha / K), is at most 1.01 times the
+    current radius R(rho_lower) of the first adversary (going on to n_max could not raise it by
+    more than 1 % unless the frequency itself moves; both 0 also stops).
+
+Whatever the rule, the returned radius of every adversary is R_a(rho_lower) at the look where the
+procedure stopped (not a grid value); the answer is ABSTAIN when that rho_lower <= 1/2.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from wulff.certificate import Certificate
+
+from .stats import check_alpha, clopper_pearson_lower, clopper_pearson_upper
+
+#: at most this many selection votes (n0 = max(1, min(MAX_SELECTION, n_max // 10)))
+MAX_SELECTION = 100
+#: the first look of the estimation schedule (doubling from there)
+FIRST_LOOK = 1000
+#: rule (c): stop when the optimistic final radius is at most (1 + RELATIVE_GAIN) x the current one
+RELATIVE_GAIN = 0.01
+
+
+def selection_size(n_max: int) -> int:
+    """n0 = max(1, min(100, n_max // 10)): the votes that choose the candidate class."""
+    return max(1, min(MAX_SELECTION, int(n_max) // 10))
+
+
+def schedule(n_max: int) -> tuple[int, ...]:
+    """The cumulative estimation sample sizes at the looks: 1000, 2000, ... (doubling while below
+    m = n_max - n0), then m; just (m,) when m <= 1000. Needs n_max >= 2."""
+    m = int(n_max) - selection_size(n_max)
+    if m < 1:
+        raise ValueError(f"n_max must be at least 2 (selection plus estimation); got n_max = {n_max}")
+    looks, n = [], min(FIRST_LOOK, m)
+    while n < m:
+        looks.append(n)
+        n *= 2
+    looks.append(m)
+    return tuple(looks)
+
+
+@dataclass(frozen=True)
+class SequentialOutcome:
+    """The result of :func:`certify_sequential`.
+
+    ``candidate`` is the selected class; ``abstained`` says whether the answer is ABSTAIN;
+    ``rho_lower`` / ``rho_upper`` are the bounds at the last look taken (level alpha / K);
+    ``radius`` maps each adversary to R_a(rho_lower) (0.0 on abstention); ``top_count`` of
+    ``n_estimation`` estimation votes went to the candidate; ``n`` counts every sample drawn,
+    selection included; ``looks`` is the number of looks taken; ``reason`` why it stopped.
+    """
+
+    candidate: int
+    abstained: bool
+    rho_lower: float
+    rho_upper: float
+    radius: dict[str, float]
+    top_count: int
+    n_estimation: int
+    n: int
+    looks: int
+    reason: str
+
+
+def check_radii(radii) -> tuple[float, ...] | None:
+    """None, or a nonempty strictly increasing sequence of finite radii (as floats)."""
+    if radii is None:
+        return None
+    if isinstance(radii, (str, bytes)) or not isinstance(radii, (Sequence, np.ndarray)):
+        raise TypeError(f"radii must be None or a sequence of numbers; got {type(radii).__name__}")
+    try:
+        values = tuple(float(r) for r in radii)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"radii must be numbers; got {list(radii)!r}") from err
+    if not values:
+        raise ValueError("radii must name at least one radius (or be None)")
+    if not all(math.isfinite(r) for r in values):
+        raise ValueError(f"radii must be finite; got {list(values)}")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError(f"radii must be strictly increasing; got {list(values)}")
+    return values
+
+
+def grid_thresholds(certificate: Certificate, radii: Sequence[float]) -> np.ndarray:
+    """t_i: grid radius r_i is certified when rho_lower >= t_i (t_i = rho_needed(r_i), and just
+    above 1/2 for r_i <= 0 so that a certified answer is never an abstention)."""
+    above_half = math.nextafter(0.5, 1.0)
+    return np.array([max(certificate.inverse_radius(r), above_half) for r in radii])
+
+
+def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: float,
+                       certificates: Mapping[str, Certificate], radii=None) -> SequentialOutcome:
+    """The sequential CERTIFY of the module docstring.
+
+    ``draw(k)`` returns the votes (counts per class) of k fresh noisy samples; ``certificates`` maps
+    each adversary to its (best) certificate, the first one being the adversary of ``radii`` and of
+    rule (c). With probability at least 1 - alpha, rho_lower <= p at every look, so the returned
+    class (when not abstaining) and every returned radius are valid, whatever look it stops at.
+    """
+    alpha = check_alpha(alpha)
+    radii = check_radii(radii)
+    if not certificates:
+        raise ValueError("certificates must name at least one adversary")
+    looks = schedule(n_max)
+    n0, m, level = selection_size(n_max), looks[-1], alpha / len(looks)
+    first = next(iter(certificates.values()))
+    thresholds = None if radii is None else grid_thresholds(first, radii)
+
+    selection = np.asarray(draw(n0))
+    candidate = int(np.argmax(selection))
+    used = top = 0
+    lower = upper = 0.0
+    reason = "n_max"
+    for j, n in enumerate(looks, start=1):
+        votes = np.asarray(draw(n - used))
+        top += int(votes[candidate])
+        used = n
+        lower = clopper_pearson_lower(top, n, level)
+        upper = clopper_pearson_upper(top, n, level)
+        if upper <= 0.5:
+            reason = "abstain: upper bound <= 1/2"
+            break
+        if j == len(looks):
+            break
+        if thresholds is not None:
+            certified = int(np.count_nonzero(thresholds <= lower))
+            if certified == len(thresholds):
+                reason = "every grid radius certified"
+                break
+            reachable = clopper_pearson_lower(min(m, math.ceil(upper * m)), m, level)
+            if thresholds[certified] > reachable:
+                reason = "next grid radius out of reach"
+                break
+        else:
+            optimistic = clopper_pearson_lower(round(top / n * m), m, level)
+            now = float(first.radius(lower))
+            if float(first.radius(optimistic)) <= (1.0 + RELATIVE_GAIN) * now:
+                reason = "at most 1 % gain by n_max"
+                break
+
+    abstained = lower <= 0.5
+    radius = {a: 0.0 if abstained else float(c.radius(lower)) for a, c in certificates.items()}
+    return SequentialOutcome(candidate, abstained, lower, upper, radius, top, used, n0 + used, j, reason)

@@ -89,6 +89,21 @@ def test_returned_radius_exceeds_exact_radius_at_most_at_rate_alpha(gaussian_l2,
     assert certified / inputs > 0.9  # the test has power: most inputs certify something
 
 
+def test_the_validity_check_has_teeth(gaussian_l2):
+    """Looking K times at level alpha (no union bound) overshoots the exact radius far more often than
+    alpha on the same inputs (about 19 % measured): the check above would catch it."""
+    alpha, inputs, n_max = 0.05, 600, 100_000
+    rng = np.random.default_rng(14)
+    thresholds = [gaussian_l2.inverse_radius(r) for r in GRID]
+    naive = alpha * len(schedule(n_max))  # certify_sequential divides by K: each look at level alpha
+    wrong = 0
+    for i in range(inputs):
+        p = thresholds[i % len(GRID)] + 1e-4
+        out = certify_sequential(bernoulli_votes(p, rng), n_max, naive, {"l2": gaussian_l2}, radii=GRID)
+        wrong += not out.abstained and (out.candidate != 0 or out.radius["l2"] > SIGMA * normal.ppf(p))
+    assert wrong / inputs > alpha + 3 * math.sqrt(alpha * (1 - alpha) / inputs)
+
+
 @pytest.mark.parametrize("p, num_classes, use_grid", [
     (0.99, 2, True), (0.9, 2, True), (0.3, 4, True), (0.3, 4, False), (0.1, 4, False)])
 def test_clear_inputs_stop_early(gaussian_l2, p, num_classes, use_grid):

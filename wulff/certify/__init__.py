@@ -2,7 +2,8 @@
 library derives (Yang et al., 2020, Section 6).
 
 * :class:`Smoothed` — ``predict`` and ``certify`` for one input; radii against l1, l2 and linf from
-  one sampling pass, via the best certificate (:mod:`wulff.selector`).
+  one sampling pass, via the best certificate (:mod:`wulff.selector`); ``certify_adaptive`` stops
+  as soon as a sequential test valid at every look has decided (:mod:`wulff.certify.adaptive`).
 * :func:`certify_dataset` — every k-th input of a dataset into a resumable, shardable result file;
   :func:`merge_results` joins shard files.
 * :func:`certified_accuracy`, :func:`upper_envelopes`, :func:`markdown_table`, :func:`plot_curves` —

@@ -35,6 +35,8 @@ class Certification:
     ``prediction`` is the certified class or :data:`ABSTAIN`; ``rho_lower`` the lower confidence bound
     on the top-class probability; ``radius`` maps each adversary ("l1", "l2", "linf") to its certified
     radius (0.0 on abstention); ``top_count`` of ``n`` noisy samples voted for the predicted class.
+    From :meth:`Smoothed.certify_adaptive`, ``n`` counts every sample drawn, selection included, and
+    ``top_count`` the votes among the estimation samples (``n`` minus the selection).
     """
 
     prediction: int

@@ -21,6 +21,7 @@ import wulff
 import wulff.distributions as D
 from wulff.certify import ABSTAIN, Certification, Smoothed
 from wulff.certify.adaptive import certify_sequential, schedule, selection_size
+from wulff.certify.stats import clopper_pearson_lower, clopper_pearson_upper
 from wulff.diffmethod import derive
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "private_cache")
@@ -55,6 +56,12 @@ def bernoulli_votes(p: float, rng: np.random.Generator, num_classes: int = 2):
 @pytest.fixture(scope="module")
 def gaussian_l2():
     return wulff.best_certificate(D.Gaussian(2, sigma=SIGMA), "l2")
+
+
+@pytest.mark.parametrize("k, n", [(0, 10), (3, 10), (10, 10), (517, 1000), (99_000, 100_000)])
+def test_clopper_pearson_upper_mirrors_the_lower_bound(k, n):
+    assert clopper_pearson_upper(k, n, 0.01) == pytest.approx(1 - clopper_pearson_lower(n - k, n, 0.01), abs=1e-12)
+    assert clopper_pearson_lower(k, n, 0.01) <= k / n <= clopper_pearson_upper(k, n, 0.01)
 
 
 def test_schedule_uses_at_most_n_max_samples():

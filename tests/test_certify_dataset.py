@@ -60,13 +60,15 @@ def test_one_row_per_input_with_the_documented_columns(tmp_path):
     res = run(tmp_path / "r.tsv", skip=2)
     assert res.columns["index"].tolist() == list(range(0, 12, 2))
     header = (tmp_path / "r.tsv").read_text().splitlines()[1].split("\t")
-    assert header == ["index", "label", "prediction", "rho_lower", "radius_l1", "correct", "seconds"]
+    assert header == ["index", "label", "prediction", "rho_lower", "radius_l1", "correct", "seconds",
+                      "samples"]
     data = dataset()
     labels = [int(data[i][1]) for i in range(0, 12, 2)]
     assert res.columns["label"].tolist() == labels
     assert (res.correct == (res.columns["prediction"] == res.columns["label"])).all()
     assert res.meta["distribution"] == "Laplace" and res.meta["n"] == 200
     assert (res.columns["seconds"] > 0).all()
+    assert (res.columns["samples"] == 8 + 200).all() and (res.samples == 208).all()
 
 
 def test_interrupted_run_resumes_without_losing_or_duplicating_rows(tmp_path):

@@ -25,7 +25,7 @@ def write(path, distribution, sigma, rows, total=None, **settings):
     with ResultWriter(path, meta, ["l1"]) as w:
         for i, (label, pred, radius) in enumerate(rows):
             w.write({"index": i, "label": label, "prediction": pred, "rho_lower": 0.9, "radius_l1": radius,
-                     "correct": int(label == pred), "seconds": 0.01})
+                     "correct": int(label == pred), "seconds": 0.01, "samples": 1064})
     return read_results(path)
 
 

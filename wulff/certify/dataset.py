@@ -7,6 +7,11 @@ inputs are split into shards or on where an interrupted run resumed.
 The result file's header records the model by a SHA-256 of its weights (``model_sha256``) next to
 the noise (distribution, params, d, lam): a rerun resumes only for the same weights and noise, under
 whatever path the checkpoint is found, and shards certified on different machines merge.
+
+With ``adaptive=True`` each input is certified by :meth:`Smoothed.certify_adaptive` with the same
+budget n_max = n0 + n (it chooses its own selection size and stops early when the answer is
+decided); the header then records ``"adaptive": true`` and ``radii``, so a file is never resumed
+with other adaptive settings. Every row records the noisy samples it used (column ``samples``).
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from tqdm.auto import tqdm
 
 from wulff.distributions.base import check_integer
 
+from .adaptive import check_radii
 from .results import Results, ResultWriter, read_results
 from .smoothed import Smoothed, check_certify_arguments
 
@@ -59,7 +65,8 @@ def input_generator(device: torch.device, seed: int, index: int) -> torch.Genera
 def certify_dataset(smoothed: Smoothed, dataset: Sequence, out: str | os.PathLike, *, n0: int, n: int,
                     alpha: float, batch_size: int, adversaries=("l1", "l2", "linf"), skip: int = 1,
                     shard: int = 0, num_shards: int = 1, seed: int = 0, meta: dict | None = None,
-                    progress: bool = True, max_inputs: int | None = None) -> Results:
+                    progress: bool = True, max_inputs: int | None = None, adaptive: bool = False,
+                    radii=None) -> Results:
     """Certify inputs 0, skip, 2 skip, ... of ``dataset`` (items ``(x, label)``) into the file ``out``.
 
     Rows already present in ``out`` are kept and skipped (resume); each new row is on disk before
@@ -67,8 +74,20 @@ def certify_dataset(smoothed: Smoothed, dataset: Sequence, out: str | os.PathLik
     ``meta`` adds descriptive settings (e.g. the distribution and sigma) to the file's header, which
     also records ``model_sha256`` (:func:`model_fingerprint`), so a file is only resumed by the same
     model. ``max_inputs`` (>= 1) stops after that many new rows. Returns the file's rows.
+
+    ``adaptive=True`` certifies each input with :meth:`Smoothed.certify_adaptive` at
+    n_max = n0 + n (the budget of ``certify``), with the grid ``radii`` (increasing, >= 0, against
+    the first adversary; None: stop at 1 % radius gain); ``radii`` needs ``adaptive``. The column
+    ``samples`` records the noisy samples each input used (n0 + n without ``adaptive``).
     """
     n0, n, alpha, batch_size = check_certify_arguments(n0, n, alpha, batch_size)
+    if not isinstance(adaptive, bool):
+        raise TypeError(f"adaptive must be True or False; got {adaptive!r}")
+    radii = check_radii(radii)
+    if radii is not None and not adaptive:
+        raise ValueError("radii is a setting of adaptive certification: pass adaptive=True too")
+    if radii is not None and radii[0] < 0:
+        raise ValueError(f"radii must be >= 0; got {list(radii)}")
     if max_inputs is not None:
         max_inputs = check_integer("max_inputs", max_inputs, minimum=1)
     adversaries = Smoothed._check_adversaries(adversaries)
@@ -81,6 +100,8 @@ def certify_dataset(smoothed: Smoothed, dataset: Sequence, out: str | os.PathLik
         alpha=alpha, adversaries=list(adversaries), skip=skip, seed=seed,
         dataset_size=len(dataset), indices_total=len(range(0, len(dataset), skip)),
         shard=shard, num_shards=num_shards)
+    if adaptive:  # absent for certify, so files written before adaptive existed still resume
+        settings.update(adaptive=True, radii=None if radii is None else list(radii))
     if "sigma" not in settings:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -97,13 +118,19 @@ def certify_dataset(smoothed: Smoothed, dataset: Sequence, out: str | os.PathLik
             for index in todo:
                 x, label = dataset[index]
                 start = time.perf_counter()
-                result = smoothed.certify(x, n0, n, alpha, batch_size, adversaries,
-                                          generator=input_generator(smoothed.device, seed, index))
+                generator = input_generator(smoothed.device, seed, index)
+                if adaptive:
+                    result = smoothed.certify_adaptive(x, n0 + n, alpha, batch_size, adversaries,
+                                                       radii=radii, generator=generator)
+                    samples = result.n
+                else:
+                    result = smoothed.certify(x, n0, n, alpha, batch_size, adversaries, generator=generator)
+                    samples = n0 + n
                 seconds = time.perf_counter() - start
                 label = int(label)
                 writer.write({"index": index, "label": label, "prediction": result.prediction,
                               "rho_lower": result.rho_lower, "correct": int(result.prediction == label),
-                              "seconds": seconds,
+                              "seconds": seconds, "samples": samples,
                               **{f"radius_{a}": r for a, r in result.radius.items()}})
                 bar.update(1)
         finally:

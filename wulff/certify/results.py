@@ -3,8 +3,13 @@
 Layout::
 
     # wulff-certify {"distribution": "Laplace", "sigma": 0.5, ...}      <- settings, one JSON line
-    index  label  prediction  rho_lower  radius_l1  ...  correct  seconds
-    0      3      3           0.99912    2.31       ...  1        0.0123
+    index  label  prediction  rho_lower  radius_l1  ...  correct  seconds  samples
+    0      3      3           0.99912    2.31       ...  1        0.0123   100064
+
+``samples`` is the number of noisy samples (forward-pass inputs) the input used, selection
+included: n0 + n for ``certify``, fewer for adaptive runs (header ``"adaptive": true``). Files
+written before that column existed still read (and resume, without it); :attr:`Results.samples`
+then falls back to the header's n0 + n.
 
 Every row is flushed and fsync'ed before the next input starts, so a crash loses at most the row in
 flight; a torn last line is cut off when the file is reopened, and the indices already present are
@@ -30,7 +35,7 @@ def radius_column(adversary: str) -> str:
 
 def columns_for(adversaries) -> list[str]:
     return ["index", "label", "prediction", "rho_lower",
-            *(radius_column(a) for a in adversaries), "correct", "seconds"]
+            *(radius_column(a) for a in adversaries), "correct", "seconds", "samples"]
 
 
 def shard_path(path: str | os.PathLike, shard: int, num_shards: int) -> Path:
@@ -70,6 +75,17 @@ class Results:
     @property
     def correct(self) -> np.ndarray:
         return self.columns["correct"].astype(bool)
+
+    @property
+    def samples(self) -> np.ndarray | None:
+        """Noisy samples (forward-pass inputs) used per input, selection included: the ``samples``
+        column, or for files written before it existed the header's n0 + n; None when unknown."""
+        if "samples" in self.columns:
+            return self.columns["samples"]
+        n0, n = self.meta.get("n0"), self.meta.get("n")
+        if isinstance(n0, int) and isinstance(n, int) and not self.meta.get("adaptive"):
+            return np.full(len(self), n0 + n, dtype=np.int64)
+        return None
 
 
 def _parse_header(first: str, path) -> dict:
@@ -139,7 +155,7 @@ def read_results(path: str | os.PathLike, *, repair: bool = False) -> Results:
         rows.append(row)
     columns = {}
     for j, name in enumerate(names):
-        kind = np.int64 if name in ("index", "label", "prediction", "correct") else np.float64
+        kind = np.int64 if name in ("index", "label", "prediction", "correct", "samples") else np.float64
         columns[name] = _parse_column([row[j] for row in rows], kind, name, path)
     return Results(meta, columns, str(path), torn and not repair)
 
@@ -149,7 +165,8 @@ class ResultWriter:
 
     Reopening an existing file checks that its settings match ``meta`` (a mismatch is an error, so
     runs with different settings are never mixed), cuts a torn last line, and exposes the indices
-    already written in :attr:`done`.
+    already written in :attr:`done`. A file written before the ``samples`` column existed resumes
+    in its own layout (without that column).
     """
 
     def __init__(self, path: str | os.PathLike, meta: dict, adversaries):
@@ -172,6 +189,9 @@ class ResultWriter:
 
     def _resume(self) -> None:
         old = read_results(self.path)
+        legacy = [c for c in self.columns if c != "samples"]
+        if old.meta == self.meta and list(old.columns) == legacy:
+            self.columns = legacy  # an older file without the samples column: keep its layout
         if old.meta != self.meta or list(old.columns) != self.columns:
             raise ValueError(f"{self.path} already holds results with other settings (differing: "
                              f"{settings_difference(old.meta, self.meta) or 'columns'}); choose another "
@@ -182,6 +202,8 @@ class ResultWriter:
         """Write one row and force it to disk before returning."""
         fields = []
         for name in self.columns:
+            if name not in row:
+                raise KeyError(f"a result row needs the column {name!r}; got {sorted(row)}")
             value = row[name]
             fields.append(repr(float(value)) if isinstance(value, float) else str(int(value)))
         self._fh.write("\t".join(fields) + "\n")
@@ -230,7 +252,7 @@ def merge_results(paths, out: str | os.PathLike, *, allow_partial: bool = False)
         if other != base:
             raise ValueError(f"{path} was produced with other settings than {paths[0]} (differing: "
                              f"{settings_difference(base, other)}); cannot merge")
-    names = list(parts[0].columns)
+    names = [name for name in parts[0].columns if all(name in p.columns for p in parts)]
     merged = {name: np.concatenate([p.columns[name] for p in parts]) for name in names}
     order = np.argsort(merged["index"], kind="stable")
     merged = {name: col[order] for name, col in merged.items()}

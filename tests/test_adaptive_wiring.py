@@ -70,3 +70,61 @@ def test_files_without_the_samples_column_read_and_resume(tmp_path):
     resumed = run(path, n=2000)
     assert len(resumed) == 6 and "samples" not in resumed.columns and (resumed.samples == 2100).all()
     assert lines[0].startswith(MAGIC)
+
+
+CERT = ["--n0", "10", "--n", "1990", "--batch-size", "500", "--alpha", "0.01", "--skip", "90",
+        "--adversaries", "l1", "--no-progress", "--threads", "1"]
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    from wulff.cli import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse's own checks
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from wulff.cli import main
+
+    run = tmp_path_factory.mktemp("run")
+    assert main(["train", "--sigma", "0.5", "--epochs", "1", "--out", str(run), "--batch-size", "512",
+                 "--no-progress", "--threads", "1"]) == 0
+    return run / "checkpoint.pt"
+
+
+def test_cli_certify_adaptive_and_report_prints_the_forward_passes(checkpoint, tmp_path, capsys):
+    out = tmp_path / "adaptive.tsv"
+    code, _, err = cli(capsys, "certify", checkpoint, "--out", out, "--adaptive", "--radii", "0", "0.5", *CERT)
+    assert code == 0, err
+    res = read_results(out)
+    assert res.meta["adaptive"] is True and res.meta["radii"] == [0.0, 0.5] and len(res) > 0
+    assert (res.samples <= 2000).all()
+    plain = tmp_path / "plain.tsv"
+    assert cli(capsys, "certify", checkpoint, "--out", plain, *CERT)[0] == 0
+    assert (read_results(plain).samples == 2000).all()
+    code, stdout, err = cli(capsys, "report", out, plain, "--allow-mixed")
+    assert code == 0, err
+    total = int(res.samples.sum()) + 2000 * len(read_results(plain))
+    assert f"forward passes (noisy samples): {total:,} in all" in stdout
+    assert "samples per input (adaptive, n0 + n = 10 + 1990)" in stdout
+    assert "2,000 samples per input (n0 + n = 10 + 1990)" in stdout
+    # resuming the adaptive file without --adaptive (or with other radii) is refused
+    for other in ([], ["--adaptive"], ["--adaptive", "--radii", "0.5"]):
+        code, _, err = cli(capsys, "certify", checkpoint, "--out", out, *other, *CERT)
+        assert code == 2 and "other settings" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--radii", "0.5"], "--radii is a setting of adaptive certification: add --adaptive"),
+    (["--adaptive", "--radii", "0.5", "0.2"], "--radii must be strictly increasing"),
+    (["--adaptive", "--radii", "-1"], "--radii"),
+])
+def test_bad_radii_are_one_line_errors(args, needle, tmp_path, capsys):
+    code, _, err = cli(capsys, "certify", tmp_path / "missing.pt", "--out", tmp_path / "r.tsv", *args)
+    assert code == 2 and len(err.strip().splitlines()) <= 2 and needle in err, err
+    assert not (tmp_path / "r.tsv").exists()

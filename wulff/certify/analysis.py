@@ -219,10 +219,29 @@ def describe_runs(runs: list[Results]) -> str:
             f"({len(runs)} result file{'s' if len(runs) != 1 else ''})")
 
 
+def describe_cost(runs: list[Results]) -> str:
+    """Lines on the certification cost: the total forward passes (noisy samples, the sum of the
+    ``samples`` column; for older files without it, n0 + n per input) and, per file, the mean
+    samples per input (marked adaptive for ``--adaptive`` runs; "?" when unknown)."""
+    known = [run.samples for run in runs if run.samples is not None]
+    unknown = len(runs) - len(known)
+    total = int(sum(int(s.sum()) for s in known))
+    lines = [f"forward passes (noisy samples): {total:,} in all"
+             + (f" (+ {unknown} file{'s' if unknown != 1 else ''} that do not record them)" if unknown else "")]
+    for run in runs:
+        samples = run.samples
+        mean = "?" if samples is None or not len(samples) else f"{float(samples.mean()):,.0f}"
+        kind = "adaptive, " if run.meta.get("adaptive") else ""
+        lines.append(f"- {_name(run)}: {mean} samples per input ({kind}n0 + n = "
+                     f"{run.meta.get('n0', '?')} + {run.meta.get('n', '?')})")
+    return "\n".join(lines)
+
+
 def report(runs: list[Results], adversary: str, radii=None, *, plot: str | os.PathLike | None = None,
            title: str | None = None, allow_mixed: bool = False, warn=None) -> str:
     """The Table-1-style comparison (upper envelope over each distribution's sigmas) as markdown,
-    followed by a line with n, alpha and the number of inputs; with ``plot`` also the PNG of
+    followed by a line with n, alpha and the number of inputs and the forward passes spent
+    (:func:`describe_cost`); with ``plot`` also the PNG of
     certified accuracy against radius. Only the files :func:`screen_runs` keeps are combined; its
     warnings go to ``warn`` (a callable taking one line; default: ignored)."""
     adversary = check_adversary(adversary)
@@ -238,4 +257,4 @@ def report(runs: list[Results], adversary: str, radii=None, *, plot: str | os.Pa
         largest = max(float(np.max(r.radius(adversary), initial=0.0)) for r in runs)
         fine = np.linspace(0.0, max(largest, float(table_radii[-1])) * 1.05 or 1.0, 400)
         plot_curves(upper_envelopes(runs, fine, adversary), adversary, plot, title=title)
-    return table + "\n\n" + describe_runs(runs)
+    return table + "\n\n" + describe_runs(runs) + "\n\n" + describe_cost(runs)

@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 
 from wulff.catalog import ADVERSARIES
-from wulff.cli.checks import nonnegative_int, output_file, positive_int, probability
+from wulff.cli.checks import nonnegative_float, nonnegative_int, output_file, positive_int, probability
 from wulff.cli.cmd_train import add_runtime_arguments
 from wulff.errors import UserError
 
 
+def check_adaptive_arguments(args: argparse.Namespace) -> None:
+    """--radii needs --adaptive and must be strictly increasing (each >= 0 is checked by argparse)."""
+    if args.radii is not None and not args.adaptive:
+        raise UserError("--radii is a setting of adaptive certification: add --adaptive")
+    if args.radii is not None and any(b <= a for a, b in zip(args.radii, args.radii[1:])):
+        raise UserError(f"--radii must be strictly increasing; got {' '.join(f'{r:g}' for r in args.radii)}")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_adaptive_arguments(args)
     import torch
 
     from wulff.certify import Smoothed, certify_dataset, merge_results, shard_path
@@ -39,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
             adversaries=args.adversaries, skip=args.skip, shard=shard, num_shards=num_shards, seed=args.seed,
             meta={"sigma": meta.get("sigma"), "model": meta.get("model"), "dataset": meta.get("dataset"),
                   "split": args.split},
-            progress=not args.no_progress, max_inputs=args.max_inputs)
+            progress=not args.no_progress, max_inputs=args.max_inputs, adaptive=args.adaptive,
+            radii=args.radii)
         print(f"{target}: {len(results)} rows")
         barrier(env)
         if env.distributed and env.is_main:
@@ -58,7 +68,9 @@ def register(sub) -> None:
                        "alpha), radii from the noise's best certificate. One row per input is written as "
                        "it comes; a rerun resumes (only with the same model weights, noise and settings). "
                        "Under torchrun each rank certifies its share and rank 0 merges; with --shard i "
-                       "--num-shards n a shard writes OUT.shard-i-of-n.tsv.")
+                       "--num-shards n a shard writes OUT.shard-i-of-n.tsv. --adaptive stops each input as "
+                       "soon as a sequential test (valid at every look, same guarantee) has decided, within the same "
+                       "budget n0 + n; the column `samples` records the noisy samples each input used.")
     p.add_argument("checkpoint", help="checkpoint.pt written by `wulff train`")
     p.add_argument("--out", required=True, help="result file (.tsv)")
     p.add_argument("--data-dir", default=None, help="local folder of cifar10 / imagenet")
@@ -75,6 +87,13 @@ def register(sub) -> None:
     p.add_argument("--shard", type=nonnegative_int, default=0, help="this shard, 0 .. NUM_SHARDS - 1")
     p.add_argument("--num-shards", type=positive_int, default=1)
     p.add_argument("--seed", type=int, default=0, help="noise seed (each input gets its own stream)")
+    p.add_argument("--adaptive", action="store_true",
+                   help="adaptive certification (wulff.certify.adaptive): at most n0 + n samples per input, "
+                   "stopping early once decided; same guarantee as CERTIFY")
+    p.add_argument("--radii", type=nonnegative_float, nargs="+", default=None,
+                   help="with --adaptive: increasing radii (>= 0) of interest against the first of "
+                   "--adversaries; an input stops once the largest one it can certify is decided "
+                   "(default: stop when going on could raise its radius by at most 1 %%)")
     p.add_argument("--max-inputs", type=positive_int, default=None, help="stop after this many new rows (>= 1)")
     add_runtime_arguments(p)
     p.set_defaults(handler=run)

@@ -31,7 +31,8 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="certified-accuracy table and plot from certification result files",
                        description="Groups result files by distribution, takes the upper envelope of "
                        "certified accuracy over their sigmas (the paper's Fig. 2 procedure) and prints a "
-                       "Table-1-style markdown table, with n, alpha and the number of inputs under it; "
+                       "Table-1-style markdown table, with n, alpha, the number of inputs and the forward passes "
+                       "(noisy samples: total, and mean per input of each file) under it; "
                        "--plot writes certified accuracy vs radius. Only complete test-split files with "
                        "the same n, alpha and inputs are combined: partial, torn, train-split and "
                        "mismatched files are named in a warning and left out (--allow-mixed keeps them).")

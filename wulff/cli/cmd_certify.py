@@ -69,7 +69,8 @@ def register(sub) -> None:
                        "it comes; a rerun resumes (only with the same model weights, noise and settings). "
                        "Under torchrun each rank certifies its share and rank 0 merges; with --shard i "
                        "--num-shards n a shard writes OUT.shard-i-of-n.tsv. --adaptive stops each input as "
-                       "soon as a sequential test (valid at every look, same guarantee) has decided, within the same "
+                       "soon as a sequential test (valid at every look, same guarantee) has decided, within "
+                       "the same "
                        "budget n0 + n; the column `samples` records the noisy samples each input used.")
     p.add_argument("checkpoint", help="checkpoint.pt written by `wulff train`")
     p.add_argument("--out", required=True, help="result file (.tsv)")

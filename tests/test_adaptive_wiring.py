@@ -128,3 +128,15 @@ def test_bad_radii_are_one_line_errors(args, needle, tmp_path, capsys):
     code, _, err = cli(capsys, "certify", tmp_path / "missing.pt", "--out", tmp_path / "r.tsv", *args)
     assert code == 2 and len(err.strip().splitlines()) <= 2 and needle in err, err
     assert not (tmp_path / "r.tsv").exists()
+
+
+def test_demo_adaptive_says_so_and_saves_forward_passes(tmp_path, capsys):
+    from wulff.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--adaptive", "--distributions", "Laplace", "--n", "3000", "--skip", "45",
+                 "--out", str(out), "--no-progress"]) == 0
+    stdout = capsys.readouterr().out
+    assert "adaptively" in stdout and "forward passes (noisy samples)" in stdout
+    res = read_results(out / "Laplace-sigma0.5" / "certify_l1.tsv")
+    assert res.meta["adaptive"] is True and (res.samples <= 32 + 3000).all() and res.samples.min() < 32 + 3000

@@ -215,3 +215,11 @@ def test_certify_adaptive_rejects_bad_arguments(smoothed, kwargs, error, match):
     with pytest.raises(error, match=match):
         smoothed.certify_adaptive(args["x"], args["n_max"], args["alpha"], args["batch_size"], adversaries,
                                   **extra)
+
+
+def test_look_levels_spend_exactly_alpha_most_on_the_last_look():
+    from wulff.certify.adaptive import FINAL_SHARE, look_levels
+    for k in (1, 2, 3, 8, 20):
+        levels = look_levels(0.001, k)
+        assert len(levels) == k and math.isclose(sum(levels), 0.001, rel_tol=1e-12)
+        assert levels[-1] == (0.001 if k == 1 else 0.001 * FINAL_SHARE) and 0.5 <= FINAL_SHARE < 1

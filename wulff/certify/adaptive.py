@@ -9,11 +9,13 @@ fresh noisy samples (an int array of length num_classes); it knows nothing of mo
    (:func:`schedule`): 1000, 2000, 4000, ... doubling while below m, then m itself (a single look
    at m when m <= 1000). K looks in all; n0 + m = n_max, so no run uses more than n_max samples.
 3. At each look, with k of the n estimation votes for c, the one-sided Clopper-Pearson lower and
-   upper bounds on p = P(f(x + delta) = c) are taken at level alpha / K.
+   upper bounds on p = P(f(x + delta) = c) are taken at level alpha_j (:func:`look_levels`): 3/4
+   of alpha on the last look, the other quarter split evenly over the earlier ones (alpha itself
+   when there is one look), so an input that needs every sample loses little against ``certify``.
 
 Validity (the same guarantee as ``certify``). By the union bound (Bonferroni) over the K looks,
-with probability at least 1 - alpha over the noise, rho_lower <= p holds at every look
-simultaneously (each look fails with probability at most alpha / K). On that event, whichever look
+with probability at least 1 - sum_j alpha_j = 1 - alpha over the noise, rho_lower <= p holds at
+every look simultaneously (look j fails with probability at most alpha_j). On that event, whichever look
 the procedure stops at, the returned radius R_a(rho_lower) <= R_a(p) is a true robustness radius
 for every adversary a (R_a is nondecreasing), and when rho_lower > 1/2 the class c is the smoothed
 classifier's. So ANY data-dependent stopping rule keeps the guarantee: the rules below change the
@@ -26,12 +28,12 @@ Stopping rules (checked at every look but the last, which always stops):
 (b) with ``radii`` (an increasing grid of radii against the first adversary listed): with
     t_i = rho_needed(r_i) (:meth:`~wulff.certificate.Certificate.inverse_radius`; for r_i <= 0,
     just above 1/2), grid radius i is certified now when rho_lower >= t_i. The reachable bound is
-    the Clopper-Pearson lower bound at m (level alpha / K) with the frequency set to the upper
+    the Clopper-Pearson lower bound at m (the last look's level) with the frequency set to the upper
     bound: the best final bound the data still allow. Stop when every grid radius is certified,
     or when the next grid radius is out of reach (t_next > reachable bound; as the reachable bound
     is below the upper bound, this stops at least whenever t_next > upper bound).
 (c) without ``radii``: stop when the most optimistic final radius, R(the Clopper-Pearson lower
-    bound at m with the current empirical frequency, level alpha / K), is at most 1.01 times the
+    bound at m with the current empirical frequency, the last look's level), is at most 1.01 times the
     current radius R(rho_lower) of the first adversary (going on to n_max could not raise it by
     more than 1 % unless the frequency itself moves; both 0 also stops).
 
@@ -54,6 +56,8 @@ from .stats import check_alpha, clopper_pearson_lower, clopper_pearson_upper
 MAX_SELECTION = 100
 #: the first look of the estimation schedule (doubling from there)
 FIRST_LOOK = 1000
+#: the share of alpha spent on the last look (the rest is split over the earlier ones)
+FINAL_SHARE = 0.75
 #: rule (c): stop when the optimistic final radius is at most (1 + RELATIVE_GAIN) x the current one
 RELATIVE_GAIN = 0.01
 
@@ -77,12 +81,21 @@ def schedule(n_max: int) -> tuple[int, ...]:
     return tuple(looks)
 
 
+def look_levels(alpha: float, looks: int) -> tuple[float, ...]:
+    """The level of each look: FINAL_SHARE alpha on the last, the rest split evenly over the earlier
+    ones (alpha for a single look). They sum to alpha: the union bound of the module docstring."""
+    if looks == 1:
+        return (alpha,)
+    early = alpha * (1 - FINAL_SHARE) / (looks - 1)
+    return (early,) * (looks - 1) + (alpha * FINAL_SHARE,)
+
+
 @dataclass(frozen=True)
 class SequentialOutcome:
     """The result of :func:`certify_sequential`.
 
     ``candidate`` is the selected class; ``abstained`` says whether the answer is ABSTAIN;
-    ``rho_lower`` / ``rho_upper`` are the bounds at the last look taken (level alpha / K);
+    ``rho_lower`` / ``rho_upper`` are the bounds at the last look taken (its level alpha_j);
     ``radius`` maps each adversary to R_a(rho_lower) (0.0 on abstention); ``top_count`` of
     ``n_estimation`` estimation votes went to the candidate; ``n`` counts every sample drawn,
     selection included; ``looks`` is the number of looks taken; ``reason`` why it stopped.
@@ -140,7 +153,8 @@ def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: flo
     if not certificates:
         raise ValueError("certificates must name at least one adversary")
     looks = schedule(n_max)
-    n0, m, level = selection_size(n_max), looks[-1], alpha / len(looks)
+    n0, m, levels = selection_size(n_max), looks[-1], look_levels(alpha, len(looks))
+    final = levels[-1]
     first = next(iter(certificates.values()))
     thresholds = None if radii is None else grid_thresholds(first, radii)
 
@@ -153,8 +167,8 @@ def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: flo
         votes = np.asarray(draw(n - used))
         top += int(votes[candidate])
         used = n
-        lower = clopper_pearson_lower(top, n, level)
-        upper = clopper_pearson_upper(top, n, level)
+        lower = clopper_pearson_lower(top, n, levels[j - 1])
+        upper = clopper_pearson_upper(top, n, levels[j - 1])
         if upper <= 0.5:
             reason = "abstain: upper bound <= 1/2"
             break
@@ -165,12 +179,12 @@ def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: flo
             if certified == len(thresholds):
                 reason = "every grid radius certified"
                 break
-            reachable = clopper_pearson_lower(min(m, math.ceil(upper * m)), m, level)
+            reachable = clopper_pearson_lower(min(m, math.ceil(upper * m)), m, final)
             if thresholds[certified] > reachable:
                 reason = "next grid radius out of reach"
                 break
         else:
-            optimistic = clopper_pearson_lower(round(top / n * m), m, level)
+            optimistic = clopper_pearson_lower(round(top / n * m), m, final)
             now = float(first.radius(lower))
             if float(first.radius(optimistic)) <= (1.0 + RELATIVE_GAIN) * now:
                 reason = "at most 1 % gain by n_max"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.utils.data import TensorDataset
+from toys import run_cli as cli
 
 import wulff.distributions as D
 from wulff.certify import Smoothed, certify_dataset, read_results
@@ -76,15 +77,6 @@ CERT = ["--n0", "10", "--n", "1990", "--batch-size", "500", "--alpha", "0.01", "
         "--adversaries", "l1", "--no-progress", "--threads", "1"]
 
 
-def cli(capsys, *args) -> tuple[int, str, str]:
-    from wulff.cli import main
-
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:  # argparse's own checks
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

@@ -17,23 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binom
 from scipy.stats import norm as normal
+from toys import HalfSpace
 
 import wulff.distributions as D
 from wulff.certify import ABSTAIN, Certification, Smoothed, clopper_pearson_lower
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-class HalfSpace(torch.nn.Module):
-    """Class 0 when x_1 < b, class 1 otherwise (logits b - x_1 and x_1 - b)."""
-
-    def __init__(self, b: float):
-        super().__init__()
-        self.b = b
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        first = x.reshape(x.shape[0], -1)[:, 0]
-        return torch.stack([self.b - first, first - self.b], dim=1)
 
 
 # distribution, adversary, b -> exact rho = P(delta_1 < b), written independently of the library

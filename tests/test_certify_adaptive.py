@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import norm as normal
+from toys import HalfSpace
 
 import wulff
 import wulff.distributions as D
@@ -30,18 +31,6 @@ SIGMA = 0.25
 GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 #: a coarser grid for the cost checks: the clear inputs below sit well between two of its radii
 COARSE = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-class HalfSpace(torch.nn.Module):
-    """Class 0 when x_1 < b, class 1 otherwise."""
-
-    def __init__(self, b: float):
-        super().__init__()
-        self.b = b
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        first = x.reshape(x.shape[0], -1)[:, 0]
-        return torch.stack([self.b - first, first - self.b], dim=1)
 
 
 def bernoulli_votes(p: float, rng: np.random.Generator, num_classes: int = 2):

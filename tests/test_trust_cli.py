@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+from toys import run_cli as cli
 
 from wulff.certify import read_results
 from wulff.cli import main
@@ -22,13 +23,6 @@ CERT = ["--n0", "8", "--n", "50", "--batch-size", "50", "--alpha", "0.1", "--ski
         "--no-progress", "--threads", "1"]
 
 
-def cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:  # argparse's own checks
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def one_line_error(capsys, *args) -> str:

@@ -1,0 +1,29 @@
+"""Small models and helpers shared by the certification and command-line tests."""
+from __future__ import annotations
+
+import torch
+
+
+class HalfSpace(torch.nn.Module):
+    """Class 0 when x_1 < b, class 1 otherwise (logits b - x_1 and x_1 - b): under noise delta its
+    top-class probability is P(delta_1 < b - x_1), known exactly for every family."""
+
+    def __init__(self, b: float):
+        super().__init__()
+        self.b = b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first = x.reshape(x.shape[0], -1)[:, 0]
+        return torch.stack([self.b - first, first - self.b], dim=1)
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``wulff ARGS`` run in-process (argparse exits included)."""
+    from wulff.cli import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse's own checks
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -332,7 +332,7 @@ class Certificate:
         converted_verified = None if verified is None or c == 1 else \
             (lambda rho, dps: float(shrink(verified(rho, dps))))
 
-        out = Certificate(
+        return Certificate(
             adversary=target, lam=self.lam, d=self.d,
             method=f"{self.method}, {self.adversary} -> {target} norm conversion"
                    + ("" if c == 1 else f" (/{exact_c})"),
@@ -341,7 +341,6 @@ class Certificate:
             formula_rho_max=self.formula_rho_max, Phi=None, Phi_formula=None, tight=False,
             source=self.source, theorem=self.theorem, gamma_law=self.gamma_law,
             verified_unit=verified if c == 1 else converted_verified)
-        return out
 
     def __repr__(self) -> str:
         f = "" if self.formula is None else f", formula={self.formula}"

@@ -76,19 +76,36 @@ class Profile:
         return f"{type(self).__name__}({self.expr})"
 
 
-class PowerProfile(Profile):
+class ParametricProfile(Profile):
+    """A profile given by named fields (:attr:`fields`): its key lists the fields, and
+    :meth:`rationalized` rebuilds it from the rationalized fields."""
+
+    fields: tuple[str, ...] = ()
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.fields)
+
+    @property
+    def key(self) -> tuple:
+        return (self.kind, *(_key_field(v) for v in self._values()))
+
+    def rationalized(self) -> ParametricProfile:
+        values = self._values()
+        if not any(v.has(sp.Float) for v in values):
+            return self
+        return type(self)(*(_rational(v) for v in values), self.symbol)
+
+
+class PowerProfile(ParametricProfile):
     """g(r) = c r^k + j log r (+ const). :attr:`standard` when c, k > 0 (then c R^k ~ Gamma((d - j)/k))."""
 
     kind = "power"
+    fields = ("c", "k", "j")
 
     def __init__(self, c, k, j=0, symbol: sp.Symbol = r_symbol):
         self.c, self.k, self.j = _field(c, "c"), _field(k, "k"), _field(j, "j")
         self.symbol = symbol
         self.expr = self.c * symbol ** self.k + self.j * sp.log(symbol)
-
-    @property
-    def key(self) -> tuple:
-        return ("power", _key_field(self.c), _key_field(self.k), _key_field(self.j))
 
     @property
     def standard(self) -> bool:
@@ -100,16 +117,12 @@ class PowerProfile(Profile):
         phi(t) = c t^2 + const (the Gaussian)."""
         return self.k == 2 and self.j == 0 and self.c.is_positive is not False
 
-    def rationalized(self) -> PowerProfile:
-        if not any(v.has(sp.Float) for v in (self.c, self.k, self.j)):
-            return self
-        return PowerProfile(_rational(self.c), _rational(self.k), _rational(self.j), self.symbol)
 
-
-class LogPowerProfile(Profile):
+class LogPowerProfile(ParametricProfile):
     """g(r) = a log(1 + c r^k) (+ const). :attr:`standard` when a, c, k > 0 (c R^k ~ BetaPrime(d/k, a - d/k))."""
 
     kind = "logpower"
+    fields = ("a", "c", "k")
 
     def __init__(self, a, c, k, symbol: sp.Symbol = r_symbol):
         self.a, self.c, self.k = _field(a, "a"), _field(c, "c"), _field(k, "k")
@@ -117,17 +130,8 @@ class LogPowerProfile(Profile):
         self.expr = self.a * sp.log(1 + self.c * symbol ** self.k)
 
     @property
-    def key(self) -> tuple:
-        return ("logpower", _key_field(self.a), _key_field(self.c), _key_field(self.k))
-
-    @property
     def standard(self) -> bool:
         return _is_positive(self.a) and _is_positive(self.c) and _is_positive(self.k)
-
-    def rationalized(self) -> LogPowerProfile:
-        if not any(v.has(sp.Float) for v in (self.a, self.c, self.k)):
-            return self
-        return LogPowerProfile(_rational(self.a), _rational(self.c), _rational(self.k), self.symbol)
 
 
 class GenericProfile(Profile):

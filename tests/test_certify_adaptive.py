@@ -56,8 +56,8 @@ def test_clopper_pearson_upper_mirrors_the_lower_bound(k, n):
 def test_schedule_uses_at_most_n_max_samples():
     assert selection_size(100_000) == 100 and selection_size(50) == 5 and selection_size(5) == 1
     looks = schedule(100_000)
-    assert looks == (1000, 2000, 4000, 8000, 16000, 32000, 64000, 99_900)
-    assert schedule(500) == (450,) and schedule(2) == (1,)
+    assert looks == (500, 1000, 2000, 4000, 8000, 16000, 32000, 64000, 99_900)
+    assert schedule(500) == (450,) and schedule(600) == (500, 540) and schedule(2) == (1,)
     for n_max in (2, 3, 11, 999, 1101, 2200, 12345):
         assert selection_size(n_max) + schedule(n_max)[-1] == n_max
         assert list(schedule(n_max)) == sorted(set(schedule(n_max)))

@@ -138,3 +138,17 @@ def test_cli_derive_verify_prints_float_verified_and_ratio(capsys):
     assert len(rows) == 2
     for _rho, value, verified, ratio in rows:
         assert float(value) <= float(verified) and 0.999999 < float(ratio) <= 1.0
+
+
+@pytest.mark.parametrize("d", [3072])
+def test_binomial_sign_sum_lines_hold_at_large_d_and_in_the_far_tail(d):
+    """Laplace vs linf (Theorem P.2): the float lines at large d, where scipy's binomial
+    probabilities carry ~1e-11 relative error and support points below 1e-300 are left out, still lie
+    above the exact stop-loss, in the bulk and at the top kinks where the stop-loss is ~1e-300."""
+    law = gamma_law(D.Laplace(d, lam=1.0), "linf")
+    envelope, stop_loss = law.envelope(), VerifiedStopLoss(law, 40)
+    finite = np.flatnonzero(envelope.e > 0)
+    picks = np.unique(np.concatenate([finite[:2], finite[len(finite) // 2: len(finite) // 2 + 2], finite[-3:]]))
+    for i in picks:
+        c, e = float(envelope.c[i]), float(envelope.e[i])
+        assert e >= stop_loss(c), (d, i, c, e, float(stop_loss(c)))

@@ -159,7 +159,8 @@ class Certificate:
                  formula_rho_max: float | None = None, Phi: Callable | None = None,
                  Phi_formula: sp.Expr | None = None, tight: bool = False, source: str = "",
                  theorem: str = "", gamma_law: str = "",
-                 verified_unit: Callable[[float, int], float] | None = None):
+                 verified_unit: Callable[[float, int], float] | None = None,
+                 slope_unit: Callable[[np.ndarray], np.ndarray] | None = None):
         self.adversary = check_adversary(adversary)
         self.method = method
         self.lam = float(lam)
@@ -176,6 +177,40 @@ class Certificate:
         #: (rho, dps) -> a provable lower bound on the radius at lam = 1, where the float path is not
         #: a closed form (the envelope certificates' mpmath lines, :mod:`wulff.diffmethod.verified`)
         self.verified_unit = verified_unit
+        #: rho -> dR/drho at lam = 1 for 1/2 < rho < 1 (see :meth:`slope`), or None: derived from Phi
+        #: when it is known, else a central difference of the float radius
+        self.slope_unit = slope_unit or self._default_slope_unit()
+
+    def _default_slope_unit(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """dR/drho at lam = 1 from Phi when it is known: 1 / Phi(1 - rho), by Theorem G.6
+        (R = int_{1-rho}^{1/2} dp / Phi(p)); else None."""
+        if self.Phi is None:
+            return None
+        Phi = self.Phi
+        return lambda rho: 1.0 / np.asarray(Phi(1.0 - rho), dtype=np.float64)
+
+    def slope(self, rho) -> np.ndarray:
+        """dR/drho (scale lam included), numpy float64 out: the gradient :meth:`radius` gives a torch
+        tensor that requires grad. 0 for rho <= 1/2 (the radius is 0 there) and where R is infinite
+        (rho = 1). From ``slope_unit`` (given, or 1 / Phi(1 - rho) by Theorem G.6); a certificate
+        without one (a level-set table) uses the central difference of its
+        radius over a step h = min(1e-4, (rho - 1/2) / 2, (1 - rho) / 2), the slope of the table read
+        as a continuous curve. Not part of any guarantee: it steers training, it certifies nothing."""
+        arr = as_rho_array(rho)
+        out = np.zeros(arr.shape, dtype=np.float64)
+        inside = (arr > 0.5) & (arr < 1.0)
+        if inside.any():
+            out[inside] = self._slope_inside(arr[inside])
+        out[~np.isfinite(out)] = 0.0
+        return out
+
+    def _slope_inside(self, rho: np.ndarray) -> np.ndarray:
+        if self.slope_unit is not None:
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                return self.lam * np.maximum(np.asarray(self.slope_unit(rho), dtype=np.float64), 0.0)
+        h = np.minimum(1e-4, np.minimum(rho - 0.5, 1.0 - rho) / 2)
+        with np.errstate(invalid="ignore"):
+            return (self.radius(rho + h) - self.radius(rho - h)) / (2 * h)
 
     #: set by certificates that prove R = inf at some rho < 1 (none today); otherwise an infinite
     #: radius below rho = 1 is a bug and :meth:`radius` raises ArithmeticError
@@ -199,10 +234,11 @@ class Certificate:
           value (so soundness is kept) and only changes anything where rounding broke monotonicity.
         """
         if isinstance(rho, torch.Tensor):
-            values = self.radius(rho.detach().to("cpu", torch.float64).numpy())
-            if not rho.is_floating_point():
-                return torch.as_tensor(values, dtype=torch.float64).to(rho.device)
-            return cast_toward_zero(torch.as_tensor(values, dtype=torch.float64), rho.dtype).to(rho.device)
+            if rho.requires_grad and torch.is_grad_enabled():
+                return _RadiusOfRho.apply(rho, self)
+            return self._tensor_radius(rho)
+        if isinstance(rho, (float, int, np.floating, np.integer)) and not isinstance(rho, bool):
+            return np.float64(self._scalar_radius(float(rho)))
         arr = as_rho_array(rho)
         out = np.zeros(arr.shape, dtype=np.float64)
         above = arr > 0.5
@@ -214,6 +250,28 @@ class Certificate:
             raise ArithmeticError(f"{self.method} certificate produced an infinite radius at rho < 1; "
                                   "please report this")
         return monotone_envelope(arr, out)
+
+    def _scalar_radius(self, rho: float) -> float:
+        """One number: the same guards as :meth:`radius`, in plain Python (a scalar call's cost is its
+        overhead)."""
+        if not 0.0 <= rho <= 1.0:  # also False for NaN
+            raise ValueError(f"rho must lie in [0, 1] (and not be NaN); got {[rho]}")
+        if rho <= 0.5:
+            return 0.0
+        value = float(self._scaled_radius(np.array([rho]))[0])
+        if math.isnan(value):
+            raise ArithmeticError(f"{self.method} certificate produced NaN radii; please report this")
+        if math.isinf(value) and rho < 1.0 and not self.proves_infinite_below_one:
+            raise ArithmeticError(f"{self.method} certificate produced an infinite radius at rho < 1; "
+                                  "please report this")
+        return value
+
+    def _tensor_radius(self, rho: torch.Tensor) -> torch.Tensor:
+        """The radius of a tensor: float64 on the host, cast toward zero to rho's dtype and device."""
+        values = self.radius(rho.detach().to("cpu", torch.float64).numpy())
+        if not rho.is_floating_point():
+            return torch.as_tensor(values, dtype=torch.float64).to(rho.device)
+        return cast_toward_zero(torch.as_tensor(values, dtype=torch.float64), rho.dtype).to(rho.device)
 
     def inverse_radius(self, r, points: int = 64) -> float:
         """rho_needed(r): the smallest rho (to float64 resolution) with R(rho) >= r, the numeric
@@ -328,6 +386,9 @@ class Certificate:
         def converted_unit(rho):
             return shrink(unit(rho))
 
+        slope = self.slope_unit
+        converted_slope = None if slope is None else (lambda rho: np.asarray(slope(rho), dtype=np.float64) / c)
+
         verified = self.verified_unit
         converted_verified = None if verified is None or c == 1 else \
             (lambda rho, dps: float(shrink(verified(rho, dps))))
@@ -340,9 +401,26 @@ class Certificate:
             formula=None if self.formula is None else self.formula / exact_c,
             formula_rho_max=self.formula_rho_max, Phi=None, Phi_formula=None, tight=False,
             source=self.source, theorem=self.theorem, gamma_law=self.gamma_law,
-            verified_unit=verified if c == 1 else converted_verified)
+            verified_unit=verified if c == 1 else converted_verified, slope_unit=converted_slope)
 
     def __repr__(self) -> str:
         f = "" if self.formula is None else f", formula={self.formula}"
         return (f"Certificate({self.source or '?'} vs {self.adversary}, method={self.method!r}"
                 f"{f}, tight={self.tight})")
+
+
+class _RadiusOfRho(torch.autograd.Function):
+    """R(rho) for a tensor that requires grad: the sound value of :meth:`Certificate.radius` forward,
+    dR/drho (:meth:`Certificate.slope`) times the incoming gradient backward."""
+
+    @staticmethod
+    def forward(ctx, rho: torch.Tensor, certificate: Certificate) -> torch.Tensor:
+        ctx.certificate = certificate
+        ctx.save_for_backward(rho)
+        return certificate._tensor_radius(rho)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (rho,) = ctx.saved_tensors
+        slope = ctx.certificate.slope(rho.detach().to("cpu", torch.float64).numpy())
+        return grad * torch.as_tensor(slope, dtype=grad.dtype, device=grad.device), None

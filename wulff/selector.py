@@ -7,6 +7,8 @@ pointwise maximum: a maximum of sound lower bounds is a sound lower bound.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
@@ -61,11 +63,26 @@ def all_certificates(q: Distribution, adversary: str) -> list[Certificate]:
     return [cert for _, cert in labelled_certificates(q, adversary)]
 
 
+#: where a best certificate compares its candidates once (:class:`BestCertificate`): fine in the bulk,
+#: geometric towards rho = 1/2 and rho = 1
+CHOICE_GRID = np.unique(np.concatenate([
+    np.linspace(0.5, 1.0, 2049)[1:-1], 0.5 + np.geomspace(1e-15, 0.25, 400),
+    1.0 - np.geomspace(1e-16, 0.25, 800)]))
+
+
 class BestCertificate(Certificate):
     """Pointwise maximum of several certificates; :meth:`winner` says which one gives each radius.
 
     A certificate marked tight is the exact robust radius, so every sound one lies below it: the
     maximum is then tight too and takes that certificate's formula.
+
+    It chooses once: at construction every candidate is evaluated on :data:`CHOICE_GRID`, and each
+    cell [g, g') between two grid points keeps the candidates that can win in it: as every radius is
+    nondecreasing, candidate i can exceed the best radius somewhere in the cell only if
+    R_i(g') >= max_j R_j(g). Away from crossovers that is one candidate; near one, both; the cells
+    below the first and above the last grid point keep every candidate. A rho is then evaluated only
+    by its cell's candidates, the largest taken: the pointwise maximum of all candidates, at the cost
+    of (mostly) one.
     """
 
     def __init__(self, certificates: list[Certificate], adversary: str, lam: float, d: int,
@@ -88,16 +105,59 @@ class BestCertificate(Certificate):
             Phi=chosen.Phi if chosen else None, Phi_formula=chosen.Phi_formula if chosen else None,
             tight=chosen.tight if chosen else False, theorem=chosen.theorem if chosen else theorems,
             gamma_law=chosen.gamma_law if chosen else "")
+        self._members = self._choose()
+
+    def _choose(self) -> np.ndarray:
+        """members[i, k]: candidate i is evaluated in cell k (cell 0: rho < CHOICE_GRID[0]; cell k:
+        CHOICE_GRID[k-1] <= rho < CHOICE_GRID[k]; the last: rho >= CHOICE_GRID[-1])."""
+        count, cells = len(self.certificates), CHOICE_GRID.size + 1
+        if count == 1:
+            return np.ones((1, cells), dtype=bool)
+        radii = np.stack([c.radius(CHOICE_GRID) for c in self.certificates])
+        members = np.ones((count, cells), dtype=bool)
+        # inner cell k = [g_{k-1}, g_k): R_i(rho) <= R_i(g_k) and max_j R_j(rho) >= max_j R_j(g_{k-1})
+        members[:, 1:-1] = radii[:, 1:] >= radii.max(axis=0)[None, :-1]
+        return members
+
+    def radius(self, rho):
+        """As :meth:`Certificate.radius`; a single candidate answers directly (its own guards)."""
+        if len(self.certificates) == 1:
+            return self.certificates[0].radius(rho)
+        return super().radius(rho)
 
     def _all_radii(self, rho: np.ndarray) -> np.ndarray:
         return np.stack([c.radius(rho) for c in self.certificates])
 
     def _max_unit(self, rho: np.ndarray) -> np.ndarray:
-        return self._all_radii(rho).max(axis=0) / self.lam
+        return self._scaled_radius(rho) / self.lam
 
     def _scaled_radius(self, rho: np.ndarray) -> np.ndarray:
-        """The maximum of the certificates' radii, as they are (each already sound and scaled)."""
-        return self._all_radii(rho).max(axis=0)
+        """The largest radius among each rho's cell candidates, as they are (each already sound and
+        scaled)."""
+        if len(self.certificates) == 1:
+            return self.certificates[0].radius(rho)
+        cell = np.searchsorted(CHOICE_GRID, rho, side="right")
+        out = np.zeros(rho.shape, dtype=np.float64)
+        for certificate, member in zip(self.certificates, self._members):
+            mask = member[cell]
+            if mask.all():
+                np.maximum(out, certificate.radius(rho), out=out)
+            elif mask.any():
+                out[mask] = np.maximum(out[mask], certificate.radius(rho[mask]))
+        return out
+
+    def _slope_inside(self, rho: np.ndarray) -> np.ndarray:
+        """The slope of the candidate that gives each radius (the first one on ties): at a crossover,
+        the one-sided slope of the winner there."""
+        if len(self.certificates) == 1:
+            return self.certificates[0]._slope_inside(rho)
+        index = self._all_radii(rho).argmax(axis=0)
+        out = np.zeros(rho.shape, dtype=np.float64)
+        for i, certificate in enumerate(self.certificates):
+            mask = index == i
+            if mask.any():
+                out[mask] = certificate._slope_inside(rho[mask])
+        return out
 
     def verified_radius(self, rho, dps: int = 40) -> np.ndarray:
         """The maximum of the certificates' verified radii (a maximum of lower bounds is one)."""
@@ -117,14 +177,51 @@ class BestCertificate(Certificate):
         return np.asarray(names, dtype=object).reshape(arr.shape)
 
 
+#: best certificates kept by :func:`best_certificate` (least recently used dropped first)
+MEMO_SIZE = 128
+_memo: OrderedDict[tuple, BestCertificate] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
+def _memo_key(q: Distribution, adversary: str) -> tuple | None:
+    """The value of q (its class, name and structure key, scale included) and the adversary; None for
+    a distribution without a structure key (never memoized)."""
+    try:
+        return (type(q).__module__, type(q).__qualname__, q.name, q.structure_key(), adversary)
+    except NotImplementedError:
+        return None
+
+
+def _remembered(key: tuple | None) -> BestCertificate | None:
+    if key is None:
+        return None
+    with _memo_lock:
+        found = _memo.get(key)
+        if found is not None:
+            _memo.move_to_end(key)
+        return found
+
+
 def best_certificate(q: Distribution, adversary: str) -> BestCertificate:
     """The pointwise-best certificate for q against ``adversary`` (see the module docstring).
 
     ``best_certificate(q, adversary).winner(rho)`` says which certificate gives each radius.
+    Distributions are values: the certificate is built once per (distribution, adversary) and kept
+    (the last :data:`MEMO_SIZE` pairs), keyed by the distribution's value, not its identity.
     """
     adversary = check_adversary(adversary)
+    key = _memo_key(q, adversary)
+    known = _remembered(key)
+    if known is not None:
+        return known
     found = labelled_certificates(q, adversary)
-    return BestCertificate([c for _, c in found], adversary, q.lam, q.d, labels=[lab for lab, _ in found])
+    best = BestCertificate([c for _, c in found], adversary, q.lam, q.d, labels=[lab for lab, _ in found])
+    if key is not None:
+        with _memo_lock:
+            _memo[key] = best
+            while len(_memo) > MEMO_SIZE:
+                _memo.popitem(last=False)
+    return best
 
 
 def certified_radius(q: Distribution, rho, adversary: str):
@@ -132,10 +229,16 @@ def certified_radius(q: Distribution, rho, adversary: str):
 
     ``rho`` is (a lower bound on) the top-class probability: numpy or a number in -> numpy float64
     out; a torch tensor in -> a tensor on its device and in its floating dtype (rounded toward zero).
-    Radii include the scale lam and are 0 for rho <= 1/2.
+    Radii include the scale lam and are 0 for rho <= 1/2. A tensor that requires grad gives a
+    tensor whose gradient is dR/drho (:meth:`~wulff.certificate.Certificate.slope`: 0 below 1/2, the
+    winning certificate's slope at a crossover), so the radius can be maximised by training.
+    The best certificate is built on the first call for (q, adversary) and kept.
     """
     if not isinstance(q, Distribution):
         raise TypeError(f"q must be a wulff distribution; got {type(q).__name__}")
+    known = _remembered(_memo_key(q, check_adversary(adversary)))
+    if known is not None:
+        return known.radius(rho)
     as_rho_array(rho.detach().cpu().double().numpy() if isinstance(rho, torch.Tensor) else rho)  # fail fast
     return best_certificate(q, adversary).radius(rho)
 

@@ -69,11 +69,28 @@ def _formula(name: str, d: int) -> sp.Expr:
     return 2 - 4 * beta_inv
 
 
-#: (support norm, adversary) -> (name, unit radius, theorem)
+def _cube_l1_slope(rho, d):
+    return np.full(np.shape(rho), 2.0)
+
+
+def _cube_linf_slope(rho, d):
+    """d/drho of 2 (1 - (3/2 - rho)^(1/d)) = (2 / d) (3/2 - rho)^(1/d - 1)."""
+    return 2.0 / d * np.exp((1.0 / d - 1.0) * np.log1p(0.5 - rho))
+
+
+def _ball_l2_slope(rho, d):
+    """R'(rho) = 2 / f(x), f the Beta(b, b) density at x = BetaCDF^{-1}(3/4 - rho/2; b, b)."""
+    b = 0.5 * (d + 1)
+    x = special.betaincinv(b, b, 0.75 - 0.5 * rho)
+    log_f = (b - 1) * (np.log(x) + np.log1p(-x)) - special.betaln(b, b)
+    return 2.0 * np.exp(-log_f)
+
+
+#: (support norm, adversary) -> (name, unit radius, its slope dR/drho, theorem)
 _CASES = {
-    ("inf", "l1"): ("cube-l1", _cube_l1, "Theorem N.3"),
-    ("inf", "linf"): ("cube-linf", _cube_linf, "Theorem N.6"),
-    (2, "l2"): ("ball-l2", _ball_l2, "Theorem S.1"),
+    ("inf", "l1"): ("cube-l1", _cube_l1, _cube_l1_slope, "Theorem N.3"),
+    ("inf", "linf"): ("cube-linf", _cube_linf, _cube_linf_slope, "Theorem N.6"),
+    (2, "l2"): ("ball-l2", _ball_l2, _ball_l2_slope, "Theorem S.1"),
 }
 
 
@@ -86,8 +103,9 @@ def derive_uniform(q: Distribution, adversary: str) -> Certificate:
     adversary = check_adversary(adversary)
     if not isinstance(q, Uniform) or (q.norm, adversary) not in _CASES:
         raise NotImplementedError(f"no uniform-noise theorem for {q.name} against {adversary}")
-    name, unit, theorem = _CASES[(q.norm, adversary)]
+    name, unit, slope, theorem = _CASES[(q.norm, adversary)]
     d = q.d
     return Certificate(adversary=adversary, method=f"closed form ({theorem})", lam=q.lam, d=d,
                        radius_unit=lambda rho: unit(rho, d), formula=q.lam * _formula(name, d),
-                       Phi=None, tight=True, source=repr(q), theorem=theorem)
+                       Phi=None, tight=True, source=repr(q), theorem=theorem,
+                       slope_unit=lambda rho: slope(rho, d))

@@ -143,9 +143,10 @@ class Smoothed:
         """CERTIFY with a sequential test that stops as soon as the answer is decided
         (:mod:`wulff.certify.adaptive`): n0 = max(1, min(100, n_max // 10)) votes choose the class,
         then Clopper-Pearson bounds are looked at after 500, 1000, 2000, ... estimation samples
-        (K looks, the last at n_max - n0, with half of alpha; the other half split over the rest). The same guarantee as :meth:`certify`:
-        with probability at least 1 - alpha, the returned class (unless ABSTAIN) is the smoothed
-        classifier's and every radius R_a(rho_lower) is a true robustness radius, wherever it stops.
+        (K looks, the last at n_max - n0, with half of alpha; the other half split over the rest).
+        The same guarantee as :meth:`certify`: with probability at least 1 - alpha, the returned
+        class (unless ABSTAIN) is the smoothed classifier's and every radius R_a(rho_lower) is a true
+        robustness radius, wherever it stops.
 
         It stops early on abstention (class probability plausibly <= 1/2); with ``radii`` (increasing, against the
         first adversary listed) once the largest grid radius it can certify within n_max is decided;

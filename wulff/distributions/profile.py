@@ -19,6 +19,8 @@ takes sympy expressions only: user strings are parsed by :mod:`wulff.expressions
 """
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 
 from ..expressions import as_expression
@@ -85,8 +87,8 @@ class ParametricProfile(Profile):
     def _values(self) -> tuple:
         return tuple(getattr(self, name) for name in self.fields)
 
-    @property
-    def key(self) -> tuple:
+    @functools.cached_property
+    def key(self) -> tuple:  # computed once: profiles are immutable
         return (self.kind, *(_key_field(v) for v in self._values()))
 
     def rationalized(self) -> ParametricProfile:
@@ -143,8 +145,8 @@ class GenericProfile(Profile):
     def __init__(self, expr: sp.Expr, symbol: sp.Symbol = r_symbol):
         self.expr, self.symbol = expr, symbol
 
-    @property
-    def key(self) -> tuple:
+    @functools.cached_property
+    def key(self) -> tuple:  # computed once: profiles are immutable
         return ("generic", sp.srepr(self.expr))
 
     def rationalized(self) -> GenericProfile:

@@ -1,0 +1,162 @@
+"""Radius evaluation (issue 16): torch in gives the numpy values, gradients are dR/drho, a best
+certificate chooses its candidates once and equals their pointwise maximum, the front door keeps
+certificates per distribution value, and binomial sign sums stay O(d) in memory.
+
+Reference slopes are written here from the paper's closed forms (Table A.1), not taken from the code.
+"""
+from __future__ import annotations
+
+import math
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import special, stats
+
+import wulff
+import wulff.distributions as D
+from wulff import selector
+from wulff.diffmethod.laws import RademacherSum
+from wulff.diffmethod.magnitude import ConstantMagnitude
+
+pytestmark = pytest.mark.usefixtures("private_cache")
+
+D_SMALL = 10
+SIGMA = 0.5
+
+
+def _gaussian_l2_slope(rho):  # R = sigma Phi^-1(rho)
+    return SIGMA / stats.norm.pdf(stats.norm.ppf(rho))
+
+
+def _laplace_l1_slope(rho):  # R = -lam log(2 (1 - rho)), lam = sigma / sqrt(2)
+    return SIGMA / math.sqrt(2) / (1 - rho)
+
+
+def _cube_l1_slope(rho):  # R = 2 lam (rho - 1/2), lam = sigma sqrt(3)
+    return 2 * SIGMA * math.sqrt(3) + 0 * rho
+
+
+def _cube_linf_slope(rho):  # R = 2 lam (1 - (3/2 - rho)^(1/d))
+    return 2 * SIGMA * math.sqrt(3) / D_SMALL * (1.5 - rho) ** (1 / D_SMALL - 1)
+
+
+#: (family, adversary) -> the slope dR/drho of its closed form
+CLOSED_SLOPES = {
+    ("Gaussian", "l2"): _gaussian_l2_slope,
+    ("Laplace", "l1"): _laplace_l1_slope,
+    ("UniformCube", "l1"): _cube_l1_slope,
+    ("UniformCube", "linf"): _cube_linf_slope,
+}
+#: every adversary of a few families, including envelope (quadrature) and level-set certificates
+PAIRS = [(name, adv) for name in ("Gaussian", "Laplace", "UniformCube", "UniformBall", "ExpInf")
+         for adv in ("l1", "l2", "linf")]
+
+
+def _q(name: str):
+    return getattr(D, name)(D_SMALL, sigma=SIGMA)
+
+
+@settings(max_examples=25, deadline=None)
+@given(pair=st.sampled_from(PAIRS), rho=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6))
+def test_tensors_get_the_numpy_radii_with_and_without_grad(pair, rho):
+    q, adversary = _q(pair[0]), pair[1]
+    expected = wulff.certified_radius(q, np.array(rho), adversary)
+    plain = wulff.certified_radius(q, torch.tensor(rho, dtype=torch.float64), adversary)
+    tracked = wulff.certified_radius(q, torch.tensor(rho, dtype=torch.float64, requires_grad=True), adversary)
+    np.testing.assert_array_equal(plain.numpy(), expected)
+    np.testing.assert_array_equal(tracked.detach().numpy(), expected)
+    assert tracked.requires_grad and not plain.requires_grad
+
+
+@settings(max_examples=25, deadline=None)
+@given(pair=st.sampled_from(sorted(CLOSED_SLOPES)), rho=st.floats(0.51, 0.999))
+def test_gradients_are_the_closed_form_slopes(pair, rho):
+    x = torch.tensor([rho], dtype=torch.float64, requires_grad=True)
+    wulff.certified_radius(_q(pair[0]), x, pair[1]).sum().backward()
+    assert x.grad.item() == pytest.approx(CLOSED_SLOPES[pair](rho), rel=1e-6)
+
+
+@pytest.mark.parametrize("pair", [("Laplace", "linf"), ("ExpInf", "l1"), ("UniformBall", "l2"),
+                                  ("Gaussian", "l1")])
+def test_gradients_match_central_differences(pair):
+    """Envelope, best-of and converted certificates: the gradient is the slope of the float radius."""
+    q, adversary = _q(pair[0]), pair[1]
+    rho = np.array([0.55, 0.7, 0.9, 0.99])
+    x = torch.tensor(rho, requires_grad=True)
+    wulff.certified_radius(q, x, adversary).sum().backward()
+    h = 1e-5
+    up, down = wulff.certified_radius(q, rho + h, adversary), wulff.certified_radius(q, rho - h, adversary)
+    numeric = (up - down) / (2 * h)
+    np.testing.assert_allclose(x.grad.numpy(), numeric, rtol=2e-3)
+
+
+def test_gradient_is_zero_below_half_and_at_one_and_follows_the_dtype():
+    q = _q("Gaussian")
+    x = torch.tensor([0.2, 0.5, 0.8, 1.0], dtype=torch.float32, requires_grad=True)
+    r = wulff.certified_radius(q, x, "l2")
+    r.sum().backward()
+    assert r.dtype == torch.float32 and x.grad.dtype == torch.float32
+    assert x.grad[0] == 0 and x.grad[1] == 0 and x.grad[3] == 0 and x.grad[2] > 0
+    # float32 radii keep rounding toward zero with grad on
+    exact = wulff.certified_radius(q, np.float64(np.float32(0.8)), "l2")
+    assert r[2].item() <= exact
+
+
+def test_a_uniform_ball_slope_is_two_over_the_beta_density():
+    q = _q("UniformBall")
+    rho, b = 0.8, (D_SMALL + 1) / 2
+    x = special.betaincinv(b, b, 0.75 - rho / 2)
+    expected = q.lam * 2 / stats.beta.pdf(x, b, b)
+    t = torch.tensor(rho, dtype=torch.float64, requires_grad=True)
+    wulff.certified_radius(q, t, "l2").backward()
+    assert t.grad.item() == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("pair", [("ExpInf", "l1"), ("Exp2", "l2"), ("Laplace", "l2")])
+def test_a_best_certificate_equals_the_pointwise_maximum_of_its_candidates(pair):
+    q = getattr(D, pair[0])(D_SMALL, sigma=SIGMA)
+    best = wulff.best_certificate(q, pair[1])
+    rho = np.concatenate([np.random.default_rng(1).uniform(0.5, 1.0, 4000), selector.CHOICE_GRID[::7],
+                          [0.5, 1 - 1e-17, 1.0]])
+    pointwise = np.max([c.radius(rho) for c in best.certificates], axis=0)
+    np.testing.assert_array_equal(best.radius(rho), pointwise)
+
+
+def test_the_front_door_keeps_one_certificate_per_distribution_value():
+    a, b = D.Laplace(7, sigma=0.5), D.Laplace(7, sigma=0.5)
+    assert a is not b and wulff.best_certificate(a, "l1") is wulff.best_certificate(b, "l1")
+    assert wulff.best_certificate(D.Laplace(7, sigma=0.25), "l1") is not wulff.best_certificate(a, "l1")
+    assert wulff.best_certificate(a, "l2") is not wulff.best_certificate(a, "l1")
+    for lam in np.linspace(0.1, 1, selector.MEMO_SIZE + 5):
+        wulff.best_certificate(D.Gaussian(3, lam=float(lam)), "l2")
+    assert len(selector._memo) <= selector.MEMO_SIZE
+
+
+def test_scalar_calls_keep_their_guards():
+    q = _q("Gaussian")
+    assert wulff.certified_radius(q, 0.4, "l2") == 0.0
+    assert wulff.certified_radius(q, 0.9, "l2") == wulff.certified_radius(q, np.array([0.9]), "l2")[0]
+    assert np.isinf(wulff.certified_radius(q, 1.0, "l2"))
+    for bad in (float("nan"), -0.1, 1.5):
+        with pytest.raises(ValueError, match="rho must lie in"):
+            wulff.certified_radius(q, bad, "l2")
+
+
+def test_binomial_sign_sums_work_in_linear_memory():
+    """Theorem P.2's sums at d = 10^6 (about 37,000 support points, as many kinks): a dense
+    kinks x support matrix would take ~11 GB; the cumulative sums take a few MB."""
+    law, M = RademacherSum(10 ** 6), ConstantMagnitude(1.0)
+    c = np.concatenate([[0.0], law.kinks(M)])
+    tracemalloc.start()
+    try:
+        values = law.stop_loss(M, c)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50e6 and values[0] > values[-1] >= 0
+    # E|S| = E(S)_+ * 2 for the symmetric S: the value at c = 0 is E(S)_+, about sqrt(2 d / pi) / 2
+    assert values[0] == pytest.approx(math.sqrt(2 * 10 ** 6 / math.pi) / 2, rel=1e-5)

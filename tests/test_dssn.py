@@ -321,3 +321,14 @@ def test_cli_trains_and_certifies_dssn(tmp_path, capsys):
     assert code == 2 and "--quantization is a setting of DSSN noise only" in err
     code, out, err = run_cli(capsys, "train", "--noise", "Laplace", "--out", tmp_path / "m4", "--no-progress")
     assert code == 2 and "--sigma is required" in err
+
+
+def test_the_example_runs_and_certifies(capsys):
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "dssn_digits.py"), run_name="__main__")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5 and all("(exact, 16 forward passes)" in line for line in lines)
+    radii = [float(line.rsplit(" ", 1)[1]) for line in lines]
+    assert all(0.0 <= r <= 0.5 for r in radii) and max(radii) > 0.0

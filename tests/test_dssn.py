@@ -332,3 +332,27 @@ def test_the_example_runs_and_certifies(capsys):
     assert len(lines) == 5 and all("(exact, 16 forward passes)" in line for line in lines)
     radii = [float(line.rsplit(" ", 1)[1]) for line in lines]
     assert all(0.0 <= r <= 0.5 for r in radii) and max(radii) > 0.0
+
+
+def test_demo_dssn_is_opt_in_and_shares_the_table(tmp_path, capsys):
+    from toys import run_cli
+
+    code, out, err = run_cli(capsys, "demo", "--quick", "--dssn", "--distributions", "UniformCube", "--skip", "45",
+                             "--out", tmp_path / "demo", "--no-progress")
+    assert code == 0, err
+    assert "| UniformCube |" in out and "| DSSN(quantization=16) |" in out
+    results = read_results(tmp_path / "demo" / "DSSN-lam0.875" / "certify_l1.tsv")  # sqrt(3) 0.5 -> 28/32
+    assert results.meta["deterministic"] and list(results.samples) == [28] * 10
+
+
+def test_the_python_block_of_docs_dssn_runs():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "dssn.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 1
+    scope: dict = {}
+    exec(compile(blocks[0], "docs/dssn.md", "exec"), scope)
+    cert = scope["cert"]
+    assert cert.n == 16 and 0 <= cert.radius["l1"] <= 0.5 and cert.rho_lower * 16 == cert.top_count

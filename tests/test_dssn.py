@@ -356,3 +356,18 @@ def test_the_python_block_of_docs_dssn_runs():
     exec(compile(blocks[0], "docs/dssn.md", "exec"), scope)
     cert = scope["cert"]
     assert cert.n == 16 and 0 <= cert.radius["l1"] <= 0.5 and cert.rho_lower * 16 == cert.top_count
+
+
+def test_batches_of_offsets_give_the_same_votes():
+    noise = SplittingNoise(4, offsets=7, quantization=5)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    x = torch.tensor([0.0, 0.4, 1.0, 0.6])
+    smoothed = DerandomizedSmoothed(model, noise, 3)
+    counts = smoothed.class_counts(x, batch_size=1000)
+    assert counts.sum() == 7
+    for size in (1, 2, 3, 7):
+        assert list(smoothed.class_counts(x, batch_size=size)) == list(counts)
+    with torch.no_grad():
+        expected = np.bincount(model(noise.all_offsets(x)).argmax(1).numpy(), minlength=3)
+    assert list(counts) == list(expected)

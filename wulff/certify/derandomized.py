@@ -150,7 +150,7 @@ class DerandomizedSmoothed:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
         x = self._check_input(x)
-        copies = self.q.all_offsets(x)
+        self.q.grid_levels(x)  # off the grid: a ValueError before any forward pass
         counts = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)
         finite = True
         was_training = getattr(self.model, "training", False)
@@ -158,7 +158,9 @@ class DerandomizedSmoothed:
             self.model.eval()
         try:
             with torch.inference_mode(), self._autocast():
-                for batch in copies.split(batch_size):
+                for start in range(0, self.q.offsets, batch_size):  # transformed a batch at a time
+                    offsets = torch.arange(start, min(start + batch_size, self.q.offsets), device=self.device)
+                    batch = self.q.transform(x.unsqueeze(0).expand(len(offsets), *x.shape), offsets)
                     if self.channels_last and batch.dim() == 4:
                         batch = batch.contiguous(memory_format=torch.channels_last)
                     logits = self.model(batch)

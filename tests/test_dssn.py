@@ -2,8 +2,9 @@
 
 The reference here is independent of wulff/splitting.py and wulff/certify/derandomized.py: it
 evaluates the *continuous* definition p_c(x) = P_s(f(T(x, s)) = c), s ~ U[0, 2 lam), with
-T_i(x, s) = 2 lam ceil((x_i - s) / (2 lam)) + (floor(s Q) + 1/2) / Q - lam, in exact rational
-arithmetic, for inputs on a grid of step 1/(Q K) (K = 1: the data grid; K = 2: real-valued
+T_i(x, s) = 2 lam ceil((x_i - s_i) / (2 lam)) + (floor(s_i Q) + 1/2) / Q - lam and
+s_i = (s + v_i / Q) mod 2 lam (v the noise's fixed phases), in exact rational arithmetic, for
+inputs on a grid of step 1/(Q K) (K = 1: the data grid; K = 2: real-valued
 perturbations between its points). On such inputs T is constant in s between consecutive multiples
 of 1/(Q K), so averaging over the midpoints of those cells is the exact integral.
 """
@@ -22,29 +23,31 @@ from wulff.certify import DerandomizedSmoothed, Smoothed, certify_dataset, dssn_
 from wulff.certify.analysis import report
 from wulff.certify.derandomized import dssn_radius, smoothed_classifier
 from wulff.errors import ParameterError, UserError
-from wulff.splitting import SplittingNoise
+from wulff.splitting import SplittingNoise, phases
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- the independent reference -------------------------------------------------------------------
-def reference_keys(x: tuple[Fraction, ...], s: Fraction, q: int, n: int) -> tuple[int, ...]:
+def reference_keys(x: tuple[Fraction, ...], s: Fraction, q: int, n: int, v) -> tuple[int, ...]:
     """T(x, s) from its continuous definition, as the integers k with T_i = (k_i + 1/2 - n/2) / q."""
     two_lam = Fraction(n, q)
     keys = []
-    for xi in x:
-        t = two_lam * math.ceil((xi - s) / two_lam) + (math.floor(s * q) + Fraction(1, 2)) / q - two_lam / 2
+    for xi, vi in zip(x, v):
+        si = (s + Fraction(vi, q)) % two_lam
+        t = two_lam * math.ceil((xi - si) / two_lam) + (math.floor(si * q) + Fraction(1, 2)) / q - two_lam / 2
         k = t * q - Fraction(1, 2) + Fraction(n, 2)
         assert k.denominator == 1  # T always lands on the lattice of cell centres
         keys.append(int(k))
     return tuple(keys)
 
 
-def reference_probabilities(f, x: tuple[Fraction, ...], q: int, n: int, k: int, classes: int) -> list[Fraction]:
+def reference_probabilities(f, x: tuple[Fraction, ...], q: int, n: int, k: int, classes: int,
+                            v) -> list[Fraction]:
     """p_c(x) for inputs on the grid 1/(q k): the average over the n k cells of s of width 1/(q k)."""
     votes = [0] * classes
     for t in range(n * k):
-        votes[f(reference_keys(x, Fraction(2 * t + 1, 2 * q * k), q, n))] += 1
+        votes[f(reference_keys(x, Fraction(2 * t + 1, 2 * q * k), q, n, v))] += 1
     return [Fraction(v, n * k) for v in votes]
 
 
@@ -106,20 +109,35 @@ def test_the_n_offsets_give_the_exact_smoothed_probabilities(q, n):
         d, classes = rng.choice([2, 3]), 3
         f = random_classifier(rng, d, classes)
         a = [rng.randint(0, q) for _ in range(d)]
-        noise = SplittingNoise(d, Fraction(n, 2 * q).__float__(), quantization=q)
+        noise = SplittingNoise(d, n / (2 * q), quantization=q, phase_seed=rng.randrange(2 ** 32))
+        v = phases(d, n, noise.phase_seed)
         counts = DerandomizedSmoothed(KeyClassifier(f, q, n, classes), noise, classes).class_counts(
             torch.tensor(a, dtype=torch.float32) / q)
-        x = tuple(Fraction(v, q) for v in a)
+        x = tuple(Fraction(level, q) for level in a)
         for k in (1, 2):  # the finer integral over s agrees: the N-offset average is exact
-            assert [Fraction(int(c), n) for c in counts] == reference_probabilities(f, x, q, n, k, classes)
+            assert [Fraction(int(c), n) for c in counts] == reference_probabilities(f, x, q, n, k, classes, v)
 
 
 def test_each_coordinate_sees_uniform_noise_on_the_cell_centres():
-    noise = SplittingNoise(3, 0.5, quantization=4)  # N = 4
-    x = torch.tensor([0.0, 0.25, 1.0])
-    delta = noise.all_offsets(x) - x
-    for i in range(3):
-        assert sorted(delta[:, i].tolist()) == [-0.375, -0.125, 0.125, 0.375]
+    for seed in (0, 1, 2 ** 32 - 1):
+        noise = SplittingNoise(3, 0.5, quantization=4, phase_seed=seed)  # N = 4
+        x = torch.tensor([0.0, 0.25, 1.0])
+        delta = noise.all_offsets(x) - x
+        for i in range(3):
+            assert sorted(delta[:, i].tolist()) == [-0.375, -0.125, 0.125, 0.375]
+
+
+def test_the_phases_are_a_fixed_hash_and_keep_pixels_apart():
+    from wulff.splitting import _splitmix64
+
+    assert _splitmix64(0) == 0xE220A8397B1DCDAF  # SplitMix64's published first output from state 0
+    assert phases(4, 1000, 0) == [_splitmix64(i) % 1000 for i in range(4)]
+    assert SplittingNoise(64, 1.0, quantization=16).params == {"quantization": 16, "phase_seed": 0}
+    # lam = 1 on [0, 1]: without phases every offset would show at most two levels; with them,
+    # pixels of one level get different noise
+    x = torch.full((64,), 0.5)
+    copies = SplittingNoise(64, 1.0, quantization=16).all_offsets(x)
+    assert all(len(set(row.tolist())) > 8 for row in copies)
 
 
 # -- soundness, exhaustively -----------------------------------------------------------------------
@@ -130,22 +148,23 @@ def test_no_perturbation_within_the_radius_changes_the_prediction(q, n, d):
     keeps g(x') = g(x) as the unique top class."""
     rng = random.Random(1000 * q + 10 * n + d)
     classes = 3
-    noise = SplittingNoise(d, n / (2 * q), quantization=q)
     checked = certified_nonzero = 0
-    for _ in range(8):
+    for case in range(8):
+        noise = SplittingNoise(d, n / (2 * q), quantization=q, phase_seed=case)
+        v = phases(d, n, case)
         f = random_classifier(rng, d, classes)
         a = [rng.randint(0, q) for _ in range(d)]
         result = DerandomizedSmoothed(KeyClassifier(f, q, n, classes), noise, classes).certify(
             torch.tensor(a, dtype=torch.float64) / q, ("l1",))
-        x = tuple(Fraction(v, q) for v in a)
-        assert result.prediction == smoothed_class(reference_probabilities(f, x, q, n, 1, classes))
+        x = tuple(Fraction(level, q) for level in a)
+        assert result.prediction == smoothed_class(reference_probabilities(f, x, q, n, 1, classes, v))
         radius = Fraction(result.radius["l1"])
         certified_nonzero += radius > 0
         for k in (1, 2):
             steps = math.ceil(radius * q * k) - 1  # ||e||_1 / (q k) < radius
             for e in l1_ball(d, max(steps, -1)) if steps >= 0 else ():
                 moved = tuple(xi + Fraction(ei, q * k) for xi, ei in zip(x, e))
-                p = reference_probabilities(f, moved, q, n, k, classes)
+                p = reference_probabilities(f, moved, q, n, k, classes, v)
                 top = p[result.prediction]
                 assert all(top > pc for c, pc in enumerate(p) if c != result.prediction), (a, e, k, p)
                 checked += 1
@@ -165,19 +184,20 @@ def test_the_radius_is_tight_for_a_neighbouring_runner_up(q, n, c, k):
     def f(keys):
         return 0 if keys[0] >= threshold else 1
 
-    noise = SplittingNoise(2, n / (2 * q), quantization=q)
+    noise = SplittingNoise(2, n / (2 * q), quantization=q, phase_seed=7)
+    v = phases(2, n, 7)
     result = DerandomizedSmoothed(KeyClassifier(f, q, n, 2), noise, 2).certify(torch.tensor(a) / q, ("l1",))
     assert result.prediction == 1 and result.top_count == n - c
     exact = Fraction(n - 2 * c, 2 * q)
     assert Fraction(result.radius["l1"]) == exact
-    x = tuple(Fraction(v, q) for v in a)
+    x = tuple(Fraction(level, q) for level in a)
     beyond = (x[0] + exact, x[1])
     assert (exact * q * k).denominator == 1  # the perturbation lies on the grid of step 1/(q k)
-    p = reference_probabilities(f, beyond, q, n, k, 2)
+    p = reference_probabilities(f, beyond, q, n, k, 2, v)
     assert p[0] == p[1] == Fraction(1, 2) and smoothed_class(p) == 0
     # just inside, on the same grid, the prediction holds
     inside = (x[0] + exact - Fraction(1, q * k), x[1])
-    assert smoothed_class(reference_probabilities(f, inside, q, n, k, 2)) == 1
+    assert smoothed_class(reference_probabilities(f, inside, q, n, k, 2, v)) == 1
 
 
 def test_top_two_radius_beats_the_top_class_radius():
@@ -297,7 +317,7 @@ def test_certify_dataset_and_report_take_dssn_beside_monte_carlo(digits, tmp_pat
     table = report([read_results(tmp_path / "dssn.tsv"), read_results(tmp_path / "cube.tsv")], "l1",
                    warn=warnings_.append)
     assert not warnings_
-    assert "DSSN(quantization=16)" in table and "UniformCube" in table
+    assert "DSSN(phase_seed=0, quantization=16)" in table and "UniformCube" in table
     assert "deterministic: the 2 lam Q = 16 offsets" in table
 
 
@@ -340,7 +360,7 @@ def test_demo_dssn_is_opt_in_and_shares_the_table(tmp_path, capsys):
     code, out, err = run_cli(capsys, "demo", "--quick", "--dssn", "--distributions", "UniformCube", "--skip", "45",
                              "--out", tmp_path / "demo", "--no-progress")
     assert code == 0, err
-    assert "| UniformCube |" in out and "| DSSN(quantization=16) |" in out
+    assert "| UniformCube |" in out and "| DSSN(phase_seed=0, quantization=16) |" in out
     results = read_results(tmp_path / "demo" / "DSSN-lam0.875" / "certify_l1.tsv")  # sqrt(3) 0.5 -> 28/32
     assert results.meta["deterministic"] and list(results.samples) == [28] * 10
 

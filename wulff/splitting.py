@@ -5,20 +5,26 @@ The transform
 -------------
 Inputs live on the grid (1/Q) Z^d (images with Q intensity levels: Q = 255 for 8-bit images,
 Q = 16 for scikit-learn's digits). Uniform noise of half-width ``lam`` is replaced by a *split* of
-the real line into intervals of length 2 lam at a random offset s, shared by all coordinates:
+each coordinate's line into intervals of length 2 lam, cut at s_i + 2 lam Z:
 
-    T_i(x, s) = 2 lam * ceil((x_i - s) / (2 lam)) + (floor(s Q) + 1/2) / Q - lam,   s ~ U[0, 2 lam).
+    T_i(x, s) = 2 lam * ceil((x_i - s_i) / (2 lam)) + (floor(s_i Q) + 1/2) / Q - lam,
+    s_i = (s + v_i / Q) mod 2 lam,   s ~ U[0, 2 lam) shared by all coordinates,
 
-T depends on x_i only through the interval holding x_i (the ``ceil``), so two inputs give the same
-T unless some coordinate's interval boundary falls between x_i and x'_i; for each coordinate that
-happens with probability min(1, |x_i - x'_i| / (2 lam)) over s, whether or not the offsets of the
-coordinates are independent (here they are one and the same s). The second term, the centre of
-the 1/Q-cell holding s, makes T piecewise constant in s on those cells.
+with v_i in {0, .., N-1} a fixed pseudo-random phase per coordinate (:func:`phases`, from
+``phase_seed``; part of the smoothing's definition, so training and certification agree). T depends
+on x_i only through the interval holding x_i, so two inputs give the same T unless some
+coordinate's cut falls between x_i and x'_i; for each coordinate that happens with probability
+min(1, |x_i - x'_i| / (2 lam)) over s, because each s_i alone is uniform on [0, 2 lam), however the
+s_i depend on each other (here they are one s, shifted). The phases keep the coordinates from
+moving in lockstep: with v = 0 every pixel of one level would get the same noise, for 2 lam >= 1
+every image in [0, 1]^d would be cut into at most two levels, and for 2 lam = 2 half of the offsets
+would show a blank image (an MLP on digits then certifies almost nothing at lam = 1).
+The second term, the centre of the 1/Q-cell holding s_i, makes T piecewise constant in s.
 
 With N = 2 lam Q a positive integer and x on the grid (x_i = a_i / Q, a_i integers), s in the cell
-[j/Q, (j+1)/Q) gives (write a_i - j = kN + r with 0 <= r < N)
+[j/Q, (j+1)/Q) puts s_i in the cell j_i = (j + v_i) mod N, and
 
-    T_i(x, s) = x_i + (((j - a_i) mod N) + 1/2 - N/2) / Q,
+    T_i(x, s) = x_i + (((j + v_i - a_i) mod N) + 1/2 - N/2) / Q,
 
 so over j = 0 .. N-1 each coordinate's noise T_i - x_i runs once through the N cell centres of
 [-lam, lam]: marginally it is the uniform noise of half-width lam, discretized to the grid. The
@@ -40,6 +46,23 @@ from wulff.errors import ParameterError
 
 #: the name a checkpoint or result file records for this noise
 NAME = "DSSN"
+_MASK = (1 << 64) - 1
+
+
+def _splitmix64(z: int) -> int:
+    """One step of the SplitMix64 mixer (a fixed integer hash: the phases never depend on a library's
+    random stream)."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+def phases(d: int, offsets: int, seed: int) -> list[int]:
+    """The fixed phases v_0, .., v_{d-1} in {0, .., offsets - 1}: SplitMix64 of (seed, i)."""
+    return [_splitmix64(((seed & 0xFFFFFFFF) << 32) | i) % offsets for i in range(d)]
+
+
 #: how far x * Q may sit from an integer (float rounding of k / Q) before x counts as off the grid
 GRID_TOLERANCE = 1e-4
 
@@ -58,12 +81,14 @@ class SplittingNoise:
     certified input); it may be given as ``lam`` or, exactly, as ``offsets`` = N. Attributes mirror
     :class:`wulff.distributions.Distribution` where they mean the same: ``name`` ("DSSN"), ``params``
     ({"quantization": Q}), ``d``, ``lam``, and ``sigma`` (the root mean square of each coordinate's
-    noise T_i - x_i: sqrt((N^2 - 1) / 12) / Q).
+    noise T_i - x_i: sqrt((N^2 - 1) / 12) / Q). ``phase_seed`` (an integer in [0, 2^32)) picks the
+    fixed per-coordinate phases v (:func:`phases`); it is recorded with the noise.
     """
 
     name = NAME
 
-    def __init__(self, d: int, lam: float | None = None, *, quantization: int, offsets: int | None = None):
+    def __init__(self, d: int, lam: float | None = None, *, quantization: int, offsets: int | None = None,
+                 phase_seed: int = 0):
         self.d = _positive_integer("d", d)
         self.quantization = _positive_integer("quantization", quantization)
         if (lam is None) == (offsets is None):
@@ -80,6 +105,11 @@ class SplittingNoise:
                     f"{1 / (2 * self.quantization):g}); got lam = {lam!r}, quantization = {self.quantization} "
                     f"(2 lam Q = {exact:g})")
         self.offsets = _positive_integer("offsets", offsets)
+        if isinstance(phase_seed, bool) or not isinstance(phase_seed, numbers.Integral) \
+                or not 0 <= phase_seed < 2 ** 32:
+            raise ParameterError(f"DSSN: phase_seed must be an integer in [0, 2^32); got {phase_seed!r}")
+        self.phase_seed = int(phase_seed)
+        self._phases = torch.tensor(phases(self.d, self.offsets, self.phase_seed), dtype=torch.float64)
 
     # -- what the rest of the library reads ------------------------------------------------------
     @property
@@ -93,7 +123,7 @@ class SplittingNoise:
 
     @property
     def params(self) -> dict[str, int]:
-        return {"quantization": self.quantization}
+        return {"quantization": self.quantization, "phase_seed": self.phase_seed}
 
     @property
     def sigma(self) -> float:
@@ -110,20 +140,24 @@ class SplittingNoise:
             raise ParameterError(f"not a {NAME} spec: {data!r}")
         extra = sorted(set(data) - {"name", "params", "d", "lam"})
         params = data.get("params") or {}
-        if extra or not isinstance(params, dict) or set(params) != {"quantization"}:
-            raise ParameterError(f"a {NAME} spec has the keys name, d, lam and params = {{quantization}}; "
-                                 f"got {data!r}")
-        return cls(data.get("d"), data.get("lam"), quantization=params["quantization"])
+        if extra or not isinstance(params, dict) or set(params) != {"quantization", "phase_seed"}:
+            raise ParameterError(f"a {NAME} spec has the keys name, d, lam and params = {{quantization, "
+                                 f"phase_seed}}; got {data!r}")
+        return cls(data.get("d"), data.get("lam"), quantization=params["quantization"],
+                   phase_seed=params["phase_seed"])
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, SplittingNoise) and (self.d, self.quantization, self.offsets) == (
-            other.d, other.quantization, other.offsets)
+        return isinstance(other, SplittingNoise) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((NAME, self.d, self.quantization, self.offsets))
+        return hash((NAME, *self._key()))
+
+    def _key(self) -> tuple[int, int, int, int]:
+        return self.d, self.quantization, self.offsets, self.phase_seed
 
     def __repr__(self) -> str:
-        return f"DSSN(d={self.d}, lam={self.lam:g}, quantization={self.quantization})"
+        seed = f", phase_seed={self.phase_seed}" if self.phase_seed else ""
+        return f"DSSN(d={self.d}, lam={self.lam:g}, quantization={self.quantization}{seed})"
 
     # -- the transform -------------------------------------------------------------------------
     def grid_levels(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,14 +176,17 @@ class SplittingNoise:
 
     def transform(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """T(x, s_j) for grid inputs ``x`` of shape (B, ...) and one offset index j in 0 .. N-1 per
-        input (``offsets``, shape (B,), integers): x_i + (((j - a_i) mod N) + 1/2 - N/2) / Q,
-        computed in float64 from the integers and returned in x's dtype."""
+        input (``offsets``, shape (B,), integers): x_i + (((j + v_i - a_i) mod N) + 1/2 - N/2) / Q,
+        computed in float64 from the integers and returned in x's dtype. Each input has d entries."""
         if offsets.dim() != 1 or offsets.shape[0] != x.shape[0]:
             raise ValueError(f"offsets must hold one offset index per input: shape ({x.shape[0]},); "
                              f"got {tuple(offsets.shape)}")
+        if x[0].numel() != self.d:
+            raise ValueError(f"each input must have d = {self.d} entries; got shape {tuple(x.shape[1:])}")
         levels = self.grid_levels(x)
         j = offsets.to(device=x.device, dtype=torch.float64).view(-1, *([1] * (x.dim() - 1)))
-        shift = torch.remainder(j - levels, self.offsets)
+        v = self._phases.to(x.device).view(1, *x.shape[1:])
+        shift = torch.remainder(j + v - levels, self.offsets)
         out = (levels + shift + 0.5 - self.offsets / 2.0) / self.quantization
         return out.to(x.dtype)
 

@@ -6,15 +6,15 @@ of :mod:`wulff.splitting`), so the certificate has no Monte Carlo error and no a
 The theorem implemented (derived here; Levine & Feizi, 2021, Theorem 1 for SSN, whose offsets
 "need not be independent", and its derandomization DSSN in their Section 4)
 -----------------------------------------------------------------------------------------------
-Let f be any base classifier, T the splitting transform of half-width lam (shared offset
-s ~ U[0, 2 lam)), p_c(x) = P_s(f(T(x, s)) = c) for every real x, and g(x) the class of largest
+Let f be any base classifier, T the splitting transform of half-width lam (one offset
+s ~ U[0, 2 lam) shared by all coordinates, each shifted by its fixed phase), p_c(x) = P_s(f(T(x, s)) = c) for every real x, and g(x) the class of largest
 p_c(x), ties broken towards the smallest class index. Fix x, write A = g(x) and
 p_B = max_{c != A} p_c(x) (the runner-up, B its class).
 
 (i) Lipschitz bound. For all real x, x': the class distributions of f(T(x, s)) and f(T(x', s))
     differ in total variation by at most P_s(T(x, s) != T(x', s)) <= sum_i min(1, |x_i - x'_i| / (2 lam))
-    <= ||x - x'||_1 / (2 lam)  (a union bound over coordinates: each needs only its own offset to be
-    uniform, so one shared s serves).
+    <= ||x - x'||_1 / (2 lam)  (a union bound over coordinates: each needs only its own offset s_i to
+    be uniform on [0, 2 lam), so one shared s, shifted per coordinate, serves).
 (ii) Certificate (top two classes). Let eps = ||x' - x||_1 / (2 lam). Moving mass eps can lower
     p_A by at most eps and raise any p_c by at most eps, so p_A(x') - p_c(x') >= p_A - p_B - 2 eps.
     Hence for every real x' with ||x' - x||_1 < R = lam (p_A - p_B), g(x') = A and A is the unique

@@ -7,8 +7,9 @@ The theorem implemented (derived here; Levine & Feizi, 2021, Theorem 1 for SSN, 
 "need not be independent", and its derandomization DSSN in their Section 4)
 -----------------------------------------------------------------------------------------------
 Let f be any base classifier, T the splitting transform of half-width lam (one offset
-s ~ U[0, 2 lam) shared by all coordinates, each shifted by its fixed phase), p_c(x) = P_s(f(T(x, s)) = c) for every real x, and g(x) the class of largest
-p_c(x), ties broken towards the smallest class index. Fix x, write A = g(x) and
+s ~ U[0, 2 lam) shared by all coordinates, each shifted by its fixed phase), p_c(x) =
+P_s(f(T(x, s)) = c) for every real x, and g(x) the class of largest p_c(x), ties broken towards the
+smallest class index. Fix x, write A = g(x) and
 p_B = max_{c != A} p_c(x) (the runner-up, B its class).
 
 (i) Lipschitz bound. For all real x, x': the class distributions of f(T(x, s)) and f(T(x', s))

@@ -124,9 +124,8 @@ def cosine_lr(config: TrainConfig, epoch: int) -> float:
 
 def _show(value) -> str:
     if isinstance(value, dict) and "name" in value:
-        shown = {**({"lam": value["lam"]} if isinstance(value.get("lam"), (int, float)) else {}),
-                 **(value.get("params") or {})}
-        return f"{value['name']}({', '.join(f'{k}={v:g}' for k, v in shown.items())})"
+        params = ", ".join(f"{k}={v:g}" for k, v in (value.get("params") or {}).items())
+        return f"{value['name']}({params})"
     return repr(value)
 
 

@@ -164,8 +164,20 @@ def _defects(run: Results) -> list[str]:
     return defects
 
 
+#: settings of the Monte Carlo statistics, which a deterministic (DSSN) run does not have
+STATISTICAL_KEYS = ("n", "alpha")
+
+
 def _setting(run: Results) -> tuple:
-    return tuple(_hashable(run.meta.get(k)) for k in COMPATIBLE_KEYS)
+    """The run's :data:`COMPATIBLE_KEYS`; a deterministic run's statistical ones are None (any)."""
+    exact = bool(run.meta.get("deterministic"))
+    return tuple(None if exact and k in STATISTICAL_KEYS else _hashable(run.meta.get(k)) for k in COMPATIBLE_KEYS)
+
+
+def _compatible(setting: tuple, reference: tuple | None) -> bool:
+    return reference is not None and all(
+        mine is None and key in STATISTICAL_KEYS or mine == theirs
+        for key, mine, theirs in zip(COMPATIBLE_KEYS, setting, reference))
 
 
 def _hashable(value):
@@ -177,7 +189,8 @@ def screen_runs(runs: list[Results], adversary: str, *, allow_mixed: bool = Fals
     """(the runs one table may combine, one warning per file left out or doubtful, naming it).
 
     A table combines complete, untorn, test-split files that share :data:`COMPATIBLE_KEYS` (the
-    setting most files share wins). Others are left out with a warning; with ``allow_mixed`` they are
+    setting most files share wins; deterministic DSSN files, which have no n or alpha of their own,
+    match on the others). Others are left out with a warning; with ``allow_mixed`` they are
     tabulated anyway (still with the warning). Files without ``adversary`` radii are always left out.
     """
     adversary = check_adversary(adversary)
@@ -190,13 +203,14 @@ def screen_runs(runs: list[Results], adversary: str, *, allow_mixed: bool = Fals
         else:
             usable.append(run)
     clean = [run for run in usable if not _defects(run)]
-    common = Counter(_setting(r) for r in clean).most_common(1)
+    sampled = [run for run in clean if not run.meta.get("deterministic")]  # they fix n and alpha
+    common = Counter(_setting(r) for r in (sampled or clean)).most_common(1)
     reference = common[0][0] if common else None
     action = "included anyway (--allow-mixed)" if allow_mixed else "left out"
     kept = []
     for run in usable:
         problems = _defects(run)
-        if not problems and _setting(run) != reference:
+        if not problems and not _compatible(_setting(run), reference):
             problems = ["certified with other settings than the table's other files (" + ", ".join(
                 f"{k} = {run.meta.get(k)} vs {v}" for k, v in zip(COMPATIBLE_KEYS, reference)
                 if _hashable(run.meta.get(k)) != v) + ")"]
@@ -232,8 +246,9 @@ def describe_cost(runs: list[Results]) -> str:
         samples = run.samples
         mean = "?" if samples is None or not len(samples) else f"{float(samples.mean()):,.0f}"
         kind = "adaptive, " if run.meta.get("adaptive") else ""
-        lines.append(f"- {_name(run)}: {mean} samples per input ({kind}n0 + n = "
-                     f"{run.meta.get('n0', '?')} + {run.meta.get('n', '?')})")
+        how = (f"deterministic: the 2 lam Q = {run.meta.get('n', '?')} offsets" if run.meta.get("deterministic")
+               else f"{kind}n0 + n = {run.meta.get('n0', '?')} + {run.meta.get('n', '?')}")
+        lines.append(f"- {_name(run)}: {mean} samples per input ({how})")
     return "\n".join(lines)
 
 

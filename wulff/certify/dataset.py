@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from wulff.distributions.base import check_integer
 
 from .adaptive import check_radii
+from .derandomized import DerandomizedSmoothed
 from .results import Results, ResultWriter, read_results
 from .smoothed import Smoothed, check_certify_arguments
 
@@ -62,8 +63,9 @@ def input_generator(device: torch.device, seed: int, index: int) -> torch.Genera
     return torch.Generator(device=device).manual_seed((int(seed) * 1_000_003 + int(index)) % (2 ** 63))
 
 
-def certify_dataset(smoothed: Smoothed, dataset: Sequence, out: str | os.PathLike, *, n0: int, n: int,
-                    alpha: float, batch_size: int, adversaries=("l1", "l2", "linf"), skip: int = 1,
+def certify_dataset(smoothed: Smoothed | DerandomizedSmoothed, dataset: Sequence, out: str | os.PathLike, *,
+                    n0: int | None = None, n: int | None = None, alpha: float | None = None, batch_size: int,
+                    adversaries=("l1", "l2", "linf"), skip: int = 1,
                     shard: int = 0, num_shards: int = 1, seed: int = 0, meta: dict | None = None,
                     progress: bool = True, max_inputs: int | None = None, adaptive: bool = False,
                     radii=None) -> Results:
@@ -79,8 +81,21 @@ def certify_dataset(smoothed: Smoothed, dataset: Sequence, out: str | os.PathLik
     n_max = n0 + n (the budget of ``certify``), with the grid ``radii`` (increasing, >= 0, against
     the first adversary; None: stop at 1 % radius gain); ``radii`` needs ``adaptive``. The column
     ``samples`` records the noisy samples each input used (n0 + n without ``adaptive``).
+
+    A :class:`~wulff.certify.derandomized.DerandomizedSmoothed` (DSSN) is certified exactly from its
+    N = 2 lam Q offsets: ``n0``, ``n`` and ``alpha`` do not apply (omit them; given, they are ignored),
+    ``adaptive`` must stay False, and the header records ``deterministic: true``, n0 = 0, n = N and
+    alpha = 0 (a certificate without failure probability).
     """
-    n0, n, alpha, batch_size = check_certify_arguments(n0, n, alpha, batch_size)
+    deterministic = isinstance(smoothed, DerandomizedSmoothed)
+    if deterministic:  # every offset is evaluated: no selection, no estimation sample size, no alpha
+        if adaptive:
+            raise ValueError("adaptive certification is a sequential test on noisy samples; DSSN certifies "
+                             "exactly from its N offsets: leave adaptive=False")
+        n0, n, alpha = 0, smoothed.q.offsets, 0.0
+        batch_size = check_integer("batch_size", batch_size, minimum=1)
+    else:
+        n0, n, alpha, batch_size = check_certify_arguments(n0, n, alpha, batch_size)
     if not isinstance(adaptive, bool):
         raise TypeError(f"adaptive must be True or False; got {adaptive!r}")
     radii = check_radii(radii)
@@ -100,6 +115,8 @@ def certify_dataset(smoothed: Smoothed, dataset: Sequence, out: str | os.PathLik
         alpha=alpha, adversaries=list(adversaries), skip=skip, seed=seed,
         dataset_size=len(dataset), indices_total=len(range(0, len(dataset), skip)),
         shard=shard, num_shards=num_shards)
+    if deterministic:  # absent for Monte Carlo runs, so their older files still resume
+        settings.update(deterministic=True)
     if adaptive:  # absent for certify, so files written before adaptive existed still resume
         settings.update(adaptive=True, radii=None if radii is None else list(radii))
     if "sigma" not in settings:
@@ -119,7 +136,10 @@ def certify_dataset(smoothed: Smoothed, dataset: Sequence, out: str | os.PathLik
                 x, label = dataset[index]
                 start = time.perf_counter()
                 generator = input_generator(smoothed.device, seed, index)
-                if adaptive:
+                if deterministic:
+                    result = smoothed.certify(x, adversaries, batch_size=batch_size)
+                    samples = result.n
+                elif adaptive:
                     result = smoothed.certify_adaptive(x, n0 + n, alpha, batch_size, adversaries,
                                                        radii=radii, generator=generator)
                     samples = result.n

@@ -37,6 +37,8 @@ class Certification:
     radius (0.0 on abstention); ``top_count`` of ``n`` noisy samples voted for the predicted class.
     From :meth:`Smoothed.certify_adaptive`, ``n`` counts every sample drawn, selection included, and
     ``top_count`` the votes among the estimation samples (``n`` minus the selection).
+    From :class:`~wulff.certify.derandomized.DerandomizedSmoothed` (DSSN), ``rho_lower`` is the exact
+    top-class probability, ``n`` the N = 2 lam Q offsets evaluated and ``top_count`` their votes for it.
     """
 
     prediction: int

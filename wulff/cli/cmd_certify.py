@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     check_adaptive_arguments(args)
     import torch
 
-    from wulff.certify import Smoothed, certify_dataset, merge_results, shard_path
+    from wulff.certify import certify_dataset, merge_results, shard_path, smoothed_classifier
     from wulff.train import load_dataset, load_trained, setup, teardown
     from wulff.train.distributed import barrier
     from wulff.train.threads import apply_threads
@@ -39,7 +39,10 @@ def run(args: argparse.Namespace) -> int:
         if args.channels_last:
             model.to(memory_format=torch.channels_last)
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[args.autocast]
-        smoothed = Smoothed(model, q, info.num_classes, autocast=amp, channels_last=args.channels_last)
+        smoothed = smoothed_classifier(model, q, info.num_classes, autocast=amp, channels_last=args.channels_last)
+        if getattr(smoothed, "deterministic", False) and args.adaptive:
+            raise UserError("--adaptive does not apply to a DSSN model: it is certified exactly from its "
+                            "2 lam Q offsets (drop --adaptive)")
         target = out if num_shards == 1 else shard_path(out, shard, num_shards)
         # the model is identified by its weights (model_sha256, added by certify_dataset), never by the
         # checkpoint's path: a retrained model is refused, the same one under another path resumes
@@ -71,7 +74,9 @@ def register(sub) -> None:
                        "--num-shards n a shard writes OUT.shard-i-of-n.tsv. --adaptive stops each input as "
                        "soon as a sequential test (valid at every look, same guarantee) has decided, within "
                        "the same "
-                       "budget n0 + n; the column `samples` records the noisy samples each input used.")
+                       "budget n0 + n; the column `samples` records the noisy samples each input used. "
+                       "A model trained with DSSN noise is certified exactly from its 2 lam Q offsets "
+                       "(no sampling: --n0, --n and --alpha do not apply).")
     p.add_argument("checkpoint", help="checkpoint.pt written by `wulff train`")
     p.add_argument("--out", required=True, help="result file (.tsv)")
     p.add_argument("--data-dir", default=None, help="local folder of cifar10 / imagenet")

@@ -5,7 +5,9 @@ matched sigma (a small sweep), certifies the whole test set against the l1 adver
 upper-envelope table and writes the plot. Every step resumes: a rerun after an interruption picks
 up where it stopped. With --adaptive each input is certified by the sequential test of
 ``wulff.certify.adaptive`` (the same guarantee, at most n0 + n samples, stopping once the table's radii
-are decided): the same table for fewer forward passes (printed under it).
+are decided): the same table for fewer forward passes (printed under it). With --dssn it also trains
+and certifies derandomized splitting noise at UniformCube's half-widths: exact l1 certificates from
+2 lam Q forward passes per input, in the same table.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from wulff.errors import UserError
 DISTRIBUTIONS = ("UniformCube", "Laplace", "Gaussian")
 FULL = {"sigmas": [0.25, 0.5], "epochs": 30, "n0": 64, "n": 10_000, "skip": 1}
 QUICK = {"sigmas": [0.5], "epochs": 2, "n0": 32, "n": 300, "skip": 15}
+#: digits pixels are multiples of 1/16: the grid of --dssn
+DIGITS_LEVELS = 16
 
 
 def _has_certificate(q, adversary: str) -> str | None:
@@ -52,7 +56,7 @@ def demo_parameters(names, d: int, given: dict) -> dict[str, dict]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from wulff.certify import Smoothed, certify_dataset, read_results
+    from wulff.certify import certify_dataset, read_results, smoothed_classifier
     from wulff.certify.analysis import report
     from wulff.distributions import registry
     from wulff.train import TrainConfig, build_model, load_dataset, train_smoothed, training_meta
@@ -80,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
              if args.adaptive else "") + f"; output in {out}/", flush=True)
     began = time.perf_counter()
     result_files = []
+    runs = []  # (folder, name, sigma, noise): the families at each sigma, then DSSN if asked
     for name in args.distributions:
         for sigma in settings["sigmas"]:
             q = registry.build(name, info.d, sigma=sigma, **shape[registry.family(name).__name__])
@@ -87,27 +92,33 @@ def run(args: argparse.Namespace) -> int:
             if missing:
                 print(f"  skipping {name}: no {adversary} certificate is available ({missing})", flush=True)
                 break
-            run_dir = out / f"{name}-sigma{sigma:g}"
-            step = time.perf_counter()
-            torch.manual_seed(args.seed)
-            model = build_model(args.model, info.input_shape, info.num_classes, info.mean, info.std)
-            apply_threads(args.threads, model, info.input_shape)
-            config = TrainConfig(epochs=settings["epochs"], batch_size=64, lr=args.lr, seed=args.seed)
-            history = train_smoothed(model, q, train_set, config, checkpoint=run_dir / "checkpoint.pt",
-                                     meta=training_meta(args.model, info, q), progress=not args.no_progress)
-            model.eval()
-            smoothed = Smoothed(model, q, info.num_classes)
-            results = certify_dataset(
-                smoothed, test_set, run_dir / f"certify_{adversary}.tsv", n0=settings["n0"], n=settings["n"],
-                alpha=args.alpha, batch_size=args.batch_size, adversaries=(adversary,), skip=settings["skip"],
-                seed=args.seed, meta={"sigma": sigma, "model": args.model, "dataset": "digits", "split": "test"},
-                progress=not args.no_progress, adaptive=args.adaptive, radii=args.radii if args.adaptive else None)
-            result_files.append(run_dir / f"certify_{adversary}.tsv")
-            accuracy = results.correct.mean()
-            print(f"  {name:<12} sigma = {sigma:<5g} training loss {history[-1]['loss']:.3f}, smoothed accuracy "
-                  f"{100 * accuracy:.1f}%, median {adversary} radius of correct inputs "
-                  f"{_median(results.radius(adversary)[results.correct]):.3f}  "
-                  f"({time.perf_counter() - step:.0f} s)", flush=True)
+            runs.append((f"{name}-sigma{sigma:g}", name, sigma, q))
+    if args.dssn:
+        runs += [(f"DSSN-lam{q.lam:g}", "DSSN", q.sigma, q) for q in dssn_noises(settings["sigmas"], info.d)]
+    for folder, name, sigma, q in runs:
+        run_dir = out / folder
+        step = time.perf_counter()
+        torch.manual_seed(args.seed)
+        model = build_model(args.model, info.input_shape, info.num_classes, info.mean, info.std)
+        apply_threads(args.threads, model, info.input_shape)
+        config = TrainConfig(epochs=settings["epochs"], batch_size=64, lr=args.lr, seed=args.seed)
+        history = train_smoothed(model, q, train_set, config, checkpoint=run_dir / "checkpoint.pt",
+                                 meta=training_meta(args.model, info, q), progress=not args.no_progress)
+        model.eval()
+        smoothed = smoothed_classifier(model, q, info.num_classes)
+        exact = getattr(smoothed, "deterministic", False)  # DSSN: no sampling, nothing adaptive
+        results = certify_dataset(
+            smoothed, test_set, run_dir / f"certify_{adversary}.tsv", n0=settings["n0"], n=settings["n"],
+            alpha=args.alpha, batch_size=args.batch_size, adversaries=(adversary,), skip=settings["skip"],
+            seed=args.seed, meta={"sigma": sigma, "model": args.model, "dataset": "digits", "split": "test"},
+            progress=not args.no_progress, adaptive=args.adaptive and not exact,
+            radii=args.radii if args.adaptive and not exact else None)
+        result_files.append(run_dir / f"certify_{adversary}.tsv")
+        accuracy = results.correct.mean()
+        print(f"  {name:<12} sigma = {sigma:<5.3g} training loss {history[-1]['loss']:.3f}, smoothed accuracy "
+              f"{100 * accuracy:.1f}%, median {adversary} radius of correct inputs "
+              f"{_median(results.radius(adversary)[results.correct]):.3f}  "
+              f"({time.perf_counter() - step:.0f} s)", flush=True)
     if not result_files:
         raise NotImplementedError("no distribution could be certified; nothing to report")
     plot = out / f"certified_accuracy_{adversary}.png"
@@ -121,6 +132,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nplot: {plot}\ntable: {out / f'table_{adversary}.md'}\n"
           f"total time {time.perf_counter() - began:.0f} s")
     return 0
+
+
+def dssn_noises(sigmas, d: int) -> list:
+    """DSSN on digits' grid (Q = 16) at the half-widths of the demo's UniformCube runs, lam = sqrt(3)
+    sigma, rounded to the nearest multiple of 1/(2Q) that DSSN allows (at least 1/(2Q))."""
+    import math
+
+    from wulff.splitting import SplittingNoise
+
+    offsets = sorted({max(1, round(2 * math.sqrt(3) * sigma * DIGITS_LEVELS)) for sigma in sigmas})
+    return [SplittingNoise(d, offsets=n, quantization=DIGITS_LEVELS) for n in offsets]
 
 
 def _median(values) -> float:
@@ -151,6 +173,10 @@ def register(sub) -> None:
     p.add_argument("--adaptive", action="store_true",
                    help="adaptive certification (same guarantee, stops each input once --radii are decided; "
                    "the forward passes saved are printed under the table)")
+    p.add_argument("--dssn", action="store_true",
+                   help="also train and certify derandomized splitting noise (DSSN: exact l1 certificates from "
+                   "2 lam Q forward passes per input) at UniformCube's half-widths lam = sqrt(3) sigma, rounded "
+                   "to multiples of 1/32 (digits' grid Q = 16)")
     p.add_argument("--model", default="mlp", choices=("mlp", "cnn"))
     p.add_argument("--lr", type=positive_float, default=0.05)
     p.add_argument("--seed", type=int, default=0)

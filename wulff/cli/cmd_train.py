@@ -5,14 +5,30 @@ import argparse
 
 from wulff.catalog import DATASETS, FAMILY_NAMES, MODELS
 from wulff.cli.checks import nonnegative_float, nonnegative_int, output_folder, positive_float, positive_int
+from wulff.errors import UserError
 
 
 def add_noise_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", default="Gaussian", help="named distribution, any case: "
-                   f"{', '.join(FAMILY_NAMES)} (see `wulff distributions`)")
-    p.add_argument("--sigma", type=positive_float, required=True,
-                   help="noise level sigma = sqrt(E||delta||^2 / d), a number > 0")
+                   f"{', '.join(FAMILY_NAMES)} (see `wulff distributions`), or DSSN (derandomized splitting "
+                   "noise: exact l1 certificates; takes --lam and --quantization instead of --sigma)")
+    p.add_argument("--sigma", type=positive_float, default=None,
+                   help="noise level sigma = sqrt(E||delta||^2 / d), a number > 0 (required, except for DSSN)")
+    p.add_argument("--lam", type=positive_float, default=None,
+                   help="DSSN: half-width of the uniform noise, with 2 * LAM * QUANTIZATION an integer")
+    p.add_argument("--quantization", type=positive_int, default=None, metavar="Q",
+                   help="DSSN: the inputs are multiples of 1/Q (16 for digits, 255 for 8-bit images)")
     add_param_argument(p)
+
+
+def noise_from_arguments(args: argparse.Namespace, d: int):
+    """The training noise the arguments name: a named family at --sigma, or DSSN at --lam, --quantization."""
+    from wulff.train.spec import DSSN, named_noise, parse_params
+
+    if args.sigma is None and str(args.noise).strip().upper() != DSSN:
+        raise UserError(f"--sigma is required for --noise {args.noise} (a number > 0)")
+    return named_noise(args.noise, d, sigma=args.sigma, lam=args.lam, params=parse_params(args.param),
+                       quantization=args.quantization)
 
 
 def add_param_argument(p: argparse.ArgumentParser) -> None:
@@ -38,8 +54,6 @@ def run(args: argparse.Namespace) -> int:
         TrainConfig,
         build_model,
         load_dataset,
-        named_distribution,
-        parse_params,
         setup,
         teardown,
         train_smoothed,
@@ -51,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     env = setup(args.device)
     try:
         train_set, info = load_dataset(args.dataset, "train", args.data_dir)
-        q = named_distribution(args.noise, info.d, sigma=args.sigma, params=parse_params(args.param))
+        q = noise_from_arguments(args, info.d)
         torch.manual_seed(args.seed)
         model = build_model(args.model, info.input_shape, info.num_classes, info.mean, info.std)
         apply_threads(args.threads, model, info.input_shape, env.device)

@@ -12,6 +12,7 @@ import torch
 
 from wulff.distributions import Distribution
 from wulff.errors import CheckpointError
+from wulff.splitting import SplittingNoise
 
 from .data import DatasetInfo
 from .models import build_model
@@ -41,7 +42,7 @@ def plain(value):
     return int(as_float) if as_float.is_integer() and not math.isinf(as_float) else as_float
 
 
-def training_meta(model_name: str, info: DatasetInfo, q: Distribution, **extra) -> dict:
+def training_meta(model_name: str, info: DatasetInfo, q: Distribution | SplittingNoise, **extra) -> dict:
     """What a checkpoint records so that :func:`load_trained` can rebuild everything (plain data)."""
     return plain({"model": model_name, "dataset": info.name, "input_shape": list(info.input_shape),
                   "num_classes": info.num_classes, "mean": list(info.mean), "std": list(info.std),
@@ -86,8 +87,9 @@ def read_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 
 def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu"
-                 ) -> tuple[torch.nn.Module, Distribution, dict]:
-    """(model in eval mode on ``device``, the noise it was trained with, the checkpoint's meta)."""
+                 ) -> tuple[torch.nn.Module, Distribution | SplittingNoise, dict]:
+    """(model in eval mode on ``device``, the noise it was trained with, the checkpoint's meta); the
+    noise is a :class:`~wulff.splitting.SplittingNoise` for a model trained with DSSN."""
     state = read_checkpoint(path, device)
     meta = state.get("meta") or {}
     for key in ("model", "input_shape", "num_classes", "distribution"):

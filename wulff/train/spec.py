@@ -1,10 +1,14 @@
 """Named smoothing distributions as plain data, so a checkpoint or a command line can rebuild them.
-Thin wrappers over :mod:`wulff.distributions.registry`, the one place a family is built from its name.
-Training is strict: a shape parameter without a paper default must be given."""
+Thin wrappers over :mod:`wulff.distributions.registry`, the one place a family is built from its name,
+and over :class:`wulff.splitting.SplittingNoise` for the non-additive DSSN noise ("DSSN": lam and the
+input quantization instead of sigma). Training is strict: a shape parameter without a paper default
+must be given."""
 from __future__ import annotations
 
 from wulff.distributions import Distribution, registry
 from wulff.errors import UserError, parse_number
+from wulff.splitting import NAME as DSSN
+from wulff.splitting import SplittingNoise
 
 
 def family_constructor(name: str):
@@ -40,12 +44,28 @@ def named_distribution(name: str, d: int, *, sigma: float | None = None, lam: fl
     return registry.build(name, d, sigma=sigma, lam=lam, **(params or {}))
 
 
-def distribution_spec(q: Distribution) -> dict:
-    """The data that rebuilds q with :func:`distribution_from_spec` (named families only)."""
-    return registry.spec(q)
+def named_noise(name: str, d: int, *, sigma: float | None = None, lam: float | None = None,
+                params: dict | None = None, quantization: int | None = None) -> Distribution | SplittingNoise:
+    """:func:`named_distribution`, or for ``name`` "DSSN" (any case) the splitting noise of half-width
+    ``lam`` on inputs quantized to multiples of 1/``quantization`` (both required; no sigma or params)."""
+    if str(name).strip().upper() == DSSN:
+        if lam is None or quantization is None or sigma is not None or params:
+            raise UserError("DSSN noise takes --lam and --quantization (the inputs' number of levels, e.g. 16 "
+                            "for digits, 255 for 8-bit images) and no --sigma or --param")
+        return SplittingNoise(d, lam, quantization=quantization)
+    if quantization is not None:
+        raise UserError(f"--quantization is a setting of DSSN noise only; got it with --noise {name}")
+    return named_distribution(name, d, sigma=sigma, lam=lam, params=params)
 
 
-def distribution_from_spec(spec: dict) -> Distribution:
+def distribution_spec(q: Distribution | SplittingNoise) -> dict:
+    """The data that rebuilds q with :func:`distribution_from_spec` (named families and DSSN)."""
+    return q.spec() if isinstance(q, SplittingNoise) else registry.spec(q)
+
+
+def distribution_from_spec(spec: dict) -> Distribution | SplittingNoise:
+    if isinstance(spec, dict) and spec.get("name") == DSSN:
+        return SplittingNoise.from_spec(spec)
     return registry.from_spec(spec)
 
 

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from wulff.distributions import Distribution
 from wulff.errors import NonFiniteError, UserError
+from wulff.splitting import SplittingNoise
 
 from .checkpoint import plain, read_checkpoint
 from .distributed import DistEnv, barrier, mean_over_processes
@@ -67,11 +68,21 @@ def autocast_dtype(name: str | None) -> torch.dtype | None:
     return {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
-def noisy_loss(model: torch.nn.Module, q: Distribution, x: torch.Tensor, y: torch.Tensor,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mean of -log f(x + delta)_y over the batch, one fresh delta ~ q per example."""
+def noisy_inputs(q: Distribution | SplittingNoise, x: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """x + delta with one fresh delta ~ q per example; for DSSN noise the splitting transform
+    T(x, s) at one uniform offset per example (:meth:`wulff.splitting.SplittingNoise.random_offsets`),
+    the distribution its certificate averages over."""
+    if isinstance(q, SplittingNoise):
+        return q.random_offsets(x, generator)
     noise = q.sample(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
-    return F.cross_entropy(model(x + noise.view_as(x)), y)
+    return x + noise.view_as(x)
+
+
+def noisy_loss(model: torch.nn.Module, q: Distribution | SplittingNoise, x: torch.Tensor, y: torch.Tensor,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mean of -log f(x + delta)_y over the batch, one fresh delta ~ q per example (DSSN: T(x, s))."""
+    return F.cross_entropy(model(noisy_inputs(q, x, generator)), y)
 
 
 def noise_seed(seed: int, rank: int, epoch: int) -> int:
@@ -145,7 +156,8 @@ def _all_finite(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def train_smoothed(model: torch.nn.Module, q: Distribution, train_set: Dataset, config: TrainConfig, *,
+def train_smoothed(model: torch.nn.Module, q: Distribution | SplittingNoise, train_set: Dataset,
+                   config: TrainConfig, *,
                    checkpoint: str | os.PathLike | None = None, resume: bool = True, meta: dict | None = None,
                    env: DistEnv | None = None, progress: bool = True, max_steps: int | None = None,
                    log=print) -> list[dict]:

@@ -1,0 +1,123 @@
+"""Radius evaluation (issue 16): wulff.certified_radius against the bare formula written here, on
+10^6 values of rho, numpy and torch inputs; the cost of one scalar call; the memory of Laplace vs
+linf at d = 150528 from a cold cache.
+
+    PYTHONPATH=. python benchmarks/radius_eval.py [--n 1000000] [--d 3072] [--sigma 0.5] [--families ...]
+
+Every named family (default shape parameters) at d, sigma, against every adversary it has a
+certificate for. Times are the best of --repeat runs after a warm-up call (the certificate is built
+and memoized by then); "bare" is the Table A.1 formula in numpy / torch where one exists (else "—").
+Targets: wulff <= 1.5x bare, <= 100 us per scalar call, <= 200 MB for the d = 150528 case.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import special
+
+import wulff
+from wulff.catalog import ADVERSARIES, FAMILY_NAMES
+from wulff.distributions import registry
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bare_formulas(q, name: str, adversary: str, d: int):
+    """(numpy, torch) versions of the pair's closed form at q's scale, or None (Table A.1)."""
+    lam = q.lam
+    if (name, adversary) == ("Gaussian", "l2"):
+        return (lambda r: q.sigma * special.ndtri(r), lambda r: q.sigma * torch.special.ndtri(r))
+    if (name, adversary) == ("Laplace", "l1"):
+        return (lambda r: -lam * np.log(2 * (1 - r)), lambda r: -lam * torch.log(2 * (1 - r)))
+    if (name, adversary) == ("UniformCube", "l1"):
+        return (lambda r: 2 * lam * (r - 0.5), lambda r: 2 * lam * (r - 0.5))
+    if (name, adversary) == ("UniformCube", "linf"):
+        return (lambda r: -2 * lam * np.expm1(np.log1p(0.5 - r) / d),
+                lambda r: -2 * lam * torch.expm1(torch.log1p(0.5 - r) / d))
+    return None
+
+
+def best_of(fn, repeat: int) -> float:
+    best = math.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def scalar_cost(q, adversary: str, calls: int = 2000) -> float:
+    wulff.certified_radius(q, 0.9, adversary)
+    start = time.perf_counter()
+    for _ in range(calls):
+        wulff.certified_radius(q, 0.9, adversary)
+    return (time.perf_counter() - start) / calls
+
+
+MEMORY_SCRIPT = """
+import os, re, tempfile
+os.environ["WULFF_CACHE_DIR"] = tempfile.mkdtemp()
+import wulff, wulff.distributions as D, numpy, torch, sympy, scipy.special
+def status(field):
+    return int(re.search(field + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+before = status("VmRSS")
+wulff.certified_radius(D.Laplace(150528, sigma=0.5), [0.6, 0.9, 0.999], "linf")
+print(max(0, status("VmHWM") - before) / 1024)
+"""
+
+
+def cold_memory_mb() -> float:
+    """Laplace vs linf at d = 150528 from a cold cache, in a fresh process: the peak resident memory
+    (VmHWM) minus the resident memory after importing wulff, numpy, torch, sympy and scipy (an upper
+    bound on what the computation adds; 0 when the peak was reached by the imports)."""
+    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT], check=True, capture_output=True, text=True,
+                         cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--d", type=int, default=3072)
+    parser.add_argument("--sigma", type=float, default=0.5)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--families", nargs="+", default=list(FAMILY_NAMES))
+    args = parser.parse_args()
+    rho = np.random.default_rng(0).uniform(0.5, 0.999, args.n)
+    rho_t = torch.from_numpy(rho)
+    print(f"{args.n:,} rho in [0.5, 0.999], d = {args.d}, sigma = {args.sigma}; best of {args.repeat}\n")
+    print("| pair | wulff numpy (ms) | bare numpy (ms) | ratio | wulff torch (ms) | bare torch (ms) | ratio "
+          "| scalar call (us) | candidates |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in args.families:
+        q = registry.build(name, args.d, sigma=args.sigma, **registry.example_parameters(name, args.d))
+        for adversary in ADVERSARIES:
+            try:
+                best = wulff.best_certificate(q, adversary)
+            except NotImplementedError:
+                continue
+            wulff.certified_radius(q, rho[:10], adversary)
+            ours = best_of(lambda q=q, a=adversary: wulff.certified_radius(q, rho, a), args.repeat)
+            ours_t = best_of(lambda q=q, a=adversary: wulff.certified_radius(q, rho_t, a), args.repeat)
+            bare = bare_formulas(q, name, adversary, args.d)
+            if bare:
+                b_np = best_of(lambda f=bare[0]: f(rho), args.repeat)
+                b_t = best_of(lambda f=bare[1]: f(rho_t), args.repeat)
+                cells = (f"{b_np * 1e3:.1f} | {ours / b_np:.1f}x | {ours_t * 1e3:.1f} | {b_t * 1e3:.1f} | "
+                         f"{ours_t / b_t:.1f}x")
+            else:
+                cells = f"— | — | {ours_t * 1e3:.1f} | — | —"
+            print(f"| {name} vs {adversary} | {ours * 1e3:.1f} | {cells} | {scalar_cost(q, adversary) * 1e6:.0f} "
+                  f"| {len(best.certificates)} |", flush=True)
+    print(f"\nLaplace vs linf, d = 150528, cold cache: +{cold_memory_mb():.0f} MB peak resident memory")
+
+
+if __name__ == "__main__":
+    main()

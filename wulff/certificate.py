@@ -238,7 +238,7 @@ class Certificate:
                 return _RadiusOfRho.apply(rho, self)
             return self._tensor_radius(rho)
         if isinstance(rho, (float, int, np.floating, np.integer)) and not isinstance(rho, bool):
-            return np.float64(self._scalar_radius(float(rho)))
+            return np.array(self._scalar_radius(float(rho)))  # a 0-d array, as for any other input
         arr = as_rho_array(rho)
         out = np.zeros(arr.shape, dtype=np.float64)
         above = arr > 0.5

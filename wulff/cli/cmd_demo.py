@@ -3,9 +3,10 @@
 On scikit-learn's digits it trains smoothed MLPs with Uniform (cube), Laplace and Gaussian noise at
 matched sigma (a small sweep), certifies the whole test set against the l1 adversary, prints the
 upper-envelope table and writes the plot. Every step resumes: a rerun after an interruption picks
-up where it stopped. With --adaptive each input is certified by the sequential test of
+up where it stopped. By default each input is certified by the sequential test of
 ``wulff.certify.adaptive`` (the same guarantee, at most n0 + n samples, stopping once the table's radii
-are decided): the same table for fewer forward passes (printed under it). With --dssn it also trains
+are decided): the same table for fewer forward passes (printed under it); --no-adaptive spends all
+n0 + n on every input. With --dssn it also trains
 and certifies derandomized splitting noise at UniformCube's half-widths: exact l1 certificates from
 2 lam Q forward passes per input, in the same table.
 """
@@ -170,9 +171,10 @@ def register(sub) -> None:
     p.add_argument("--alpha", type=probability, default=0.001)
     p.add_argument("--batch-size", type=positive_int, default=5000)
     p.add_argument("--radii", type=nonnegative_float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
-    p.add_argument("--adaptive", action="store_true",
-                   help="adaptive certification (same guarantee, stops each input once --radii are decided; "
-                   "the forward passes saved are printed under the table)")
+    p.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=True,
+                   help="adaptive certification, the default (same guarantee, stops each input once --radii "
+                   "are decided; the forward passes are printed under the table); --no-adaptive spends n0 + n "
+                   "samples on every input")
     p.add_argument("--dssn", action="store_true",
                    help="also train and certify derandomized splitting noise (DSSN: exact l1 certificates from "
                    "2 lam Q forward passes per input) at UniformCube's half-widths lam = sqrt(3) sigma, rounded "

@@ -240,6 +240,11 @@ class Certificate:
         if isinstance(rho, (float, int, np.floating, np.integer)) and not isinstance(rho, bool):
             return np.array(self._scalar_radius(float(rho)))  # a 0-d array, as for any other input
         arr = as_rho_array(rho)
+        return monotone_envelope(arr, self._guarded_radius(arr))
+
+    def _guarded_radius(self, arr: np.ndarray) -> np.ndarray:
+        """The radii of checked float64 values of rho, before the monotone envelope: 0 at or below 1/2,
+        NaN and an unproved infinity below rho = 1 raise ArithmeticError."""
         out = np.zeros(arr.shape, dtype=np.float64)
         above = arr > 0.5
         if above.any():
@@ -249,7 +254,7 @@ class Certificate:
         if not self.proves_infinite_below_one and np.isinf(out[arr < 1.0]).any():
             raise ArithmeticError(f"{self.method} certificate produced an infinite radius at rho < 1; "
                                   "please report this")
-        return monotone_envelope(arr, out)
+        return out
 
     def _scalar_radius(self, rho: float) -> float:
         """One number: the same guards as :meth:`radius`, in plain Python (a scalar call's cost is its

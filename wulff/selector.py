@@ -133,17 +133,17 @@ class BestCertificate(Certificate):
 
     def _scaled_radius(self, rho: np.ndarray) -> np.ndarray:
         """The largest radius among each rho's cell candidates, as they are (each already sound and
-        scaled)."""
+        scaled, with its guards; the monotone envelope is taken once, of the maximum)."""
         if len(self.certificates) == 1:
-            return self.certificates[0].radius(rho)
+            return self.certificates[0]._guarded_radius(rho)
         cell = np.searchsorted(CHOICE_GRID, rho, side="right")
         out = np.zeros(rho.shape, dtype=np.float64)
         for certificate, member in zip(self.certificates, self._members):
             mask = member[cell]
             if mask.all():
-                np.maximum(out, certificate.radius(rho), out=out)
+                np.maximum(out, certificate._guarded_radius(rho), out=out)
             elif mask.any():
-                out[mask] = np.maximum(out[mask], certificate.radius(rho[mask]))
+                out[mask] = np.maximum(out[mask], certificate._guarded_radius(rho[mask]))
         return out
 
     def _slope_inside(self, rho: np.ndarray) -> np.ndarray:

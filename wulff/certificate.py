@@ -94,7 +94,12 @@ def monotone_envelope(rho: np.ndarray, radius: np.ndarray) -> np.ndarray:
     flat_rho, flat_r = rho.ravel(), radius.ravel()
     if flat_r.size < 2:
         return radius
-    order = np.argsort(flat_rho, kind="stable")
+    if np.all(flat_rho[1:] >= flat_rho[:-1]):  # rho already sorted (a grid, a plot): no sort needed
+        if np.all(flat_r[1:] >= flat_r[:-1]):
+            return radius
+        return np.minimum.accumulate(flat_r[::-1])[::-1].reshape(radius.shape)
+    # equal rho give equal radii (R is a function), so any order among ties will do
+    order = np.argsort(flat_rho)
     sorted_r = flat_r[order]
     if np.all(sorted_r[1:] >= sorted_r[:-1]):
         return radius

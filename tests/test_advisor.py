@@ -207,3 +207,20 @@ def test_cli_writes_table_csv_and_plot(capsys, tmp_path):
 def test_cli_bad_input_is_one_line(capsys, args, message):
     code, out, err = run_cli(capsys, "compare", "--d", 8, "--families", "Gaussian", *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cotype_as_printed_cannot_give_the_papers_rate():
+    """Definition 7.2 (docs/errata.md): with x_j = e_j in l_inf^d, E||sum sigma_j e_j||_inf^2 = 1 and
+    sum ||e_j||^2 = d. The corrected inequality (sum ||x_j||^2)^(1/2) <= C (E||sum sigma_j x_j||^2)^(1/2)
+    forces C_2 >= sqrt(d), the Omega(d^(1/2)) of Section 7; the printed one only C >= d^(-1/2)."""
+    import itertools
+
+    d = 8
+    signs = np.array(list(itertools.product([-1.0, 1.0], repeat=d)))  # sum_j sigma_j e_j = sigma
+    mean_sq = float(np.mean(np.max(np.abs(signs), axis=1) ** 2))
+    assert mean_sq == 1.0
+    corrected = math.sqrt(d) / math.sqrt(mean_sq)  # the least C the corrected inequality allows
+    printed = mean_sq / math.sqrt(d)  # the least C the printed inequality allows
+    assert corrected == pytest.approx(d ** 0.5) and printed == pytest.approx(d ** -0.5)
+    ratio = halfspace_bound(0.9, "linf", d, 1.0) / halfspace_bound(0.9, "l2", d, 1.0)
+    assert float(ratio) == pytest.approx(1 / corrected)  # the no-go ceiling falls by exactly that factor

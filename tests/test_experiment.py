@@ -86,3 +86,24 @@ def test_verdict_and_paper_comparison_read_the_curves():
         TABLE1_CIFAR10, 0.5, "l1")
     assert "| radius here (x 0.5) | 0.25 | 0.5 | 0.75 | 1 | 1.25 | 1.5 | 1.75 | 2 |" in table
     assert "| here: Laplace | 50.0 (sigma 0.25) |" in table
+
+
+def test_the_same_command_runs_a_local_cifar10_folder(capsys, tmp_path):
+    """CIFAR-10-shaped data through load_dataset's pickle reader: radii unscaled (d = 3072)."""
+    import pickle
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, size=(4, 3072), dtype=np.uint8), b"labels": [0, 1, 2, 9]}
+        with open(folder / name, "wb") as fh:
+            pickle.dump(batch, fh)
+    code, out, err = run_cli(capsys, "experiment", "table1", "--out", tmp_path / "out", "--dataset", "cifar10",
+                             "--data-dir", folder, "--model", "cnn", "--families", "UniformCube",
+                             "--sigmas", "1", "--epochs", "1", "--skip", "2", "--n0", "10", "--n", "100",
+                             "--no-progress")
+    assert code == 0, err
+    assert "d = 3072" in out and "radii scaled by 1 from CIFAR-10" in out
+    report = (tmp_path / "out" / "table1" / "report.md").read_text(encoding="utf-8")
+    assert "| radius here (x 1) | 0.5 | 1 | 1.5 | 2 | 2.5 | 3 | 3.5 | 4 |" in report

@@ -236,7 +236,7 @@ def write_report(exp: Experiment, files: Sequence[Path], folder: Path, scale: fl
                  log: Callable[[str], None] = print) -> str:
     """Tables (upper envelopes over sigma), plots, the paper's numbers beside ours and the checks."""
     from wulff.certify import read_results
-    from wulff.certify.analysis import radius_grid, report, screen_runs, upper_envelopes
+    from wulff.certify.analysis import markdown_table, radius_grid, report, screen_runs, upper_envelopes
 
     runs = [read_results(f) for f in files]
     sections = []
@@ -246,7 +246,7 @@ def write_report(exp: Experiment, files: Sequence[Path], folder: Path, scale: fl
         radii = (np.array([0.0] + [scale * r for r in paper.radii]) if paper is not None
                  else radius_grid(kept or runs, adversary))
         plot = folder / f"certified_accuracy_{adversary}.png"
-        title = (f"{runs[0].meta.get('dataset', '?')}: certified accuracy (%) against {adversary}, "
+        title = (f"{runs[0].meta.get('dataset', '?')}: certified accuracy (%) against {adversary}\n"
                  f"best over sigma in {{{', '.join(f'{s:g}' for s in sigmas)}}}")
         table = report(runs, adversary, radii, plot=plot, title=title, warn=lambda line: log(f"  warning: {line}"))
         curves = upper_envelopes(kept, radii, adversary)
@@ -254,6 +254,10 @@ def write_report(exp: Experiment, files: Sequence[Path], folder: Path, scale: fl
         if paper is not None:
             parts += [f"Beside the paper ({paper.source}); radii scaled by {scale:.4g} = sqrt(d / 3072):", "",
                       paper_comparison(curves, paper, scale, adversary), ""]
+            if kept:
+                grid = radius_grid(kept, adversary)
+                parts += [markdown_table(upper_envelopes(kept, grid, adversary), adversary,
+                                         caption="Over the whole range of radii the data reach:"), ""]
         parts += [verdict(curves, adversary, exp.finding[adversary]), ""]
         limits = capped(curves, sigmas)
         parts += ["Sweep check: " + ("no noise's envelope is set by its largest sigma." if not limits

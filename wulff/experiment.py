@@ -17,6 +17,9 @@ tolerates (and every radius, which is sigma times a function of rho) grows like 
 radii compared with the paper's columns are therefore s * (0.5, ..., 4.0); the default sigma sweep
 covers the scaled paper sweep and goes beyond it until no noise's envelope is set by its largest sigma
 (the report says when that check fails).
+
+The module imports only the standard library at the top (the command line reads :data:`EXPERIMENTS`
+before it parses anything); numpy, torch and the rest load when an experiment runs.
 """
 from __future__ import annotations
 
@@ -25,8 +28,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 #: the paper's CIFAR-10 dimension, the reference of the radius scaling
 CIFAR10_D = 3072
@@ -219,6 +220,8 @@ def paper_comparison(curves: dict, paper: PaperTable, scale: float, adversary: s
 
 def verdict(curves: dict, adversary: str, finding: str) -> str:
     """Which noise leads at each radius (ties listed), set against what the paper found."""
+    import numpy as np
+
     names = list(curves)
     acc = np.stack([curves[n].accuracy for n in names])
     radii = next(iter(curves.values())).radii
@@ -235,6 +238,8 @@ def verdict(curves: dict, adversary: str, finding: str) -> str:
 def write_report(exp: Experiment, files: Sequence[Path], folder: Path, scale: float, sigmas: Sequence[float], *,
                  log: Callable[[str], None] = print) -> str:
     """Tables (upper envelopes over sigma), plots, the paper's numbers beside ours and the checks."""
+    import numpy as np
+
     from wulff.certify import read_results
     from wulff.certify.analysis import markdown_table, radius_grid, report, screen_runs, upper_envelopes
 

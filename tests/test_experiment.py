@@ -81,6 +81,9 @@ def test_verdict_and_paper_comparison_read_the_curves():
               "Laplace": _curve("Laplace", [0.9, 0.4, 0.3], [0.25, 0.25, 0.5])}
     text = verdict(curves, "l1", "the cube wins")
     assert "0: UniformCube = Laplace; 1: UniformCube; 2: UniformCube = Laplace." in text
+    assert "Agrees" not in text  # no expected leaders given
+    text = verdict(curves, "l1", "Laplace wins", ("Laplace",))
+    assert text.endswith("Agrees with the paper at radius 0, 2; disagrees at 1.")
     table = paper_comparison(
         {k: _curve(k, [0.9] + [0.5] * 8, [0.25] * 9, radii=[0.0, *TABLE1_CIFAR10.radii]) for k in curves},
         TABLE1_CIFAR10, 0.5, "l1")

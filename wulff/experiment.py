@@ -64,16 +64,20 @@ class Experiment:
     adversaries: tuple[str, ...]
     paper: dict[str, PaperTable] = field(default_factory=dict)
     finding: dict[str, str] = field(default_factory=dict)
+    #: per adversary, the noises the paper found on top (the verdict checks each radius against them)
+    leaders: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("table1", ("UniformCube", "Laplace", "Gaussian"), ("l1",), {"l1": TABLE1_CIFAR10},
-               {"l1": "Uniform (cube) above Laplace and Gaussian at every l1 radius (Section 6.1)"}),
+               {"l1": "Uniform (cube) above Laplace and Gaussian at every l1 radius (Section 6.1)"},
+               {"l1": ("UniformCube",)}),
     Experiment("figure3", ("Gaussian", "UniformBall", "Laplace", "UniformCube"), ("l2", "linf"), {},
                {"l2": "spherical noises (Gaussian, uniform ball) close together, none above the Gaussian "
                       "(Section 6.2)",
                 "linf": "spherical level sets (Gaussian, uniform ball) above cubical and cross-polytope ones "
-                        "(uniform cube, Laplace) (Section 6.3)"}),
+                        "(uniform cube, Laplace) (Section 6.3)"},
+               {"l2": ("Gaussian",), "linf": ("Gaussian", "UniformBall")}),
 )}
 
 
@@ -218,21 +222,28 @@ def paper_comparison(curves: dict, paper: PaperTable, scale: float, adversary: s
     return "\n".join(lines)
 
 
-def verdict(curves: dict, adversary: str, finding: str) -> str:
-    """Which noise leads at each radius (ties listed), set against what the paper found."""
+def verdict(curves: dict, adversary: str, finding: str, expected: Sequence[str] = ()) -> str:
+    """Which noise leads at each radius (ties listed), set against what the paper found: with
+    ``expected`` (the noises the paper found on top), the radii where one of them leads or ties
+    (agrees) and those where another noise is strictly ahead (disagrees)."""
     import numpy as np
 
     names = list(curves)
     acc = np.stack([curves[n].accuracy for n in names])
     radii = next(iter(curves.values())).radii
-    leaders = []
+    leaders, agree, disagree = [], [], []
     for k, r in enumerate(radii):
         if acc[:, k].max() <= 0:
             continue
         best = [names[i] for i in range(len(names)) if acc[i, k] == acc[:, k].max()]
         leaders.append(f"{r:.3g}: {' = '.join(best)}")
-    return (f"The paper found: {finding}. Here, the leader at each {adversary} radius: "
+        (agree if any(name in expected for name in best) else disagree).append(f"{r:.3g}")
+    text = (f"The paper found: {finding}. Here, the leader at each {adversary} radius: "
             + ("; ".join(leaders) or "none (nothing certified)") + ".")
+    if expected and leaders:
+        text += (f" Agrees with the paper at radius {', '.join(agree) or 'none'}; "
+                 f"disagrees at {', '.join(disagree) or 'none'}.")
+    return text
 
 
 def write_report(exp: Experiment, files: Sequence[Path], folder: Path, scale: float, sigmas: Sequence[float], *,
@@ -263,7 +274,7 @@ def write_report(exp: Experiment, files: Sequence[Path], folder: Path, scale: fl
                 grid = radius_grid(kept, adversary)
                 parts += [markdown_table(upper_envelopes(kept, grid, adversary), adversary,
                                          caption="Over the whole range of radii the data reach:"), ""]
-        parts += [verdict(curves, adversary, exp.finding[adversary]), ""]
+        parts += [verdict(curves, adversary, exp.finding[adversary], exp.leaders.get(adversary, ())), ""]
         limits = capped(curves, sigmas)
         parts += ["Sweep check: " + ("no noise's envelope is set by its largest sigma." if not limits
                                      else "; ".join(limits) + "."), "", f"plot: {plot}", ""]

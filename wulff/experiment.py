@@ -272,8 +272,11 @@ def write_report(exp: Experiment, files: Sequence[Path], folder: Path, scale: fl
                       paper_comparison(curves, paper, scale, adversary), ""]
             if kept:
                 grid = radius_grid(kept, adversary)
-                parts += [markdown_table(upper_envelopes(kept, grid, adversary), adversary,
-                                         caption="Over the whole range of radii the data reach:"), ""]
+                caption = "Over the whole range of radii the data reach:"
+                if any(run.meta.get("adaptive") for run in kept):
+                    caption += (f" (adaptive certification stops an input once radius {radii[-1]:.3g} is "
+                                "certified, so beyond it these numbers and the plot are lower bounds)")
+                parts += [markdown_table(upper_envelopes(kept, grid, adversary), adversary, caption=caption), ""]
         parts += [verdict(curves, adversary, exp.finding[adversary], exp.leaders.get(adversary, ())), ""]
         limits = capped(curves, sigmas)
         parts += ["Sweep check: " + ("no noise's envelope is set by its largest sigma." if not limits

@@ -20,7 +20,7 @@ LAYERS = {
     "certificate": 2,
     "diffmethod": 3, "levelset": 3, "uniform": 3,
     "selector": 4,
-    "certify": 5, "train": 5,
+    "certify": 5, "train": 5, "advisor": 5, "experiment": 5,
     "cli": 6, "__main__": 6,
 }
 

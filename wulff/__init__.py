@@ -6,6 +6,7 @@ way: distributions -> certificate engines (diffmethod, levelset) -> selector -> 
 
     wulff.certified_radius(q, rho, adversary)       # numpy in -> numpy out; torch in -> torch out
     wulff.best_certificate(q, adversary).winner(rho)
+    wulff.compare("l1", d=3072, sigma=0.5)            # which noise to smooth with (wulff.advisor)
 
 Importing ``wulff`` is light: every public name below is loaded on first use (PEP 562), so
 ``wulff --help`` never pays for torch or sympy.
@@ -26,13 +27,15 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "certificate": ("wulff.certificate", None),
     "certified_radius": ("wulff.selector", "certified_radius"),
     "best_certificate": ("wulff.selector", "best_certificate"),
+    "compare": ("wulff.advisor", "compare"),
+    "advisor": ("wulff.advisor", None),
     "certify": ("wulff.certify", None),
     "train": ("wulff.train", None),
     "catalog": ("wulff.catalog", None),
     "errors": ("wulff.errors", None),
 }
 
-__all__ = ["certified_radius", "best_certificate", "distributions", "diffmethod", "levelset", "certify",
+__all__ = ["certified_radius", "best_certificate", "compare", "distributions", "diffmethod", "levelset", "certify",
            "train", "__version__"]
 
 

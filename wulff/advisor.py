@@ -237,23 +237,6 @@ def _number(value: float) -> str:
 
 
 # -- building the comparison ----------------------------------------------------------------------
-def family_parameters(names: Sequence[str], d: int, given: Mapping[str, object] | None = None) -> dict[str, dict]:
-    """Each family's shape parameters: those in ``given`` that it has, else the paper's defaults, else
-    the documented example values (``wulff distributions``). A parameter no listed family has is an error."""
-    from wulff.distributions import registry
-
-    given = dict(given or {})
-    params = {}
-    for name in names:
-        known = registry.shape_parameters(name)
-        params[name] = registry.check_parameters(name, d, {k: v for k, v in given.items() if k in known},
-                                                 examples=True)
-    unused = sorted(k for k in given if not any(k in registry.shape_parameters(n) for n in names))
-    if unused:
-        raise UserError(f"shape parameter {', '.join(unused)}: none of {', '.join(names)} has it")
-    return params
-
-
 def declared_distribution(text: str, d: int, sigma: float):
     """A density declared as text (read by the restricted parser, never evaluated): an iid profile
     phi(t) such as "abs(t)**3", or psi(x) such as "norm(x, 2)**2 / 2" (see wulff.distributions.Density)."""
@@ -317,7 +300,7 @@ def compare(adversary: str, d: int, sigma: float, *, families: Sequence[str] | N
     if unknown:
         raise UserError(f"families: unknown {', '.join(map(str, unknown))}; choose from {', '.join(FAMILY_NAMES)}")
     names = list(dict.fromkeys(canonical_family(f) for f in names))
-    shape = family_parameters(names, int(d), params)
+    shape = registry.shared_parameters(names, int(d), params)
     entries = [_entry(name, ", ".join(f"{k}={v:g}" for k, v in shape[name].items()),
                       lambda name=name: registry.build(name, int(d), sigma=float(sigma), **shape[name]),
                       adversary, rho) for name in names]
@@ -403,4 +386,4 @@ def _no_go(c: Comparison) -> str:
 
 
 __all__ = ["DEFAULT_RHO", "CSV_COLUMNS", "Entry", "Comparison", "compare", "reachable_rho", "halfspace_bound",
-           "family_parameters", "declared_distribution", "story"]
+           "declared_distribution", "story"]

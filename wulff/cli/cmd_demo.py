@@ -37,23 +37,6 @@ def _has_certificate(q, adversary: str) -> str | None:
     return None
 
 
-def demo_parameters(names, d: int, given: dict) -> dict[str, dict]:
-    """Each family's shape parameters for the demo: those given with --param that it has, the rest
-    from the paper's defaults, else their example values (wulff.catalog.FAMILIES: e.g. Pareto a = 4).
-    A --param no family has is an error."""
-    from wulff.distributions import registry
-
-    params = {}
-    for name in names:
-        known = registry.shape_parameters(name)
-        params[registry.family(name).__name__] = registry.check_parameters(
-            name, d, {k: v for k, v in given.items() if k in known}, examples=True)
-    unused = sorted(k for k in given if not any(k in registry.shape_parameters(n) for n in names))
-    if unused:
-        raise UserError(f"--param {', '.join(unused)}: none of {', '.join(names)} has such a shape parameter")
-    return params
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -74,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     out = output_folder(args.out or ("wulff-demo-quick" if args.quick else "wulff-demo"), "--out",
                         holds="one folder per run, the table and the plot")
     train_set, info = load_dataset("digits", "train")
-    shape = demo_parameters(args.distributions, info.d, parse_params(args.param))
+    shape = registry.shared_parameters(args.distributions, info.d, parse_params(args.param))
     test_set, _ = load_dataset("digits", "test")
     adversary = "l1"
     print(f"wulff demo: {', '.join(args.distributions)} smoothing at sigma in {settings['sigmas']} on digits "

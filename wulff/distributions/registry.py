@@ -94,6 +94,20 @@ def check_parameters(name: str, d: int, params: dict | None = None, *, examples:
     return values
 
 
+def shared_parameters(names, d: int, given: dict | None = None) -> dict[str, dict]:
+    """Shape parameters for several families at once (a comparison, the demo), keyed by canonical
+    family name: each takes the parameters of ``given`` it has, the rest from the paper's defaults,
+    else their example values. A parameter that none of the families has is a ParameterError."""
+    given = dict(given or {})
+    params = {_info(name).name: check_parameters(name, d, {k: v for k, v in given.items()
+                                                           if k in shape_parameters(name)}, examples=True)
+              for name in names}
+    unused = sorted(k for k in given if not any(k in shape_parameters(n) for n in names))
+    if unused:
+        raise ParameterError(f"shape parameter {', '.join(map(str, unused))}: none of {', '.join(params)} has it")
+    return params
+
+
 def build(name: str, d: int, *, lam: float | None = None, sigma: float | None = None, examples: bool = False,
           **params):
     """The named family ``name`` (any case) at dimension d and scale lam or sigma, with shape

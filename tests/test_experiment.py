@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from toys import run_cli
+from toys import fake_cifar10, run_cli
 
 from wulff.certify.analysis import Curve
 from wulff.experiment import TABLE1_CIFAR10, capped, paper_comparison, radius_scale, verdict
@@ -93,15 +93,7 @@ def test_verdict_and_paper_comparison_read_the_curves():
 
 def test_the_same_command_runs_a_local_cifar10_folder(capsys, tmp_path):
     """CIFAR-10-shaped data through load_dataset's pickle reader: radii unscaled (d = 3072)."""
-    import pickle
-
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, size=(4, 3072), dtype=np.uint8), b"labels": [0, 1, 2, 9]}
-        with open(folder / name, "wb") as fh:
-            pickle.dump(batch, fh)
+    folder = fake_cifar10(tmp_path)
     code, out, err = run_cli(capsys, "experiment", "table1", "--out", tmp_path / "out", "--dataset", "cifar10",
                              "--data-dir", folder, "--model", "cnn", "--families", "UniformCube",
                              "--sigmas", "1", "--epochs", "1", "--skip", "2", "--n0", "10", "--n", "100",

@@ -1,11 +1,10 @@
 """wulff.train: noise-augmented training, checkpoint/resume, models and local datasets."""
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 import torch
+from toys import fake_cifar10
 
 import wulff.distributions as D
 from wulff.train import (
@@ -131,13 +130,7 @@ def test_digits_split(digits):
 
 
 def test_cifar10_from_a_local_pickle_folder(tmp_path):
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, size=(4, 3072), dtype=np.uint8), b"labels": [0, 1, 2, 9]}
-        with open(folder / name, "wb") as fh:
-            pickle.dump(batch, fh)
+    folder = fake_cifar10(tmp_path)
     train_set, info = load_dataset("cifar10", "train", str(tmp_path))
     test_set, _ = load_dataset("cifar10", "test", str(folder))
     assert len(train_set) == 20 and len(test_set) == 4 and info.input_shape == (3, 32, 32)

@@ -1,6 +1,10 @@
 """Small models and helpers shared by the certification and command-line tests."""
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
+import numpy as np
 import torch
 
 
@@ -27,3 +31,17 @@ def run_cli(capsys, *args) -> tuple[int, str, str]:
         code = exc.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def fake_cifar10(root: Path, per_batch: int = 4) -> Path:
+    """A CIFAR-10-shaped folder (root/cifar-10-batches-py, the python pickle format) of random images
+    with labels 0, 1, 2, 9, ..., for the local-folder loader; returns the folder."""
+    folder = Path(root) / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    labels = [[0, 1, 2, 9][i % 4] for i in range(per_batch)]
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8), b"labels": labels}
+        with open(folder / name, "wb") as fh:
+            pickle.dump(batch, fh)
+    return folder

@@ -49,7 +49,7 @@ from wulff.certificate import check_adversary
 from wulff.errors import NonFiniteError
 from wulff.splitting import SplittingNoise
 
-from .smoothed import Certification, Smoothed, model_device
+from .smoothed import Certification, Smoothed, model_device, one_input
 
 #: forward passes per batch when none is given
 DEFAULT_BATCH = 1000
@@ -190,14 +190,7 @@ class DerandomizedSmoothed:
         return dssn_certification(self.class_counts(x, batch_size), self.q, adversaries)
 
     def _check_input(self, x) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor (one input, without a batch dimension); "
-                            f"got {type(x).__name__}")
-        if x.numel() != self.q.d:
-            raise ValueError(f"x must be one input with prod(shape) = d = {self.q.d} of the DSSN noise; "
-                             f"got shape {tuple(x.shape)} ({x.numel()} entries)")
-        dtype = x.dtype if x.is_floating_point() else torch.float32
-        return x.to(device=self.device, dtype=dtype)
+        return one_input(x, self.q.d, self.device)
 
     def _autocast(self):
         import contextlib

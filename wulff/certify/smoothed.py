@@ -66,6 +66,19 @@ def check_certify_arguments(n0, n, alpha, batch_size) -> tuple[int, int, float, 
     return n0, n, check_alpha(alpha), _positive_int("batch_size", batch_size)
 
 
+def one_input(x, d: int, device: torch.device) -> torch.Tensor:
+    """x checked to be one input of d entries (any shape, no batch dimension), on ``device`` and
+    floating point (float32 unless it already is floating)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor (one input, without a batch dimension); "
+                        f"got {type(x).__name__}")
+    if x.numel() != d:
+        raise ValueError(f"x must be one input with prod(shape) = d = {d} of the noise "
+                         f"distribution; got shape {tuple(x.shape)} ({x.numel()} entries)")
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    return x.to(device=device, dtype=dtype)
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU for a stateless model)."""
     for tensor in (*model.parameters(), *model.buffers()):
@@ -225,14 +238,7 @@ class Smoothed:
 
     # -- checks --------------------------------------------------------------------------------
     def _check_input(self, x) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor (one input, without a batch dimension); "
-                            f"got {type(x).__name__}")
-        if x.numel() != self.q.d:
-            raise ValueError(f"x must be one input with prod(shape) = d = {self.q.d} of the noise "
-                             f"distribution; got shape {tuple(x.shape)} ({x.numel()} entries)")
-        dtype = x.dtype if x.is_floating_point() else torch.float32
-        return x.to(device=self.device, dtype=dtype)
+        return one_input(x, self.q.d, self.device)
 
     @staticmethod
     def _check_adversaries(adversaries) -> tuple[str, ...]:

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 MAGIC = "# wulff-certify "
+#: columns read as integers (the rest are floats), in certification and attack files alike
+INT_COLUMNS = ("index", "label", "prediction", "correct", "samples", "prediction_attacked", "robust")
 #: settings that may differ between the shards of one certification run
 SHARD_KEYS = ("shard", "num_shards")
 
@@ -88,12 +90,12 @@ class Results:
         return None
 
 
-def _parse_header(first: str, path) -> dict:
-    if not first.startswith(MAGIC):
-        raise ValueError(f"{path} is not a wulff certification result file (its first line should start "
-                         f"with {MAGIC.strip()!r})")
+def _parse_header(first: str, path, magic: str = MAGIC) -> dict:
+    if not first.startswith(magic):
+        raise ValueError(f"{path} is not a wulff {'certification' if magic == MAGIC else 'attack'} result file "
+                         f"(its first line should start with {magic.strip()!r})")
     try:
-        meta = json.loads(first[len(MAGIC):])
+        meta = json.loads(first[len(magic):])
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}, line 1: the settings are not valid JSON ({exc.msg}, column "
                          f"{exc.colno})") from None
@@ -134,8 +136,9 @@ def _parse_column(values: list[str], kind, name: str, path) -> np.ndarray:
         raise
 
 
-def read_results(path: str | os.PathLike, *, repair: bool = False) -> Results:
-    """Read a result file (a torn last line, from a crash mid-write, is ignored)."""
+def read_results(path: str | os.PathLike, *, repair: bool = False, magic: str = MAGIC) -> Results:
+    """Read a result file (a torn last line, from a crash mid-write, is ignored); ``magic`` is the
+    start of its first line (attack files, :mod:`wulff.certify.attack_dataset`, have their own)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no result file at {path}")
@@ -143,7 +146,7 @@ def read_results(path: str | os.PathLike, *, repair: bool = False) -> Results:
     lines = text.splitlines()
     if len(lines) < 2:
         raise ValueError(f"{path} has no header (it was cut off before its first row); delete it and rerun")
-    meta = _parse_header(lines[0], path)
+    meta = _parse_header(lines[0], path, magic)
     names = lines[1].split("\t")
     if names[0] != "index":
         raise ValueError(f"{path}: the second line must be the column names starting with 'index'")
@@ -155,7 +158,7 @@ def read_results(path: str | os.PathLike, *, repair: bool = False) -> Results:
         rows.append(row)
     columns = {}
     for j, name in enumerate(names):
-        kind = np.int64 if name in ("index", "label", "prediction", "correct", "samples") else np.float64
+        kind = np.int64 if name in INT_COLUMNS else np.float64
         columns[name] = _parse_column([row[j] for row in rows], kind, name, path)
     return Results(meta, columns, str(path), torn and not repair)
 
@@ -166,14 +169,17 @@ class ResultWriter:
     Reopening an existing file checks that its settings match ``meta`` (a mismatch is an error, so
     runs with different settings are never mixed), cuts a torn last line, and exposes the indices
     already written in :attr:`done`. A file written before the ``samples`` column existed resumes
-    in its own layout (without that column).
+    in its own layout (without that column). Subclasses set :attr:`magic`, their ``columns`` and the
+    key :meth:`row_key` that identifies a row (the index here).
     """
 
-    def __init__(self, path: str | os.PathLike, meta: dict, adversaries):
+    magic = MAGIC
+
+    def __init__(self, path: str | os.PathLike, meta: dict, adversaries=(), *, columns: list[str] | None = None):
         self.path = Path(path)
-        self.columns = columns_for(adversaries)
+        self.columns = list(columns) if columns is not None else columns_for(adversaries)
         self.meta = json.loads(json.dumps(meta))  # normalized as it will read back
-        self.done: set[int] = set()
+        self.done: set = set()
         if self.path.exists() and len(_complete_text(self.path, repair=True)[0].splitlines()) < 2:
             self.path.unlink()  # torn inside the header: nothing was certified yet, start over
         if self.path.exists():
@@ -181,14 +187,14 @@ class ResultWriter:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "w", encoding="utf-8") as fh:
-                fh.write(MAGIC + json.dumps(self.meta, sort_keys=True) + "\n")
+                fh.write(self.magic + json.dumps(self.meta, sort_keys=True) + "\n")
                 fh.write("\t".join(self.columns) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
         self._fh = open(self.path, "a", encoding="utf-8")
 
     def _resume(self) -> None:
-        old = read_results(self.path)
+        old = read_results(self.path, magic=self.magic)
         legacy = [c for c in self.columns if c != "samples"]
         if old.meta == self.meta and list(old.columns) == legacy:
             self.columns = legacy  # an older file without the samples column: keep its layout
@@ -196,7 +202,12 @@ class ResultWriter:
             raise ValueError(f"{self.path} already holds results with other settings (differing: "
                              f"{settings_difference(old.meta, self.meta) or 'columns'}); choose another "
                              "output file or delete it")
-        self.done = {int(i) for i in old.columns["index"]}
+        self.done = {self.row_key({name: old.columns[name][i] for name in self.columns}) for i in range(len(old))}
+
+    @staticmethod
+    def row_key(row: dict):
+        """What identifies a row (resumption skips the keys in :attr:`done`): its index."""
+        return int(row["index"])
 
     def write(self, row: dict) -> None:
         """Write one row and force it to disk before returning."""
@@ -209,7 +220,7 @@ class ResultWriter:
         self._fh.write("\t".join(fields) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
-        self.done.add(int(row["index"]))
+        self.done.add(self.row_key(row))
 
     def close(self) -> None:
         self._fh.close()

@@ -22,6 +22,7 @@ from wulff.errors import NonFiniteError
 from wulff.selector import BestCertificate, best_certificate
 
 from .adaptive import certify_sequential, check_radii
+from .attack import pgd_smoothed
 from .stats import check_alpha, clopper_pearson_lower, two_class_test_passes
 
 #: the class label returned when the smoothed classifier declines to answer
@@ -185,6 +186,28 @@ class Smoothed:
         out = certify_sequential(draw, n_max, alpha, certificates, radii)
         prediction = ABSTAIN if out.abstained else out.candidate
         return Certification(prediction, out.rho_lower, dict(out.radius), out.top_count, out.n)
+
+    def attack(self, x: torch.Tensor, label: int, eps: float, adversary: str = "l2", *, steps: int = 20,
+               samples: int = 16, step_size: float | None = None, clamp: tuple[float, float] | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """A point x' with ||x' - x|| <= eps (in ``adversary``'s norm) found by PGD on the soft smoothed
+        classifier (mean softmax over ``samples`` fresh noise draws per step) to move it away from
+        ``label`` (:func:`wulff.certify.attack.pgd_smoothed`); ``clamp`` keeps x' in a data range.
+        Check the result with :meth:`predict`: an attack finds perturbations, it certifies nothing."""
+        x = self._check_input(x)
+        generator = generator if generator is not None else self.generator
+        y = torch.tensor([int(label)], device=self.device)
+        was_training = getattr(self.model, "training", False)
+        if was_training:
+            self.model.eval()
+        try:
+            with self._autocast():
+                attacked = pgd_smoothed(self.model, self.q, x.unsqueeze(0), y, eps, adversary, steps=steps,
+                                        samples=samples, step_size=step_size, clamp=clamp, generator=generator)
+        finally:
+            if was_training:
+                self.model.train()
+        return attacked[0]
 
     def certificate(self, adversary: str) -> BestCertificate:
         """q's best certificate against ``adversary``, built on first use and kept (not per input)."""

@@ -1,4 +1,5 @@
-"""``wulff train``: noise-augmented training of a base classifier (Appendix D); DDP under torchrun."""
+"""``wulff train``: training of a base classifier (noise augmentation, Appendix D, or another objective
+of :mod:`wulff.train.objectives`), optionally fine-tuned from a checkpoint; DDP under torchrun."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,9 @@ import argparse
 from wulff.catalog import DATASETS, FAMILY_NAMES, MODELS
 from wulff.cli.checks import nonnegative_float, nonnegative_int, output_folder, positive_float, positive_int
 from wulff.errors import UserError
+
+#: the names of wulff.train.objectives.OBJECTIVES (kept here so that --help does not import torch)
+OBJECTIVE_NAMES = ("noise", "stability", "smoothadv", "direct", "consistency", "macer")
 
 
 def add_noise_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         train_smoothed,
         training_meta,
     )
+    from wulff.train.finetune import init_from_checkpoint
+    from wulff.train.objectives import build_objective, parse_objective_params
     from wulff.train.threads import apply_threads
 
     out = output_folder(args.out, "--out", holds="checkpoint.pt")
@@ -66,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         train_set, info = load_dataset(args.dataset, "train", args.data_dir)
         q = noise_from_arguments(args, info.d)
+        objective = build_objective(args.objective, parse_objective_params(args.objective_param), q)
         torch.manual_seed(args.seed)
         model = build_model(args.model, info.input_shape, info.num_classes, info.mean, info.std)
         apply_threads(args.threads, model, info.input_shape, env.device)
@@ -73,22 +80,28 @@ def run(args: argparse.Namespace) -> int:
                              weight_decay=args.weight_decay, seed=args.seed, num_workers=args.workers,
                              autocast=args.autocast, channels_last=args.channels_last)
         checkpoint = out / "checkpoint.pt"
+        if args.init and (args.no_resume or not checkpoint.exists()):
+            init_from_checkpoint(model, args.init, log=print if env.is_main else (lambda _line: None))
         history = train_smoothed(model, q, train_set, config, checkpoint=checkpoint, resume=not args.no_resume,
-                                 meta=training_meta(args.model, info, q), env=env, progress=not args.no_progress)
+                                 meta=training_meta(args.model, info, q), env=env, progress=not args.no_progress,
+                                 objective=objective)
         if env.is_main:
             last = history[-1] if history else {}
-            print(f"trained {args.model} on {info.name} with {q!r}: epoch {last.get('epoch', '-')}, "
-                  f"noisy training loss {last.get('loss', float('nan')):.4f}; checkpoint {checkpoint}")
+            print(f"trained {args.model} on {info.name} with {q!r} ({objective.name}): epoch "
+                  f"{last.get('epoch', '-')}, training loss {last.get('loss', float('nan')):.4f}; "
+                  f"checkpoint {checkpoint}")
     finally:
         teardown()
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a base classifier with noise augmentation (resumable; torchrun-ready)",
+    p = sub.add_parser("train", help="train a base classifier: noise augmentation or another objective "
+                       "(resumable; torchrun-ready)",
                        description="Noise-augmented training (loss -log f(x + delta)_y), SGD momentum 0.9, "
-                       "cosine learning rate, weight decay 1e-4 (Appendix D). A checkpoint is written to "
-                       "OUT/checkpoint.pt after every epoch and a rerun with the same settings resumes from "
+                       "cosine learning rate, weight decay 1e-4 (Appendix D); --objective picks another loss. A "
+                       "checkpoint is written to OUT/checkpoint.pt after every epoch and a rerun with the same "
+                       "settings resumes from "
                        "it; a NaN/inf loss stops training with an error (that epoch is not saved). Run under "
                        "`torchrun --nproc-per-node N` for DistributedDataParallel.")
     p.add_argument("--dataset", default="digits", choices=DATASETS)
@@ -97,6 +110,17 @@ def register(sub) -> None:
                    help=f"{', '.join(MODELS)} (32x32 inputs) or torchvision:<name>, e.g. torchvision:resnet50 "
                    "for ImageNet (needs torchvision); default mlp")
     add_noise_arguments(p)
+    p.add_argument("--objective", default="noise", choices=OBJECTIVE_NAMES,
+                   help="training loss: noise (augmentation, the default), stability (Li et al. 2019), smoothadv "
+                   "(Salman et al. 2019), direct (smoothed log-likelihood), consistency (Jeong & Shin 2020), "
+                   "macer (Zhai et al. 2020, with this noise's own certified radius); see docs/objectives.md")
+    p.add_argument("--objective-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="objective parameter, repeatable, e.g. --objective-param m=4 --objective-param "
+                   "adversary=l1 (stability: weight; smoothadv: m, steps, eps, adversary; direct: m; "
+                   "consistency: m, lambda, eta; macer: m, beta, gamma, weight, adversary)")
+    p.add_argument("--init", default=None, metavar="CHECKPOINT",
+                   help="fine-tune: start from this checkpoint's weights (same --model; a head with another "
+                   "number of classes is re-initialised); ignored when OUT/checkpoint.pt is resumed")
     p.add_argument("--epochs", type=positive_int, default=30,
                    help="total epochs (default 30); rerunning with a larger value extends a finished run "
                    "(the cosine schedule then spans the new total: epoch e uses lr (1 + cos(pi e / EPOCHS)) / 2)")
@@ -109,6 +133,6 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output folder (holds checkpoint.pt)")
     p.add_argument("--no-resume", action="store_true",
                    help="start over even if OUT/checkpoint.pt exists (it is replaced); without it a rerun "
-                   "resumes, and refuses if the model, data, noise or optimizer settings differ")
+                   "resumes, and refuses if the model, data, noise, objective or optimizer settings differ")
     add_runtime_arguments(p)
     p.set_defaults(handler=run)

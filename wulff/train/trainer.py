@@ -9,9 +9,11 @@ Learning-rate schedule: epoch e (counted from 0) of a run with ``epochs = E`` us
 the same E reproduces an uninterrupted run exactly, and resuming with a larger E (extending a finished
 run) continues on the cosine of length E from epoch e on: the learning rate steps up to that curve.
 
-Resuming requires the checkpoint's settings (model, dataset, noise, sigma, and the optimizer settings
-of :data:`RESUME_KEYS`); anything else is refused with a message naming what changed, so old weights
-are never continued under new settings. A loss or weight that becomes NaN or infinite stops training
+Other objectives than noise augmentation (stability, smoothadv, direct, consistency, macer) are in
+:mod:`wulff.train.objectives`. Resuming requires the checkpoint's settings (model, dataset, noise, sigma,
+objective and its parameters, and the optimizer settings of :data:`RESUME_KEYS`); anything else is
+refused with a message naming what changed, so old weights are never continued under new settings.
+A loss or weight that becomes NaN or infinite stops training
 with an error naming the epoch; that epoch is never saved.
 """
 from __future__ import annotations
@@ -24,7 +26,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 from tqdm.auto import tqdm
@@ -35,6 +36,7 @@ from wulff.splitting import SplittingNoise
 
 from .checkpoint import plain, read_checkpoint
 from .distributed import DistEnv, barrier, mean_over_processes
+from .objectives import Objective, build_objective, noisy_inputs, noisy_loss  # noqa: F401 - public here
 
 #: TrainConfig settings a resumed run must share with its checkpoint (the others set only speed or length)
 RESUME_KEYS = ("batch_size", "lr", "momentum", "weight_decay", "seed")
@@ -66,23 +68,6 @@ class TrainConfig:
 
 def autocast_dtype(name: str | None) -> torch.dtype | None:
     return {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
-def noisy_inputs(q: Distribution | SplittingNoise, x: torch.Tensor,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """x + delta with one fresh delta ~ q per example; for DSSN noise the splitting transform
-    T(x, s) at one uniform offset per example (:meth:`wulff.splitting.SplittingNoise.random_offsets`),
-    the distribution its certificate averages over."""
-    if isinstance(q, SplittingNoise):
-        return q.random_offsets(x, generator)
-    noise = q.sample(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
-    return x + noise.view_as(x)
-
-
-def noisy_loss(model: torch.nn.Module, q: Distribution | SplittingNoise, x: torch.Tensor, y: torch.Tensor,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mean of -log f(x + delta)_y over the batch, one fresh delta ~ q per example (DSSN: T(x, s))."""
-    return F.cross_entropy(model(noisy_inputs(q, x, generator)), y)
 
 
 def noise_seed(seed: int, rank: int, epoch: int) -> int:
@@ -124,7 +109,8 @@ def cosine_lr(config: TrainConfig, epoch: int) -> float:
 
 def _show(value) -> str:
     if isinstance(value, dict) and "name" in value:
-        params = ", ".join(f"{k}={v:g}" for k, v in (value.get("params") or {}).items())
+        params = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                           for k, v in (value.get("params") or {}).items())
         return f"{value['name']}({params})"
     return repr(value)
 
@@ -160,7 +146,7 @@ def train_smoothed(model: torch.nn.Module, q: Distribution | SplittingNoise, tra
                    config: TrainConfig, *,
                    checkpoint: str | os.PathLike | None = None, resume: bool = True, meta: dict | None = None,
                    env: DistEnv | None = None, progress: bool = True, max_steps: int | None = None,
-                   log=print) -> list[dict]:
+                   log=print, objective: Objective | None = None) -> list[dict]:
     """Train ``model`` in place on noisy copies of ``train_set``; returns the per-epoch history.
 
     With ``checkpoint``, the state (model, optimizer, noise stream, history, ``meta``, config) is
@@ -169,8 +155,15 @@ def train_smoothed(model: torch.nn.Module, q: Distribution | SplittingNoise, tra
     differ). ``max_steps`` stops after that many optimizer steps in total (for quick checks); an
     epoch cut short by it is not recorded in the history or the checkpoint. A non-finite loss or
     weight raises :class:`~wulff.errors.NonFiniteError` naming the epoch, which is not saved.
+
+    ``objective`` (:func:`wulff.train.objectives.build_objective`; default noise augmentation) is the
+    loss minimized; any other than ``noise`` is recorded in the checkpoint's meta, so a resume with
+    another objective or other parameters is refused like one with other noise.
     """
     env = env or DistEnv()
+    objective = objective or build_objective("noise")
+    if objective.name != "noise":
+        meta = {**(meta or {}), "objective": objective.spec()}
     model.to(env.device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -210,7 +203,8 @@ def train_smoothed(model: torch.nn.Module, q: Distribution | SplittingNoise, tra
                 if config.channels_last and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with (torch.autocast(env.device.type, dtype=amp) if amp else contextlib.nullcontext()):
-                    loss = noisy_loss(net, q, x, y, generator)
+                    loss = objective.loss(net, q, x, y, generator, epoch=epoch, epochs=config.epochs,
+                                          attack_model=_unwrap(net))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

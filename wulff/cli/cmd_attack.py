@@ -1,0 +1,73 @@
+"""``wulff attack``: PGD on the soft smoothed classifier at one or more eps, every k-th test input,
+into a resumable result file that ``wulff report`` reads beside certification files."""
+from __future__ import annotations
+
+import argparse
+
+from wulff.catalog import ADVERSARIES
+from wulff.cli.checks import nonnegative_float, output_file, positive_int, probability
+from wulff.cli.cmd_train import add_runtime_arguments
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from wulff.certify import Smoothed
+    from wulff.certify.attack_dataset import attack_dataset, robust_accuracy
+    from wulff.train import load_dataset, load_trained, setup, teardown
+    from wulff.train.objectives import natural_adversary
+    from wulff.train.threads import apply_threads
+
+    out = output_file(args.out, "--out", example="attack.tsv")
+    env = setup(args.device)
+    try:
+        model, q, meta = load_trained(args.checkpoint, env.device)
+        apply_threads(args.threads, model, meta["input_shape"], env.device)
+        test_set, info = load_dataset(meta["dataset"], args.split, args.data_dir)
+        if args.channels_last:
+            model.to(memory_format=torch.channels_last)
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[args.autocast]
+        smoothed = Smoothed(model, q, info.num_classes, autocast=amp, channels_last=args.channels_last)
+        adversary = args.adversary or natural_adversary(q)
+        results = attack_dataset(
+            smoothed, test_set, out, eps=args.eps, adversary=adversary, steps=args.steps, samples=args.samples,
+            n=args.n, alpha=args.alpha, batch_size=args.batch_size, skip=args.skip, seed=args.seed,
+            clamp=(0.0, 1.0), meta={"sigma": meta.get("sigma"), "model": meta.get("model"),
+                                    "dataset": meta.get("dataset"), "split": args.split},
+            progress=not args.no_progress, max_inputs=args.max_inputs)
+        accuracy = ", ".join(f"{100 * v:.1f} % at eps {e:g}" for e, v in robust_accuracy(results).items())
+        print(f"{out}: {len(results)} rows ({adversary}); empirical robust accuracy {accuracy}")
+    finally:
+        teardown()
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("attack", help="PGD attack on a trained smoothed model (empirical robust accuracy; "
+                       "resumable)",
+                       description="Projected gradient ascent on the soft smoothed classifier (mean softmax over "
+                       "SAMPLES noise draws, fresh at every step) within an eps-ball of l1, l2 or linf, inputs "
+                       "kept in [0, 1]; the smoothed classifier's answer at x and at the attacked point comes "
+                       "from N votes (Cohen et al.'s PREDICT at level ALPHA). One row per input and eps, "
+                       "resumable. `wulff report` prints the empirical robust accuracy and raises a soundness "
+                       "alarm if an input certified correct at radius r >= eps was broken.")
+    p.add_argument("checkpoint", help="checkpoint.pt written by `wulff train`")
+    p.add_argument("--out", required=True, help="result file (.tsv)")
+    p.add_argument("--eps", type=nonnegative_float, nargs="+", required=True,
+                   help="attack budgets (numbers >= 0) in the adversary's norm, input units")
+    p.add_argument("--adversary", default=None, choices=ADVERSARIES,
+                   help="norm of the attack (default: the noise's natural one, e.g. l2 for Gaussian)")
+    p.add_argument("--steps", type=positive_int, default=20, help="PGD steps of size 2 eps / steps (default 20)")
+    p.add_argument("--samples", type=positive_int, default=16,
+                   help="noise draws per step for the soft smoothed classifier (default 16)")
+    p.add_argument("--n", type=positive_int, default=1000,
+                   help="votes for the smoothed classifier's answers (default 1000)")
+    p.add_argument("--alpha", type=probability, default=0.001, help="level of PREDICT's test (default 0.001)")
+    p.add_argument("--batch-size", type=positive_int, default=1000, help="noisy copies per forward pass")
+    p.add_argument("--skip", type=positive_int, default=1, help="attack every SKIP-th input (default 1)")
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--data-dir", default=None, help="local folder of cifar10 / imagenet")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (each input gets its own stream)")
+    p.add_argument("--max-inputs", type=positive_int, default=None, help="stop after this many inputs (>= 1)")
+    add_runtime_arguments(p)
+    p.set_defaults(handler=run)

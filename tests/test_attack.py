@@ -93,6 +93,14 @@ def test_attack_rows_resume(tmp_path):
         [(i, e) for i in range(6) for e in (0.2, 2.0)]
     more = attack_dataset(smoothed, _dataset(), out, eps=[0.2, 0.5, 2.0], **options)  # one new eps: 6 new rows
     assert len(more) == 18
+    straight = attack_dataset(smoothed, _dataset(), tmp_path / "b.tsv", eps=[0.2, 0.5, 2.0], **options)
+
+    def rows(results):
+        cols = results.columns
+        return sorted(zip(cols["index"].tolist(), cols["eps"].tolist(), cols["prediction"].tolist(),
+                          cols["prediction_attacked"].tolist()))
+
+    assert rows(more) == rows(straight)  # resuming (and adding an eps) changes no answer
     robust = dict(zip(zip(more.columns["index"].tolist(), more.columns["eps"].tolist()),
                       more.columns["robust"].tolist()))
     assert robust[(0, 0.2)] == 1 and robust[(5, 2.0)] == 0  # 0.2 < 1 - x_1 = 1; 2.0 > 0.5

@@ -165,7 +165,7 @@ def test_smoothadv_is_the_soft_cross_entropy_at_the_attacked_point(batch):
     expected = float(soft_ce(attacked).mean().detach())
     got = loss_of("smoothadv", model, q, x, y, {"m": m, "steps": 1, "eps": eps}, epoch=0, epochs=1)
     assert got == pytest.approx(expected, rel=1e-5)
-    assert got > float(soft_ce(x).mean())  # the attack raised the loss
+    assert got > float(soft_ce(x).mean().detach())  # the attack raised the loss
 
 
 def test_smoothadv_warms_eps_up_over_the_first_half():
@@ -264,9 +264,9 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
         train_set, info = load_dataset("digits", "train")
         q = D.Laplace(info.d, sigma=0.5)
         flats = []
-        for name in ("stability", "smoothadv", "consistency", "macer"):
+        for name in ("smoothadv", "consistency"):  # an attack on the bare module; m draws in one forward
             model = fresh_mlp(info, seed=rank)  # different initial weights: DDP broadcasts rank 0's
-            params = {"m": 2, "steps": 2} if name == "smoothadv" else ({} if name == "stability" else {"m": 2})
+            params = {"m": 2, "steps": 2} if name == "smoothadv" else {"m": 2}
             train_smoothed(model, q, train_set, TrainConfig(epochs=1, batch_size=128, lr=0.05), env=env,
                            progress=False, objective=build_objective(name, params, q), max_steps=3)
             flats.append(torch.cat([p.detach().flatten() for p in model.parameters()]))

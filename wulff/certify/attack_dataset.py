@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from wulff.certificate import check_adversary
@@ -70,6 +71,11 @@ def check_eps(eps) -> list[float]:
     return sorted(set(values))
 
 
+def attack_generator(device, seed: int, index: int, eps: float) -> torch.Generator:
+    """The noise stream of one (input, eps) attack: the same whatever was done before a resume."""
+    return torch.Generator(device=device).manual_seed(hash((int(seed), int(index), float(eps))) % (2 ** 63))
+
+
 def attack_dataset(smoothed: Smoothed, dataset: Sequence, out: str | os.PathLike, *, eps, adversary: str,
                    steps: int = 20, samples: int = 16, n: int = 1000, alpha: float = 0.001,
                    batch_size: int = 1000, skip: int = 1, seed: int = 0, clamp: tuple[float, float] | None = None,
@@ -104,12 +110,13 @@ def attack_dataset(smoothed: Smoothed, dataset: Sequence, out: str | os.PathLike
             for index in todo:
                 x, label = dataset[index]
                 label = int(label)
-                generator = input_generator(smoothed.device, seed, index)
-                prediction = smoothed.predict(x, n, alpha, batch_size, generator=generator)
+                prediction = smoothed.predict(x, n, alpha, batch_size,
+                                              generator=input_generator(smoothed.device, seed, index))
                 for e in eps:
                     if (index, e) in writer.done:
                         continue
                     start = time.perf_counter()
+                    generator = attack_generator(smoothed.device, seed, index, e)
                     attacked = smoothed.attack(x, label, e, adversary, steps=steps, samples=samples, clamp=clamp,
                                                generator=generator)
                     answer = smoothed.predict(attacked, n, alpha, batch_size, generator=generator)

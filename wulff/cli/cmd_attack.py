@@ -7,6 +7,7 @@ import argparse
 from wulff.catalog import ADVERSARIES
 from wulff.cli.checks import nonnegative_float, output_file, positive_int, probability
 from wulff.cli.cmd_train import add_runtime_arguments
+from wulff.errors import UserError
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,6 +22,9 @@ def run(args: argparse.Namespace) -> int:
     out = output_file(args.out, "--out", example="attack.tsv")
     env = setup(args.device)
     try:
+        if env.distributed:
+            raise UserError("wulff attack runs in one process (every rank would write the same file); run it "
+                            "without torchrun, or split the inputs over runs with --skip and separate --out files")
         model, q, meta = load_trained(args.checkpoint, env.device)
         apply_threads(args.threads, model, meta["input_shape"], env.device)
         test_set, info = load_dataset(meta["dataset"], args.split, args.data_dir)

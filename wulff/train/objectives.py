@@ -21,10 +21,10 @@ DistributedDataParallel sees one forward per backward.
   natural norm (:func:`natural_adversary`). The attack runs on the bare model in eval mode.
 * ``direct`` -- the smoothed log-likelihood (the reference code of Yang et al., 2020):
   CE(G(x), y) with ``m`` = 16 draws.
-* ``consistency`` -- Jeong & Shin (2020, Eq. 6): with P = G(x) over ``m`` draws,
+* ``consistency`` -- Jeong & Shin (2020): with P = G(x) over ``m`` draws,
   (1/m) sum_j CE(p(x + delta_j), y) + lambda (1/m) sum_j KL(P || p(x + delta_j)) + eta H(P).
   Defaults from the paper: ``m`` = 2, ``lambda`` = 10, ``eta`` = 0.5.
-* ``macer`` -- maximize the certified radius (Zhai et al., 2020, Eq. 9 and Algorithm 1):
+* ``macer`` -- maximize the certified radius (Zhai et al., 2020, Algorithm 1):
   CE(G(x), y) + weight (1/B) sum over correctly classified inputs of max(0, gamma s / 2 - R(rho)),
   where rho = G_beta(x)_y is the soft smoothed probability of the label with inverse temperature beta
   (softmax(beta f)), "correct" means y = argmax G_beta(x), s is the noise's sigma (lam when sigma is

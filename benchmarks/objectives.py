@@ -11,7 +11,8 @@ n_max = n0 + n, alpha = 0.001) on every --skip-th test input. Attack: PGD on the
 classifier (--steps steps, 16 draws per step) at two eps per norm, answers by 1000 votes at
 alpha = 0.001. smoothadv trains with --train-steps PGD steps (default 4, not the paper's 20, to keep
 the run short; stated in the table) at eps = the larger attack eps. ACR = mean over inputs of the
-certified radius (0 when wrong or abstaining).
+certified radius (0 when wrong or abstaining); alarms = inputs certified correct at radius r >= eps
+whose attack at eps was answered with another class (:func:`soundness_alarms`; expected about 0).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import torch
 import wulff.distributions as D
 from wulff.certify import Smoothed, certify_dataset
 from wulff.certify.analysis import certified_accuracy
-from wulff.certify.attack_dataset import attack_dataset, robust_accuracy
+from wulff.certify.attack_dataset import attack_dataset, robust_accuracy, soundness_alarms
 from wulff.certify.summary import average_certified_radius
 from wulff.train import TrainConfig, build_model, load_dataset, train_smoothed
 from wulff.train.objectives import build_objective
@@ -59,20 +60,22 @@ def run_one(name, family, args, train_set, test_set, info, folder: Path) -> dict
     return {"objective": name, "family": family, "adversary": adversary, "seconds": seconds,
             "certified": certified_accuracy(cert, radii, adversary), "radii": radii,
             "acr": average_certified_radius(cert, adversary), "clean": float(cert.correct.mean()),
-            "robust": robust_accuracy(attacks), "loss": history[-1]["loss"]}
+            "robust": robust_accuracy(attacks), "loss": history[-1]["loss"],
+            "alarms": sum(len(a.indices) for a in soundness_alarms(attacks, cert))}
 
 
 def table(rows: list[dict]) -> str:
     first = rows[0]
     radii = " | ".join(f"r={r:g}" for r in first["radii"])
     eps = " | ".join(f"emp. eps={e:g}" for e in first["robust"])
-    lines = [f"| objective | {radii} | ACR | clean | {eps} | s/epoch (x noise) |",
-             "|---|" + "---:|" * (len(first["radii"]) + 3 + len(first["robust"]))]
+    lines = [f"| objective | {radii} | ACR | clean | {eps} | alarms | s/epoch (x noise) |",
+             "|---|" + "---:|" * (len(first["radii"]) + 4 + len(first["robust"]))]
     base = next(r for r in rows if r["objective"] == "noise")
     for r in rows:
         cells = " | ".join(f"{100 * a:.1f}" for a in r["certified"])
         emp = " | ".join(f"{100 * v:.1f}" for v in r["robust"].values())
         lines.append(f"| {r['objective']} | {cells} | {r['acr']:.3f} | {100 * r['clean']:.1f} | {emp} | "
+                     f"{r['alarms']} | "
                      f"{r['seconds']:.2f} ({r['seconds'] / base['seconds']:.1f}x) |")
     return "\n".join(lines)
 

@@ -45,9 +45,14 @@ def noisy_logits(model, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return logits.view(m, batch, -1)
 
 
+def full_precision(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in float32 at least (half-precision ones from autocast are promoted; float64 stays)."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 def soft_log_probs(logits: torch.Tensor) -> torch.Tensor:
     """log G = log of the mean over draws (dim 0) of softmax(logits), computed stably, shape (B, C)."""
-    return torch.logsumexp(F.log_softmax(logits.float(), dim=-1), dim=0) - math.log(logits.shape[0])
+    return torch.logsumexp(F.log_softmax(full_precision(logits), dim=-1), dim=0) - math.log(logits.shape[0])
 
 
 def ascent_direction(grad: torch.Tensor, adversary: str) -> torch.Tensor:
@@ -118,7 +123,7 @@ def pgd_smoothed(model, q: Distribution, x: torch.Tensor, y: torch.Tensor, eps, 
             loss = F.nll_loss(soft_log_probs(noisy_logits(model, point, draws)), y, reduction="sum")
             grad, = torch.autograd.grad(loss, delta)
         with torch.no_grad():
-            delta = project(delta + step * ascent_direction(grad.float().to(x.dtype), adversary),
+            delta = project(delta + step * ascent_direction(grad.to(x.dtype), adversary),
                             eps_column, adversary)
             if clamp is not None:
                 delta = (flat_x + delta).clamp(*clamp) - flat_x

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from wulff.catalog import ADVERSARIES
-from wulff.certify.attack import draw_noise, noisy_logits, pgd_smoothed, soft_log_probs
+from wulff.certify.attack import draw_noise, full_precision, noisy_logits, pgd_smoothed, soft_log_probs
 from wulff.distributions import Distribution
 from wulff.errors import parse_number
 from wulff.selector import certified_radius
@@ -106,7 +106,7 @@ def noisy_loss(model: torch.nn.Module, q: Distribution | SplittingNoise, x: torc
 
 # -- the losses, each from the noisy logits of one forward pass: shape (m, B, C) ------------------------
 def stability_loss(logits: torch.Tensor, y: torch.Tensor, weight: float) -> torch.Tensor:
-    first, second = F.log_softmax(logits[0].float(), dim=-1), F.log_softmax(logits[1].float(), dim=-1)
+    first, second = (F.log_softmax(full_precision(z), dim=-1) for z in logits[:2])
     return F.nll_loss(first, y) + weight * _kl(first, second).mean()
 
 
@@ -115,7 +115,7 @@ def direct_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def consistency_loss(logits: torch.Tensor, y: torch.Tensor, lam: float, eta: float) -> torch.Tensor:
-    log_p = F.log_softmax(logits.float(), dim=-1)  # (m, B, C)
+    log_p = F.log_softmax(full_precision(logits), dim=-1)  # (m, B, C)
     log_mean = soft_log_probs(logits)  # (B, C)
     cross_entropy = F.nll_loss(log_p.flatten(0, 1), y.repeat(logits.shape[0]))
     consistency = _kl(log_mean.unsqueeze(0), log_p).mean()
@@ -126,7 +126,7 @@ def consistency_loss(logits: torch.Tensor, y: torch.Tensor, lam: float, eta: flo
 def macer_radius_term(logits: torch.Tensor, y: torch.Tensor, q: Distribution, adversary: str, beta: float,
                       gamma: float) -> torch.Tensor:
     """(1/B) sum over correctly classified inputs of max(0, gamma s / 2 - R(rho)) (see the module doc)."""
-    soft = F.softmax(beta * logits.float(), dim=-1).mean(dim=0)  # (B, C)
+    soft = F.softmax(beta * full_precision(logits), dim=-1).mean(dim=0)  # (B, C)
     rho = soft.gather(1, y.view(-1, 1)).squeeze(1)
     correct = soft.argmax(dim=1) == y
     threshold = gamma * noise_scale(q) / 2

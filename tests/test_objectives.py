@@ -17,7 +17,15 @@ from toys import run_cli
 import wulff
 import wulff.distributions as D
 from wulff.errors import CheckpointError, UserError
-from wulff.train import TrainConfig, build_model, load_dataset, save_checkpoint, train_smoothed, training_meta
+from wulff.train import (
+    TrainConfig,
+    build_model,
+    load_dataset,
+    named_noise,
+    save_checkpoint,
+    train_smoothed,
+    training_meta,
+)
 from wulff.train.finetune import init_from_checkpoint
 from wulff.train.objectives import (
     OBJECTIVES,
@@ -205,6 +213,10 @@ def test_defaults_adversaries_and_bad_parameters():
         build_objective("smoothadv", {"adversary": "l3"})
     with pytest.raises(ValueError, match="eps must be a finite number"):
         build_objective("smoothadv", {"adversary": "l2", "eps": "nan"})
+    dssn = named_noise("DSSN", 4, lam=0.5, quantization=16)
+    assert build_objective("noise", {}, dssn).name == "noise"
+    with pytest.raises(ValueError, match="objective direct needs a noise distribution .*noise only"):
+        build_objective("direct", {}, dssn)
 
 
 @pytest.fixture(scope="module")

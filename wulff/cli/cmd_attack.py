@@ -15,6 +15,7 @@ def run(args: argparse.Namespace) -> int:
 
     from wulff.certify import Smoothed
     from wulff.certify.attack_dataset import attack_dataset, robust_accuracy
+    from wulff.distributions import Distribution
     from wulff.train import load_dataset, load_trained, setup, teardown
     from wulff.train.objectives import natural_adversary
     from wulff.train.threads import apply_threads
@@ -26,6 +27,9 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("wulff attack runs in one process (every rank would write the same file); run it "
                             "without torchrun, or split the inputs over runs with --skip and separate --out files")
         model, q, meta = load_trained(args.checkpoint, env.device)
+        if not isinstance(q, Distribution):
+            raise UserError(f"wulff attack needs a model smoothed by a noise distribution; {args.checkpoint} was "
+                            f"trained with {type(q).__name__} (DSSN), which it does not attack")
         apply_threads(args.threads, model, meta["input_shape"], env.device)
         test_set, info = load_dataset(meta["dataset"], args.split, args.data_dir)
         if args.channels_last:

@@ -82,7 +82,7 @@ def _kl(a_log: torch.Tensor, b_log: torch.Tensor) -> torch.Tensor:
 
 def _radius(q: Distribution, rho: torch.Tensor, adversary: str) -> torch.Tensor:
     """The certified radius at soft probability rho, through :func:`wulff.certified_radius` (a torch
-    tensor in, a tensor on its device out; differentiable in rho once the radius supports it)."""
+    tensor in, a tensor on its device out, carrying the gradient dR/drho)."""
     return certified_radius(q, rho, adversary)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from toys import join_process_group
 
 import wulff.distributions as D
 from wulff.certify import Smoothed, certify_dataset, merge_results, read_results, shard_path
@@ -25,9 +26,7 @@ def free_port() -> int:
 
 
 def _worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    join_process_group(rank, port, WORLD)
     import torch.distributed as dist
 
     from wulff.train import TrainConfig, build_model, load_dataset, setup, teardown, train_smoothed

@@ -12,7 +12,7 @@ import torch
 import torch.multiprocessing as mp
 from scipy.stats import norm
 from test_distributed import free_port
-from toys import run_cli
+from toys import join_process_group, run_cli
 
 import wulff
 import wulff.distributions as D
@@ -266,9 +266,7 @@ def test_every_objective_trains_under_bf16_autocast(digits, name):
 
 
 def _ddp_worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    join_process_group(rank, port, 2)
     from wulff.train import setup, teardown
 
     env = setup("cpu")

@@ -45,3 +45,13 @@ def fake_cifar10(root: Path, per_batch: int = 4) -> Path:
         with open(folder / name, "wb") as fh:
             pickle.dump(batch, fh)
     return folder
+
+
+def join_process_group(rank: int, port: int, world: int) -> None:
+    """The environment torchrun gives rank ``rank`` of ``world`` processes on this machine (one torch
+    thread each), for tests that spawn their own DDP workers."""
+    import os
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)

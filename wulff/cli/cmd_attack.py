@@ -5,20 +5,18 @@ from __future__ import annotations
 import argparse
 
 from wulff.catalog import ADVERSARIES
-from wulff.cli.checks import nonnegative_float, output_file, positive_int, probability
+from wulff.cli.checks import load_for_evaluation, nonnegative_float, output_file, positive_int, probability
 from wulff.cli.cmd_train import add_runtime_arguments
 from wulff.errors import UserError
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from wulff.certify import Smoothed
     from wulff.certify.attack_dataset import attack_dataset, robust_accuracy
     from wulff.distributions import Distribution
-    from wulff.train import load_dataset, load_trained, setup, teardown
+    from wulff.train import setup, teardown
     from wulff.train.objectives import natural_adversary
-    from wulff.train.threads import apply_threads
 
     out = output_file(args.out, "--out", example="attack.tsv")
     env = setup(args.device)
@@ -26,15 +24,10 @@ def run(args: argparse.Namespace) -> int:
         if env.distributed:
             raise UserError("wulff attack runs in one process (every rank would write the same file); run it "
                             "without torchrun, or split the inputs over runs with --skip and separate --out files")
-        model, q, meta = load_trained(args.checkpoint, env.device)
+        model, q, meta, test_set, info, amp = load_for_evaluation(args, env.device)
         if not isinstance(q, Distribution):
             raise UserError(f"wulff attack needs a model smoothed by a noise distribution; {args.checkpoint} was "
                             f"trained with {type(q).__name__} (DSSN), which it does not attack")
-        apply_threads(args.threads, model, meta["input_shape"], env.device)
-        test_set, info = load_dataset(meta["dataset"], args.split, args.data_dir)
-        if args.channels_last:
-            model.to(memory_format=torch.channels_last)
-        amp = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[args.autocast]
         smoothed = Smoothed(model, q, info.num_classes, autocast=amp, channels_last=args.channels_last)
         adversary = args.adversary or natural_adversary(q)
         results = attack_dataset(

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 
 from wulff.catalog import ADVERSARIES
-from wulff.cli.checks import nonnegative_float, nonnegative_int, output_file, positive_int, probability
+from wulff.cli.checks import (
+    load_for_evaluation,
+    nonnegative_float,
+    nonnegative_int,
+    output_file,
+    positive_int,
+    probability,
+)
 from wulff.cli.cmd_train import add_runtime_arguments
 from wulff.errors import UserError
 
@@ -20,12 +27,10 @@ def check_adaptive_arguments(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_adaptive_arguments(args)
-    import torch
 
     from wulff.certify import certify_dataset, merge_results, shard_path, smoothed_classifier
-    from wulff.train import load_dataset, load_trained, setup, teardown
+    from wulff.train import setup, teardown
     from wulff.train.distributed import barrier
-    from wulff.train.threads import apply_threads
 
     if args.shard >= args.num_shards:
         raise UserError(f"--shard must lie in 0 .. --num-shards - 1 = {args.num_shards - 1}; got {args.shard}")
@@ -33,12 +38,7 @@ def run(args: argparse.Namespace) -> int:
     env = setup(args.device)
     try:
         shard, num_shards = (env.rank, env.world_size) if env.distributed else (args.shard, args.num_shards)
-        model, q, meta = load_trained(args.checkpoint, env.device)
-        apply_threads(args.threads, model, meta["input_shape"], env.device)
-        test_set, info = load_dataset(meta["dataset"], args.split, args.data_dir)
-        if args.channels_last:
-            model.to(memory_format=torch.channels_last)
-        amp = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[args.autocast]
+        model, q, meta, test_set, info, amp = load_for_evaluation(args, env.device)
         smoothed = smoothed_classifier(model, q, info.num_classes, autocast=amp, channels_last=args.channels_last)
         if getattr(smoothed, "deterministic", False) and args.adaptive:
             raise UserError("--adaptive does not apply to a DSSN model: it is certified exactly from its "

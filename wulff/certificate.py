@@ -262,19 +262,13 @@ class Certificate:
         return out
 
     def _scalar_radius(self, rho: float) -> float:
-        """One number: the same guards as :meth:`radius`, in plain Python (a scalar call's cost is its
-        overhead)."""
+        """One number: checked in plain Python (a scalar call's cost is its overhead), then the same
+        guarded radius as an array (no envelope is needed for one value)."""
         if not 0.0 <= rho <= 1.0:  # also False for NaN
             raise ValueError(f"rho must lie in [0, 1] (and not be NaN); got {[rho]}")
         if rho <= 0.5:
             return 0.0
-        value = float(self._scaled_radius(np.array([rho]))[0])
-        if math.isnan(value):
-            raise ArithmeticError(f"{self.method} certificate produced NaN radii; please report this")
-        if math.isinf(value) and rho < 1.0 and not self.proves_infinite_below_one:
-            raise ArithmeticError(f"{self.method} certificate produced an infinite radius at rho < 1; "
-                                  "please report this")
-        return value
+        return float(self._guarded_radius(np.array([rho]))[0])
 
     def _tensor_radius(self, rho: torch.Tensor) -> torch.Tensor:
         """The radius of a tensor: float64 on the host, cast toward zero to rho's dtype and device."""

@@ -14,7 +14,7 @@ import torch
 
 import wulff
 from wulff import distributions as D
-from wulff.certificate import Certificate
+from wulff.certificate import Certificate, monotone_envelope
 from wulff.diffmethod import derive
 from wulff.uniform import derive_uniform
 
@@ -136,12 +136,22 @@ def test_infinite_radius_below_one_raises():
         cert.radius(np.array([0.7]))
 
 
-def test_radius_is_made_monotone_without_increasing_a_value():
+def test_a_radius_depends_on_its_own_rho_only_and_the_envelope_is_opt_in():
     wobbly = lambda r: np.where(np.abs(r - 0.7) < 1e-9, 5.0, r - 0.5)  # a spike at 0.7
     cert = Certificate(adversary="l2", method="wobbly", lam=1.0, d=2, radius_unit=wobbly)
     rho = np.array([0.9, 0.7, 0.8])
     out = cert.radius(rho)
-    assert np.all(out <= np.maximum(wobbly(rho), 0)) and out[1] <= out[2] <= out[0]
+    # batch-independent: the same value alone as in any batch
+    assert [float(cert.radius(r)) for r in rho] == out.tolist() == wobbly(rho).tolist()
+    envelope = monotone_envelope(rho, out)  # never increases a value, makes the batch monotone
+    assert np.all(envelope <= out) and envelope[1] <= envelope[2] <= envelope[0]
+
+
+def test_the_kernel_never_mutates_the_callers_rho():
+    rho = np.array([0.6, 0.9])
+    cert = Certificate(adversary="l2", method="identity", lam=0.3, d=2, radius_unit=lambda r: r)
+    out = cert.radius(rho)
+    assert rho.tolist() == [0.6, 0.9] and np.all(out <= 0.3 * rho) and np.all(out > 0.3 * rho * (1 - 1e-15))
 
 
 # -- the grid: every direct certificate of every named family -----------------------------------------

@@ -55,11 +55,21 @@ def conversion_factor(source: str, target: str, d: int) -> float:
 
 def as_rho_array(rho) -> np.ndarray:
     """rho as a float64 array, checked to lie in [0, 1] (NaN or outside is a ValueError)."""
+    return checked_rho(rho)[0]
+
+
+def checked_rho(rho) -> tuple[np.ndarray, float]:
+    """(rho as a float64 array checked to lie in [0, 1], its smallest value; 1.0 when empty).
+
+    Two reductions: NaN propagates through min and max, and fails both comparisons."""
     arr = np.asarray(rho, dtype=np.float64)
-    if arr.size and (np.isnan(arr).any() or arr.min() < 0.0 or arr.max() > 1.0):
+    if not arr.size:
+        return arr, 1.0
+    lo, hi = float(arr.min()), float(arr.max())
+    if not (lo >= 0.0 and hi <= 1.0):
         bad = arr[np.isnan(arr) | (arr < 0) | (arr > 1)].ravel()[:3]
         raise ValueError(f"rho must lie in [0, 1] (and not be NaN); got {bad.tolist()}")
-    return arr
+    return arr, lo
 
 
 def cast_toward_zero(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -85,6 +95,35 @@ def scale_toward_zero(unit: np.ndarray, lam: float) -> np.ndarray:
     if math.frexp(lam)[0] == 0.5:  # lam = 2^k: the product is exact
         return product
     return np.where(np.isfinite(product) & (product > 0), np.nextafter(product, 0.0), product)
+
+
+#: unit roundoff of float64 (round to nearest)
+UNIT_ROUNDOFF = 2.0 ** -53
+#: products below this are flushed to 0 (:meth:`Certificate._scaled_radius`): the relative rounding
+#: bound of :func:`factor_below` holds for normal numbers only
+SMALLEST_KEPT_RADIUS = 2.0 ** -1020
+
+
+def factor_below(exact) -> float:
+    """A float64 f such that fl(x f) <= exact * x for every x >= 0 (exact > 0 a number or sympy
+    expression, such as lam / d^(1/2)): the exact value itself when it is a power of two (the
+    product is then exact), else exact (1 - 2u) rounded down, for which
+    fl(x f) <= x f (1 + u) <= x exact (1 - 2u)(1 + u) < x exact whenever fl(x f) is a normal
+    number (smaller products are flushed to 0 by the caller, :data:`SMALLEST_KEPT_RADIUS`).
+    One multiplication by f replaces a product and a step toward zero (np.nextafter, which costs
+    as much as a logarithm)."""
+    with mpmath.workdps(60):
+        value = mpmath.mpf(sp.N(sp.sympify(exact), 60)) if not isinstance(exact, float) else mpmath.mpf(exact)
+        if value <= 0:
+            raise ValueError(f"a scale factor must be positive; got {exact}")
+        mantissa, _ = mpmath.frexp(value)
+        if mantissa == 0.5:
+            return float(value)
+        target = value * (1 - mpmath.mpf(2) ** -52)
+        f = float(target)
+        if mpmath.mpf(f) > target:
+            f = math.nextafter(f, 0.0)
+        return f
 
 
 def monotone_envelope(rho: np.ndarray, radius: np.ndarray) -> np.ndarray:
@@ -165,12 +204,21 @@ class Certificate:
                  Phi_formula: sp.Expr | None = None, tight: bool = False, source: str = "",
                  theorem: str = "", gamma_law: str = "",
                  verified_unit: Callable[[float, int], float] | None = None,
-                 slope_unit: Callable[[np.ndarray], np.ndarray] | None = None):
+                 slope_unit: Callable[[np.ndarray], np.ndarray] | None = None,
+                 radius_unit_torch: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 conversion: sp.Expr | int = 1):
         self.adversary = check_adversary(adversary)
         self.method = method
         self.lam = float(lam)
         self.d = int(d)
         self._radius_unit = radius_unit
+        #: the torch twin of ``radius_unit`` (float64 tensor of rho > 1/2 in, on its device), or None:
+        #: tensors then go through the numpy kernel on the host
+        self._radius_unit_torch = radius_unit_torch
+        #: the exact norm-conversion constant C the unit radius is divided by (1: none)
+        self.conversion = sp.sympify(conversion)
+        #: one multiplication by this float applies lam / C rounded toward zero (:func:`factor_below`)
+        self._factor = factor_below(self.lam / self.conversion if self.conversion != 1 else self.lam)
         self.formula = formula
         self.formula_rho_max = None if formula_rho_max is None else float(formula_rho_max)
         self.Phi = Phi
@@ -234,9 +282,13 @@ class Certificate:
           to nearest; a finite radius too large for the dtype becomes the dtype's largest finite
           value, never inf (see :func:`cast_toward_zero`);
         * an infinite radius at rho < 1 raises ArithmeticError (unless the certificate proves it);
-        * the values are made nondecreasing in rho by the monotone envelope
-          R~(rho_i) = min over the batch of R(rho_j) with rho_j >= rho_i, which never increases a
-          value (so soundness is kept) and only changes anything where rounding broke monotonicity.
+          so does NaN.
+
+        Each value depends on its own rho only (not on the rest of the batch), and a tensor on a
+        device is evaluated there when the certificate has a torch kernel. The true radius is
+        nondecreasing in rho; the float values follow it up to their rounding margins (a few ulps
+        to 1e-8 relative), so two rho a few ulps apart can give radii in the other order, both
+        sound. :func:`monotone_envelope` makes a batch exactly monotone where a plot needs it.
         """
         if isinstance(rho, torch.Tensor):
             if rho.requires_grad and torch.is_grad_enabled():
@@ -244,38 +296,78 @@ class Certificate:
             return self._tensor_radius(rho)
         if isinstance(rho, (float, int, np.floating, np.integer)) and not isinstance(rho, bool):
             return np.array(self._scalar_radius(float(rho)))  # a 0-d array, as for any other input
-        arr = as_rho_array(rho)
-        return monotone_envelope(arr, self._guarded_radius(arr))
+        arr, lo = checked_rho(rho)
+        return self._guarded_radius(arr, lo)
 
-    def _guarded_radius(self, arr: np.ndarray) -> np.ndarray:
-        """The radii of checked float64 values of rho, before the monotone envelope: 0 at or below 1/2,
-        NaN and an unproved infinity below rho = 1 raise ArithmeticError."""
-        out = np.zeros(arr.shape, dtype=np.float64)
-        above = arr > 0.5
-        if above.any():
-            out[above] = self._scaled_radius(arr[above])
-        if np.isnan(out).any():
-            raise ArithmeticError(f"{self.method} certificate produced NaN radii; please report this")
-        if not self.proves_infinite_below_one and np.isinf(out[arr < 1.0]).any():
-            raise ArithmeticError(f"{self.method} certificate produced an infinite radius at rho < 1; "
-                                  "please report this")
+    def _guarded_radius(self, arr: np.ndarray, lo: float | None = None) -> np.ndarray:
+        """The radii of checked float64 values of rho (``lo``: their minimum, if known): 0 at or below
+        1/2, NaN and an unproved infinity below rho = 1 raise ArithmeticError. A fresh array."""
+        if lo is None:
+            lo = float(arr.min()) if arr.size else 1.0
+        if lo > 0.5:  # the common case: no mask, no copy
+            out = self._scaled_radius(arr)
+        else:
+            out = np.zeros(arr.shape, dtype=np.float64)
+            above = arr > 0.5
+            if above.any():
+                out[above] = self._scaled_radius(arr[above])
+        if out.size:
+            top = out.max()  # NaN propagates
+            if np.isnan(top):
+                raise ArithmeticError(f"{self.method} certificate produced NaN radii; please report this")
+            if top == np.inf and not self.proves_infinite_below_one and np.isinf(out[arr < 1.0]).any():
+                raise ArithmeticError(f"{self.method} certificate produced an infinite radius at rho < 1; "
+                                      "please report this")
         return out
 
     def _scalar_radius(self, rho: float) -> float:
         """One number: checked in plain Python (a scalar call's cost is its overhead), then the same
-        guarded radius as an array (no envelope is needed for one value)."""
+        guarded radius as an array."""
         if not 0.0 <= rho <= 1.0:  # also False for NaN
             raise ValueError(f"rho must lie in [0, 1] (and not be NaN); got {[rho]}")
         if rho <= 0.5:
             return 0.0
-        return float(self._guarded_radius(np.array([rho]))[0])
+        return float(self._guarded_radius(np.array([rho]), rho)[0])
 
     def _tensor_radius(self, rho: torch.Tensor) -> torch.Tensor:
-        """The radius of a tensor: float64 on the host, cast toward zero to rho's dtype and device."""
-        values = self.radius(rho.detach().to("cpu", torch.float64).numpy())
+        """The radius of a tensor, cast toward zero to rho's dtype on rho's device: computed there in
+        float64 when the certificate has a torch kernel, else on the host through numpy."""
+        if self._torch_kernel_ready(rho):
+            values = self._guarded_radius_torch(rho.detach().to(torch.float64))
+        else:
+            host = self.radius(rho.detach().to("cpu", torch.float64).numpy())
+            values = torch.as_tensor(host, dtype=torch.float64).to(rho.device)
         if not rho.is_floating_point():
-            return torch.as_tensor(values, dtype=torch.float64).to(rho.device)
-        return cast_toward_zero(torch.as_tensor(values, dtype=torch.float64), rho.dtype).to(rho.device)
+            return values
+        return cast_toward_zero(values, rho.dtype)
+
+    def _torch_kernel_ready(self, rho: torch.Tensor) -> bool:
+        return self._radius_unit_torch is not None and rho.device.type != "mps"  # mps has no float64
+
+    def _guarded_radius_torch(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`_guarded_radius` on x's device (float64): the same checks, the same rounding."""
+        if not x.numel():
+            return x.clone()
+        lo, hi = (float(v) for v in torch.aminmax(x))
+        if not (lo >= 0.0 and hi <= 1.0):
+            bad = x[torch.isnan(x) | (x < 0) | (x > 1)].ravel()[:3].tolist()
+            raise ValueError(f"rho must lie in [0, 1] (and not be NaN); got {bad}")
+        above = x > 0.5
+        inside = x if lo > 0.5 else torch.where(above, x, 0.75)  # a harmless stand-in below 1/2
+        out = self._scale_torch(self._radius_unit_torch(inside))
+        if lo <= 0.5:
+            out = torch.where(above, out, 0.0)
+        nan = torch.isnan(out)
+        bad = nan if self.proves_infinite_below_one else nan | (torch.isinf(out) & (x < 1.0))
+        if bool(bad.any()):
+            what = "NaN radii" if bool(nan.any()) else "an infinite radius at rho < 1"
+            raise ArithmeticError(f"{self.method} certificate produced {what}; please report this")
+        return out
+
+    def _scale_torch(self, unit: torch.Tensor) -> torch.Tensor:
+        """The torch twin of :meth:`_scale` (always a new tensor)."""
+        out = unit.to(torch.float64) * self._factor if self._factor != 1.0 else unit.to(torch.float64)
+        return torch.where(out >= SMALLEST_KEPT_RADIUS, out, torch.where(torch.isnan(out), out, 0.0))
 
     def inverse_radius(self, r, points: int = 64) -> float:
         """rho_needed(r): the smallest rho (to float64 resolution) with R(rho) >= r, the numeric
@@ -314,9 +406,22 @@ class Certificate:
         return hi
 
     def _scaled_radius(self, rho: np.ndarray) -> np.ndarray:
-        """lam R_unit(rho) for rho > 1/2, rounded toward zero."""
-        unit = np.maximum(np.asarray(self._radius_unit(rho), dtype=np.float64), 0.0)
-        return scale_toward_zero(unit, self.lam)
+        """lam R_unit(rho) / C for rho > 1/2, rounded toward zero (a fresh array)."""
+        unit = np.asarray(self._radius_unit(rho), dtype=np.float64)
+        return self._scale(unit, owned=unit.base is None and unit.flags.writeable
+                           and not np.may_share_memory(unit, rho))
+
+    def _scale(self, unit: np.ndarray, owned: bool) -> np.ndarray:
+        """unit * lam / C rounded toward zero, in place when ``unit`` is ``owned`` (a fresh array): one
+        multiplication by :func:`factor_below`'s factor; a negative value becomes 0, and so does a
+        product below :data:`SMALLEST_KEPT_RADIUS` (where the rounding bound needs normal numbers)."""
+        if self._factor != 1.0:
+            unit = np.multiply(unit, self._factor, out=unit if owned else None)
+        elif not owned:
+            unit = unit.copy()
+        if unit.size and not unit.min() >= SMALLEST_KEPT_RADIUS:  # also NaN: left as it is
+            unit[(unit < SMALLEST_KEPT_RADIUS)] = 0.0
+        return unit
 
     def verified_radius(self, rho, dps: int = 40) -> np.ndarray:
         """A provable lower bound on R(rho), evaluated in mpmath at ``dps`` >= 30 digits (float64 out).
@@ -381,31 +486,26 @@ class Certificate:
         exponent = _conversion_exponent(self.adversary, target)
         c = conversion_factor(self.adversary, target, self.d)
         exact_c = sp.Integer(self.d) ** exponent
-        unit = self._radius_unit
-
-        def shrink(radius):  # R / C, rounded toward 0 (never up); inf stays inf
-            scaled = np.asarray(radius, dtype=np.float64) / c
-            return np.where(np.isfinite(scaled), np.nextafter(scaled, 0.0), scaled)
-
-        def converted_unit(rho):
-            return shrink(unit(rho))
 
         slope = self.slope_unit
         converted_slope = None if slope is None else (lambda rho: np.asarray(slope(rho), dtype=np.float64) / c)
-
         verified = self.verified_unit
-        converted_verified = None if verified is None or c == 1 else \
-            (lambda rho, dps: float(shrink(verified(rho, dps))))
+        factor = factor_below(1 / exact_c) if exact_c != 1 else 1.0
+
+        def converted_verified(rho, dps):  # R / C rounded toward 0 (never up); inf stays inf
+            return float(verified(rho, dps)) * factor
 
         return Certificate(
             adversary=target, lam=self.lam, d=self.d,
             method=f"{self.method}, {self.adversary} -> {target} norm conversion"
                    + ("" if c == 1 else f" (/{exact_c})"),
-            radius_unit=unit if c == 1 else converted_unit,
+            radius_unit=self._radius_unit, radius_unit_torch=self._radius_unit_torch,
+            conversion=self.conversion * exact_c,
             formula=None if self.formula is None else self.formula / exact_c,
             formula_rho_max=self.formula_rho_max, Phi=None, Phi_formula=None, tight=False,
             source=self.source, theorem=self.theorem, gamma_law=self.gamma_law,
-            verified_unit=verified if c == 1 else converted_verified, slope_unit=converted_slope)
+            verified_unit=None if verified is None else (verified if c == 1 else converted_verified),
+            slope_unit=converted_slope)
 
     def __repr__(self) -> str:
         f = "" if self.formula is None else f", formula={self.formula}"

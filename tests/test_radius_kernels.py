@@ -19,8 +19,10 @@ from scipy import special, stats
 import wulff
 import wulff.distributions as D
 from wulff import selector
+from wulff.catalog import ADVERSARIES, FAMILY_NAMES
 from wulff.diffmethod.laws import RademacherSum
 from wulff.diffmethod.magnitude import ConstantMagnitude
+from wulff.distributions import registry
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -60,15 +62,20 @@ def _q(name: str):
     return getattr(D, name)(D_SMALL, sigma=SIGMA)
 
 
+#: torch kernels use torch's own special functions (a few ulps from scipy's), and the uniform
+#: ball's torch kernel is its tangent table (1e-8 below the formula between grid points)
+TORCH_AGREEMENT = {"UniformBall": 1e-8}
+
+
 @settings(max_examples=25, deadline=None)
 @given(pair=st.sampled_from(PAIRS), rho=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6))
-def test_tensors_get_the_numpy_radii_with_and_without_grad(pair, rho):
+def test_tensors_agree_with_the_numpy_radii_with_and_without_grad(pair, rho):
     q, adversary = _q(pair[0]), pair[1]
     expected = wulff.certified_radius(q, np.array(rho), adversary)
     plain = wulff.certified_radius(q, torch.tensor(rho, dtype=torch.float64), adversary)
     tracked = wulff.certified_radius(q, torch.tensor(rho, dtype=torch.float64, requires_grad=True), adversary)
-    np.testing.assert_array_equal(plain.numpy(), expected)
-    np.testing.assert_array_equal(tracked.detach().numpy(), expected)
+    np.testing.assert_allclose(plain.numpy(), expected, rtol=TORCH_AGREEMENT.get(pair[0], 1e-12), atol=0)
+    np.testing.assert_array_equal(tracked.detach().numpy(), plain.numpy())
     assert tracked.requires_grad and not plain.requires_grad
 
 
@@ -160,3 +167,114 @@ def test_binomial_sign_sums_work_in_linear_memory():
     assert peak < 50e6 and values[0] > values[-1] >= 0
     # E|S| = E(S)_+ * 2 for the symmetric S: the value at c = 0 is E(S)_+, about sqrt(2 d / pi) / 2
     assert values[0] == pytest.approx(math.sqrt(2 * 10 ** 6 / math.pi) / 2, rel=1e-5)
+
+
+# -- kernels: every named pair, numpy and torch, one rounding ------------------------------------------
+ALL_PAIRS = [(name, adv) for name in FAMILY_NAMES for adv in ADVERSARIES]
+
+
+def _named(name: str):
+    return registry.build(name, D_SMALL, sigma=SIGMA, **registry.example_parameters(name, D_SMALL))
+
+
+def _has(name: str, adversary: str) -> bool:
+    try:
+        wulff.best_certificate(_named(name), adversary)
+        return True
+    except NotImplementedError:
+        return False
+
+
+RHO = st.floats(0.0, 1.0) | st.sampled_from([0.5, 0.5 + 2 ** -52, 0.5 + 1e-9, 0.5 + 1e-7, 1 - 2 ** -53, 1.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(pair=st.sampled_from(ALL_PAIRS), rho=st.lists(RHO, min_size=1, max_size=5))
+def test_every_named_pair_numpy_and_torch_agree_and_stay_below_mpmath(pair, rho):
+    name, adversary = pair
+    if not _has(name, adversary):
+        return
+    best = wulff.best_certificate(_named(name), adversary)
+    arr = np.array(rho)
+    numpy_values = best.radius(arr)
+    torch_values = best.radius(torch.tensor(arr)).numpy()
+    np.testing.assert_allclose(torch_values, numpy_values, rtol=TORCH_AGREEMENT.get(name, 1e-12), atol=0)
+    assert np.all((numpy_values == 0) == (arr <= 0.5))
+    for candidate in best.certificates:  # mpmath where the candidate is a closed form
+        if candidate.verified_method != "mpmath closed form" or "Inv" in str(candidate.formula):
+            continue
+        reference = candidate.verified_radius(arr)
+        assert np.all(candidate.radius(arr) <= reference), (candidate.method, arr)
+        assert np.all(candidate.radius(torch.tensor(arr)).numpy() <= reference), (candidate.method, arr)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pair=st.sampled_from(ALL_PAIRS), rho=st.lists(RHO, min_size=2, max_size=8))
+def test_a_radius_does_not_depend_on_the_rest_of_the_batch(pair, rho):
+    name, adversary = pair
+    if not _has(name, adversary):
+        return
+    q = _named(name)
+    batch = wulff.certified_radius(q, np.array(rho), adversary)
+    alone = [float(wulff.certified_radius(q, r, adversary)) for r in rho]
+    assert batch.tolist() == alone
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("pair", [("Gaussian", "l2"), ("Laplace", "linf"), ("UniformCube", "l1"), ("Exp2", "l2")])
+def test_narrow_dtypes_get_the_float64_radius_rounded_toward_zero(dtype, pair):
+    q = _named(pair[0])
+    rho = torch.linspace(0.4, 0.999, 301).to(dtype)
+    exact = torch.as_tensor(wulff.certified_radius(q, rho.to(torch.float64).numpy(), pair[1]))  # numpy path
+    got = wulff.certified_radius(q, rho, pair[1])
+    assert got.dtype == dtype
+    assert torch.all(got.to(torch.float64) <= exact)
+    # at most one step of the dtype below the float64 value (torch's float64 kernel may sit an ulp lower)
+    below = torch.nextafter(got, torch.full_like(got, math.inf)).to(torch.float64)
+    assert torch.all((below > exact * (1 - 1e-12)) | (exact == 0) | torch.isinf(exact))
+
+
+def test_a_tensor_never_goes_through_the_numpy_kernel():
+    """Every certificate of a closed form, an envelope, a level set and a uniform theorem evaluates a
+    tensor with its torch kernel: the numpy kernels are replaced by a trap here."""
+    def trap(rho):
+        raise AssertionError("a tensor went through the numpy kernel")
+
+    for name, adversary in [("Gaussian", "l2"), ("Laplace", "linf"), ("Exp2", "l2"), ("UniformCube", "l2"),
+                            ("UniformBall", "l2"), ("PowerInf", "l1"), ("Pareto", "l1")]:
+        best = selector.BestCertificate(selector.all_certificates(_named(name), adversary), adversary,
+                                        _named(name).lam, D_SMALL)
+        expected = best.radius(np.array([0.3, 0.6, 0.9, 0.999]))
+        for candidate in best.certificates:
+            candidate._radius_unit = trap
+        x = torch.tensor([0.3, 0.6, 0.9, 0.999], dtype=torch.float64, requires_grad=True)
+        got = best.radius(x)
+        got.sum().backward()
+        np.testing.assert_allclose(got.detach().numpy(), expected, rtol=TORCH_AGREEMENT.get(name, 1e-12))
+        assert torch.all(torch.isfinite(x.grad))
+
+
+@settings(max_examples=200, deadline=None)
+@given(scale=st.floats(1e-300, 1e300), x=st.floats(2.0 ** -1000, 1e300))
+def test_one_multiplication_by_factor_below_never_rounds_up(scale, x):
+    from fractions import Fraction
+
+    from wulff.certificate import factor_below
+    f = factor_below(scale)
+    product = x * f
+    if math.isfinite(product) and product >= 2.0 ** -1020:
+        assert Fraction(product) <= Fraction(x) * Fraction(scale)
+
+
+@settings(max_examples=30, deadline=None)
+@given(pair=st.sampled_from([("Gaussian", "l2"), ("Laplace", "l1"), ("ExpInf", "linf"), ("Exp1", "l1"),
+                             ("Gaussian", "linf")]),
+       rho=st.lists(st.floats(0.5, 1.0, exclude_min=True), min_size=1, max_size=20))
+def test_the_closed_form_fast_path_equals_the_careful_form(pair, rho):
+    """Beyond its threshold a closed form skips the tangent at 1/2: the result is the same."""
+    from wulff.diffmethod.derive import GuardedClosedForm
+    cert = next(c for c in wulff.best_certificate(_named(pair[0]), pair[1]).certificates
+                if isinstance(c._radius_unit, GuardedClosedForm))
+    kernel = cert._radius_unit
+    x = np.array(rho)
+    np.testing.assert_array_equal(kernel(x), kernel._careful(x))

@@ -206,6 +206,7 @@ class Certificate:
                  verified_unit: Callable[[float, int], float] | None = None,
                  slope_unit: Callable[[np.ndarray], np.ndarray] | None = None,
                  radius_unit_torch: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 slope_unit_torch: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  conversion: sp.Expr | int = 1):
         self.adversary = check_adversary(adversary)
         self.method = method
@@ -233,6 +234,9 @@ class Certificate:
         #: rho -> dR/drho at lam = 1 for 1/2 < rho < 1 (see :meth:`slope`), or None: derived from Phi
         #: when it is known, else a central difference of the float radius
         self.slope_unit = slope_unit or self._default_slope_unit()
+        #: the torch twin of ``slope_unit``, or None: gradients then come from the numpy slope on the
+        #: host (or, without one either, a central difference of the torch radius)
+        self.slope_unit_torch = slope_unit_torch
 
     def _default_slope_unit(self) -> Callable[[np.ndarray], np.ndarray] | None:
         """dR/drho at lam = 1 from Phi when it is known: 1 / Phi(1 - rho), by Theorem G.6
@@ -256,6 +260,22 @@ class Certificate:
             out[inside] = self._slope_inside(arr[inside])
         out[~np.isfinite(out)] = 0.0
         return out
+
+    def _slope_torch(self, x: torch.Tensor) -> torch.Tensor | None:
+        """:meth:`slope` on x's device (float64 in and out); None where only a numpy slope exists.
+        A certificate without any slope function takes the same central difference as
+        :meth:`slope`, of its torch radius."""
+        inside = (x > 0.5) & (x < 1.0)
+        if self.slope_unit_torch is not None:
+            values = self.lam * torch.clamp(self.slope_unit_torch(torch.where(inside, x, 0.75)), min=0.0)
+        elif self.slope_unit is None:
+            h = torch.clamp(torch.minimum(x - 0.5, 1.0 - x) / 2, max=1e-4)
+            safe = torch.where(inside, x, 0.75)
+            h = torch.where(inside, h, 1e-4)
+            values = (self._guarded_radius_torch(safe + h) - self._guarded_radius_torch(safe - h)) / (2 * h)
+        else:
+            return None
+        return torch.where(inside & torch.isfinite(values), values, 0.0)
 
     def _slope_inside(self, rho: np.ndarray) -> np.ndarray:
         if self.slope_unit is not None:
@@ -408,6 +428,8 @@ class Certificate:
     def _scaled_radius(self, rho: np.ndarray) -> np.ndarray:
         """lam R_unit(rho) / C for rho > 1/2, rounded toward zero (a fresh array)."""
         unit = np.asarray(self._radius_unit(rho), dtype=np.float64)
+        if unit.shape != rho.shape:  # a kernel that returns 1-d for a 0-d rho, or a constant
+            unit = np.array(unit.reshape(rho.shape) if unit.size == rho.size else np.broadcast_to(unit, rho.shape))
         return self._scale(unit, owned=unit.base is None and unit.flags.writeable
                            and not np.may_share_memory(unit, rho))
 
@@ -487,8 +509,9 @@ class Certificate:
         c = conversion_factor(self.adversary, target, self.d)
         exact_c = sp.Integer(self.d) ** exponent
 
-        slope = self.slope_unit
+        slope, slope_torch = self.slope_unit, self.slope_unit_torch
         converted_slope = None if slope is None else (lambda rho: np.asarray(slope(rho), dtype=np.float64) / c)
+        converted_slope_torch = None if slope_torch is None else (lambda x: slope_torch(x) / c)
         verified = self.verified_unit
         factor = factor_below(1 / exact_c) if exact_c != 1 else 1.0
 
@@ -505,7 +528,7 @@ class Certificate:
             formula_rho_max=self.formula_rho_max, Phi=None, Phi_formula=None, tight=False,
             source=self.source, theorem=self.theorem, gamma_law=self.gamma_law,
             verified_unit=None if verified is None else (verified if c == 1 else converted_verified),
-            slope_unit=converted_slope)
+            slope_unit=converted_slope, slope_unit_torch=converted_slope_torch)
 
     def __repr__(self) -> str:
         f = "" if self.formula is None else f", formula={self.formula}"
@@ -515,7 +538,8 @@ class Certificate:
 
 class _RadiusOfRho(torch.autograd.Function):
     """R(rho) for a tensor that requires grad: the sound value of :meth:`Certificate.radius` forward,
-    dR/drho (:meth:`Certificate.slope`) times the incoming gradient backward."""
+    dR/drho (:meth:`Certificate.slope`, on the tensor's device when the certificate has a torch
+    slope) times the incoming gradient backward."""
 
     @staticmethod
     def forward(ctx, rho: torch.Tensor, certificate: Certificate) -> torch.Tensor:
@@ -526,5 +550,9 @@ class _RadiusOfRho(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (rho,) = ctx.saved_tensors
-        slope = ctx.certificate.slope(rho.detach().to("cpu", torch.float64).numpy())
-        return grad * torch.as_tensor(slope, dtype=grad.dtype, device=grad.device), None
+        certificate = ctx.certificate
+        slope = certificate._slope_torch(rho.detach().to(torch.float64)) \
+            if certificate._torch_kernel_ready(rho) else None
+        if slope is None:  # no torch slope: the numpy one, on the host
+            slope = torch.as_tensor(certificate.slope(rho.detach().to("cpu", torch.float64).numpy()))
+        return grad * slope.to(dtype=grad.dtype, device=grad.device), None

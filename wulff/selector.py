@@ -70,6 +70,16 @@ CHOICE_GRID = np.unique(np.concatenate([
     1.0 - np.geomspace(1e-16, 0.25, 800)]))
 
 
+def _runs(member: np.ndarray) -> list[tuple[float, float]]:
+    """The cells a candidate is evaluated in (:meth:`BestCertificate._choose`), merged into rho
+    intervals [a, b): cell 0 is (-inf, g_0), cell k is [g_{k-1}, g_k), the last [g_last, inf)."""
+    edges = np.concatenate([[-np.inf], CHOICE_GRID, [np.inf]])
+    padded = np.concatenate([[False], member, [False]])
+    starts = np.flatnonzero(padded[1:] & ~padded[:-1])
+    ends = np.flatnonzero(~padded[1:] & padded[:-1])  # one past the last member cell
+    return [(float(edges[s]), float(edges[e])) for s, e in zip(starts, ends)]
+
+
 class BestCertificate(Certificate):
     """Pointwise maximum of several certificates; :meth:`winner` says which one gives each radius.
 
@@ -106,6 +116,7 @@ class BestCertificate(Certificate):
             tight=chosen.tight if chosen else False, theorem=chosen.theorem if chosen else theorems,
             gamma_law=chosen.gamma_law if chosen else "")
         self._members = self._choose()
+        self._intervals = [_runs(member) for member in self._members]
 
     def _choose(self) -> np.ndarray:
         """members[i, k]: candidate i is evaluated in cell k (cell 0: rho < CHOICE_GRID[0]; cell k:
@@ -133,17 +144,42 @@ class BestCertificate(Certificate):
 
     def _scaled_radius(self, rho: np.ndarray) -> np.ndarray:
         """The largest radius among each rho's cell candidates, as they are (each already sound and
-        scaled, with its guards; the monotone envelope is taken once, of the maximum)."""
+        scaled, with its guards). A candidate whose rho intervals cover the batch's range is
+        evaluated on all of it, one whose intervals miss the range not at all, any other on the
+        rho inside its intervals only."""
         if len(self.certificates) == 1:
             return self.certificates[0]._guarded_radius(rho)
-        cell = np.searchsorted(CHOICE_GRID, rho, side="right")
-        out = np.zeros(rho.shape, dtype=np.float64)
-        for certificate, member in zip(self.certificates, self._members):
-            mask = member[cell]
-            if mask.all():
-                np.maximum(out, certificate._guarded_radius(rho), out=out)
-            elif mask.any():
-                out[mask] = np.maximum(out[mask], certificate._guarded_radius(rho[mask]))
+        lo, hi = (float(rho.min()), float(rho.max())) if rho.size else (1.0, 0.0)
+        plans = []
+        for certificate, intervals in zip(self.certificates, self._intervals):
+            hits = [(a, b) for a, b in intervals if a <= hi and b > lo]
+            if hits:
+                covers = any(a <= lo and b > hi for a, b in hits)
+                plans.append((not covers, certificate, hits))
+        out = None
+        for partial, certificate, hits in sorted(plans, key=lambda plan: plan[0]):  # whole batches first
+            if not partial:
+                values = certificate._guarded_radius(rho, lo)
+                out = values if out is None else np.maximum(out, values, out=out)
+                continue
+            inside = np.zeros(rho.shape, dtype=bool)
+            for a, b in hits:
+                inside |= (rho >= a) & (rho < b)
+            where = np.flatnonzero(inside)
+            if where.size:
+                out = np.zeros(rho.shape, dtype=np.float64) if out is None else out
+                flat = out.reshape(-1)
+                flat[where] = np.maximum(flat[where], certificate._guarded_radius(rho.reshape(-1)[where]))
+        return np.zeros(rho.shape, dtype=np.float64) if out is None else out
+
+    def _torch_kernel_ready(self, rho: torch.Tensor) -> bool:
+        return all(c._torch_kernel_ready(rho) for c in self.certificates)
+
+    def _guarded_radius_torch(self, x: torch.Tensor) -> torch.Tensor:
+        """The maximum of the candidates' radii on x's device (each with its own guards)."""
+        out = self.certificates[0]._guarded_radius_torch(x)
+        for certificate in self.certificates[1:]:
+            out = torch.maximum(out, certificate._guarded_radius_torch(x))
         return out
 
     def _slope_inside(self, rho: np.ndarray) -> np.ndarray:
@@ -158,6 +194,17 @@ class BestCertificate(Certificate):
             if mask.any():
                 out[mask] = certificate._slope_inside(rho[mask])
         return out
+
+    def _slope_torch(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The slope of the candidate giving each radius (the first on ties), on x's device; None
+        when a candidate has no torch slope."""
+        if len(self.certificates) == 1:
+            return self.certificates[0]._slope_torch(x)
+        slopes = [c._slope_torch(x) for c in self.certificates]
+        if any(s is None for s in slopes):
+            return None
+        winner = torch.stack([c._guarded_radius_torch(x) for c in self.certificates]).argmax(dim=0)
+        return torch.stack(slopes).gather(0, winner.unsqueeze(0)).squeeze(0)
 
     def verified_radius(self, rho, dps: int = 40) -> np.ndarray:
         """The maximum of the certificates' verified radii (a maximum of lower bounds is one)."""

@@ -7,7 +7,8 @@ inverse. Each appears here as a sympy ``Function`` that
 * prints as the paper writes it (``str``, pretty and LaTeX);
 * evaluates numerically to any precision with ``evalf`` (mpmath);
 * lambdifies to a vectorized scipy routine: pass :data:`NUMPY_FUNCTIONS` first in ``modules``
-  (:func:`lambdify_numpy` does this).
+  (:func:`lambdify_numpy` does this); :func:`lambdify_torch` gives the torch twin where torch has
+  the function (``NormalQuantile`` is ``torch.special.ndtri``; the iterative inverses have none).
 
 =============================  =======================================  ==========================
 function                       meaning                                  scipy
@@ -22,13 +23,18 @@ function                       meaning                                  scipy
 """
 from __future__ import annotations
 
+import math
+
 import mpmath
 import numpy as np
 import sympy as sp
+import torch
 from scipy import special as sc
+from sympy.printing.lambdarepr import LambdaPrinter
 
 __all__ = ["NormalQuantile", "GammaIncInv", "GammaIncCInv", "BetaIncInv", "BetaPrimeCDF", "BetaPrimeCDFInv",
-           "NUMPY_FUNCTIONS", "float_coefficients", "lambdify_numpy"]
+           "NUMPY_FUNCTIONS", "TORCH_FUNCTIONS", "float_coefficients", "lambdify_numpy",
+           "lambdify_torch"]
 
 
 def _mp_args(fn: sp.Function, prec: int) -> list | None:
@@ -273,3 +279,54 @@ def float_coefficients(expr: sp.Expr, digits: int = 20) -> sp.Expr:
 def lambdify_numpy(args, expr: sp.Expr):
     """sympy.lambdify with the named special functions mapped to scipy and float coefficients."""
     return sp.lambdify(args, float_coefficients(sp.sympify(expr)), modules=[NUMPY_FUNCTIONS, "scipy", "numpy"])
+
+
+def _torch_extremum(pick, clamp_key):
+    def extremum(*args):
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        numbers = [float(a) for a in args if not isinstance(a, torch.Tensor)]
+        out = tensors[0] if tensors else torch.tensor(pick(numbers), dtype=torch.float64)
+        for t in tensors[1:]:
+            out = torch.minimum(out, t) if pick is min else torch.maximum(out, t)
+        return torch.clamp(out, **{clamp_key: pick(numbers)}) if tensors and numbers else out
+    return extremum
+
+
+#: torch implementations for :func:`lambdify_torch` (names as sympy's LambdaPrinter writes them)
+TORCH_FUNCTIONS = {
+    "NormalQuantile": torch.special.ndtri, "log": torch.log, "exp": torch.exp, "sqrt": torch.sqrt,
+    "atanh": torch.atanh, "loggamma": torch.lgamma, "Abs": torch.abs, "log1p": torch.log1p,
+    "expm1": torch.expm1, "where": torch.where, "pi": math.pi, "E": math.e,
+    "minimum": _torch_extremum(min, "max"), "maximum": _torch_extremum(max, "min"),
+}
+
+
+class _TorchPrinter(LambdaPrinter):
+    """LambdaPrinter whose Piecewise is a chain of ``where`` (a tensor has no Python ``if``)."""
+
+    def _print_Min(self, expr):
+        return "minimum(%s)" % ", ".join(self._print(a) for a in expr.args)
+
+    def _print_Max(self, expr):
+        return "maximum(%s)" % ", ".join(self._print(a) for a in expr.args)
+
+    def _print_Piecewise(self, expr):
+        *pieces, (last, last_cond) = expr.args
+        if last_cond != sp.true:
+            raise TypeError("a Piecewise without an otherwise branch has no torch form")
+        out = self._print(last)
+        for value, cond in reversed(pieces):
+            out = f"where({self._print(cond)}, {self._print(value)}, {out})"
+        return out
+
+
+def lambdify_torch(args, expr: sp.Expr):
+    """The torch twin of :func:`lambdify_numpy` (float64 tensors in and out, on their device), or
+    None when the formula uses a function torch lacks (the iterative inverses)."""
+    expr = float_coefficients(sp.sympify(expr))
+    known = set(TORCH_FUNCTIONS) | {"Piecewise", "Min", "Max"}
+    if any(type(f).__name__ not in known for f in expr.atoms(sp.Function)):
+        return None
+    printer = _TorchPrinter({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True,
+                             "user_functions": {name: name for name in TORCH_FUNCTIONS}})
+    return sp.lambdify(args, expr, modules=[TORCH_FUNCTIONS], printer=printer)

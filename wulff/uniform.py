@@ -18,11 +18,15 @@ All three are exact (the worst A attains the bound), hence ``tight=True``.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import sympy as sp
+import torch
 from scipy import special
 
 from .certificate import Certificate, check_adversary, rho_symbol
+from .diffmethod.envelope import TABLE_P_GRID, TangentTable
 from .distributions import Distribution, Uniform
 from .special import BetaIncInv
 
@@ -31,12 +35,20 @@ _SHAVE = 1e-12
 
 
 def _cube_l1(rho, d):
-    return 2.0 * (rho - 0.5)
+    """2 (rho - 1/2): exact in floating point (rho - 1/2 is exact for rho in [1/4, 1]); numpy or torch."""
+    out = rho - 0.5
+    out *= 2.0
+    return out
 
 
 def _cube_linf(rho, d):
-    # 2 (1 - (3/2 - rho)^(1/d)) = -2 expm1(log1p(1/2 - rho) / d), stable for d = 150528
-    return -2.0 * np.expm1(np.log1p(0.5 - rho) / d) * (1 - _SHAVE)
+    """2 (1 - (3/2 - rho)^(1/d)) = -2 expm1(log1p(1/2 - rho) / d), stable for d = 150528; numpy or torch."""
+    xp = torch if isinstance(rho, torch.Tensor) else np
+    out = xp.log1p(0.5 - rho)
+    out /= d
+    out = xp.expm1(out)
+    out *= -2.0 * (1 - _SHAVE)
+    return out
 
 
 def _ball_l2(rho, d):
@@ -70,12 +82,13 @@ def _formula(name: str, d: int) -> sp.Expr:
 
 
 def _cube_l1_slope(rho, d):
-    return np.full(np.shape(rho), 2.0)
+    return rho * 0.0 + 2.0  # numpy or torch, rho's shape
 
 
 def _cube_linf_slope(rho, d):
-    """d/drho of 2 (1 - (3/2 - rho)^(1/d)) = (2 / d) (3/2 - rho)^(1/d - 1)."""
-    return 2.0 / d * np.exp((1.0 / d - 1.0) * np.log1p(0.5 - rho))
+    """d/drho of 2 (1 - (3/2 - rho)^(1/d)) = (2 / d) (3/2 - rho)^(1/d - 1); numpy or torch."""
+    xp = torch if isinstance(rho, torch.Tensor) else np
+    return 2.0 / d * xp.exp((1.0 / d - 1.0) * xp.log1p(0.5 - rho))
 
 
 def _ball_l2_slope(rho, d):
@@ -84,6 +97,15 @@ def _ball_l2_slope(rho, d):
     x = special.betaincinv(b, b, 0.75 - 0.5 * rho)
     log_f = (b - 1) * (np.log(x) + np.log1p(-x)) - special.betaln(b, b)
     return 2.0 * np.exp(-log_f)
+
+
+@functools.lru_cache(maxsize=16)
+def _ball_l2_table(d: int) -> TangentTable:
+    """Theorem S.1 tabulated, the torch kernel of the ball (torch has no Beta inverse): R is convex
+    (see :func:`_ball_l2`), so the tangents of a table in p = 1 - rho bound it from below
+    (:class:`~wulff.diffmethod.envelope.TangentTable`). Between grid points it gives up to 1e-8
+    relative, so numpy keeps the formula itself."""
+    return TangentTable(lambda rho: _ball_l2(rho, d), lambda p: 1.0 / _ball_l2_slope(1.0 - p, d), TABLE_P_GRID)
 
 
 #: (support norm, adversary) -> (name, unit radius, its slope dR/drho, theorem)
@@ -105,7 +127,15 @@ def derive_uniform(q: Distribution, adversary: str) -> Certificate:
         raise NotImplementedError(f"no uniform-noise theorem for {q.name} against {adversary}")
     name, unit, slope, theorem = _CASES[(q.norm, adversary)]
     d = q.d
+    if name == "ball-l2":
+        radius_unit = lambda rho: unit(rho, d)  # noqa: E731
+        radius_unit_torch = lambda rho: _ball_l2_table(d).torch(rho)  # noqa: E731  (built on first use)
+    else:
+        radius_unit = radius_unit_torch = lambda rho: unit(rho, d)  # noqa: E731
     return Certificate(adversary=adversary, method=f"closed form ({theorem})", lam=q.lam, d=d,
-                       radius_unit=lambda rho: unit(rho, d), formula=q.lam * _formula(name, d),
+                       radius_unit=radius_unit, radius_unit_torch=radius_unit_torch,
+                       formula=q.lam * _formula(name, d),
                        Phi=None, tight=True, source=repr(q), theorem=theorem,
-                       slope_unit=lambda rho: slope(rho, d))
+                       slope_unit=lambda rho: slope(rho, d),
+                       # the ball's exact slope needs a Beta inverse, which torch lacks: host
+                       slope_unit_torch=None if name == "ball-l2" else (lambda rho: slope(rho, d)))

@@ -19,6 +19,7 @@ import threading
 
 import numpy as np
 import sympy as sp
+import torch
 
 from wulff.cache import cached
 from wulff.certificate import Certificate, check_adversary
@@ -28,10 +29,10 @@ from wulff.distributions import t as t_symbol
 from wulff.distributions.profile import Profile, parse_profile
 from wulff.distributions.symbols import norm_key
 from wulff.expressions import as_expression, parse_srepr, srepr_namespace
-from wulff.special import lambdify_numpy
+from wulff.special import lambdify_numpy, lambdify_torch
 
 from .closed_forms import ClosedForm, GammaSpec, closed_form, p, rho, symbolic_law
-from .envelope import Envelope, TangentTable
+from .envelope import TABLE_P_GRID, Envelope, TangentTable
 from .structure import GammaCase, case_of, gamma_case, gamma_law, profile_derivative
 from .verified import VerifiedEnvelope
 
@@ -45,9 +46,6 @@ CLOSED_FORM_MARGIN = 1e-8
 #: below rho = 1/2 + NEAR_HALF closed forms are replaced by their linear lower bound
 NEAR_HALF = 1e-7
 
-#: p = 1 - rho where slow closed forms are tabulated (:class:`TangentTable`)
-TABLE_P_GRID = np.unique(np.concatenate([np.linspace(1e-3, 0.5, 3000), np.geomspace(1e-14, 0.5, 16000),
-                                         np.geomspace(1e-300, 1e-14, 300)]))
 _units: dict = {}
 _units_lock = threading.Lock()
 
@@ -182,62 +180,135 @@ def _float_constants(expr: sp.Basic) -> sp.Basic:
 
 
 def _closed_form_function(expr: sp.Expr, var: sp.Symbol):
-    """A vectorized float function of var: constants evaluated by mpmath (no overflow), then scipy."""
+    """A vectorized float function of var: constants evaluated by mpmath (no overflow), then scipy.
+    It returns a fresh array (never var itself, never a broadcast view), which callers may
+    overwrite."""
     f = lambdify_numpy(var, _float_constants(expr))
 
     def evaluate(x):
         x = np.asarray(x, dtype=float)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return np.broadcast_to(np.asarray(f(x), dtype=float), x.shape)
+            out = np.asarray(f(x), dtype=float)
+        if out.shape != x.shape or out.base is not None or np.may_share_memory(out, x):
+            out = np.array(np.broadcast_to(out, x.shape))
+        return out
     return evaluate
 
 
-def _guard_near_half(radius_formula, phi_formula):
-    """Sound float evaluation of a closed form (Theorem G.6).
+def _closed_form_torch(expr: sp.Expr, var: sp.Symbol):
+    """The torch twin of :func:`_closed_form_function`, or None (a function torch lacks)."""
+    f = lambdify_torch(var, _float_constants(expr))
+    if f is None:
+        return None
+    return lambda x: torch.as_tensor(f(x), dtype=torch.float64, device=x.device).expand(x.shape)
 
-    * The linear bound R(rho) >= (rho - 1/2) / Phi(1/2) holds for every rho, because
+
+#: rho - 1/2 where :class:`GuardedClosedForm` compares the formula with its tangent at 1/2
+_THRESHOLD_GRID = 0.5 + np.geomspace(NEAR_HALF, 0.499, 4000)
+
+
+class GuardedClosedForm:
+    """Sound float evaluation of a closed form R(rho) (Theorem G.6), numpy and torch.
+
+    * The tangent at 1/2, L(rho) = (rho - 1/2) / Phi(1/2), is a lower bound for every rho, because
       R'(rho) = 1 / Phi(1 - rho) >= 1 / Phi(1/2) (Phi increases on [0, 1/2], Remark G.5); it is exact
       to O(rho - 1/2) and replaces the formula below rho = 1/2 + NEAR_HALF.
-    * Elsewhere the formula is taken minus a relative margin CLOSED_FORM_MARGIN + 2^10 u kappa(rho),
-      u = 2^-53 and kappa = p |dR/dp| / R = p / (Phi(p) R), p = 1 - rho, the condition number of R in
-      p (near 1/2, kappa ~ 1 / (2 (rho - 1/2)): the digits a formula loses to 2 p ~ 1 there; near
-      rho = 1, p = 1 - rho is exact and kappa is small). This is an
-      *estimate* of the floating point error (scipy's special functions are accurate to a few ulps,
-      not proved), not a bound; :meth:`Certificate.verified_radius` gives the provable value.
-    * The result is the larger of the two (both are lower bounds).
+    * Elsewhere the formula is taken as R (1 - CLOSED_FORM_MARGIN) - 2^9 u / Phi(1/2), u = 2^-53. The
+      absolute term bounds the digits a formula loses to its argument: the condition number of R in
+      p = 1 - rho is kappa = p / (Phi(p) R), so an error of a few u in p costs 2^10 u p / Phi(p),
+      and p / Phi(p) <= (1/2) / Phi(1/2) because Phi(p) / p, the mean of the top p of gamma's
+      quantiles, decreases in p. This is an *estimate* of the floating point error (scipy's special
+      functions are accurate to a few ulps, not proved), not a bound;
+      :meth:`Certificate.verified_radius` gives the provable value.
+    * The result is the larger of the two (both are lower bounds). Both are convex minus linear, so
+      their difference is convex: once the formula exceeds the tangent it stays above it. The
+      construction finds that point (``threshold``) on a grid, and beyond it evaluates the formula
+      alone, without the tangent or a mask.
     The formulas are written in stable forms near rho = 1 (closed_forms: Theorem R.1 in log form).
     """
-    phi_half = float(phi_formula(np.array(0.5))) * (1.0 + 1e-12)
 
-    def radius_unit(x):
-        x = np.asarray(x, dtype=float)
-        linear = (x - 0.5) / phi_half
-        raw = np.asarray(radius_formula(x), dtype=float)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            kappa = (1.0 - x) / (np.asarray(phi_formula(1.0 - x), dtype=float) * raw)
-        margin = CLOSED_FORM_MARGIN + 1024 * np.finfo(float).eps / 2 * np.nan_to_num(kappa, nan=np.inf)
+    def __init__(self, radius_formula, phi_formula, radius_torch=None):
+        self._formula, self._formula_torch = radius_formula, radius_torch
+        phi_half = float(phi_formula(np.array(0.5)))
+        self.tangent_slope = 1.0 / (phi_half * (1.0 + 1e-12))  # Phi(1/2) rounded up: a smaller slope
+        self.absolute = 512 * 2.0 ** -53 / (phi_half * (1.0 - 1e-12))
+        self.keep = 1.0 - CLOSED_FORM_MARGIN - 4 * 2.0 ** -53
+        self.threshold = self._threshold()
+
+    def _shaved(self, x):
+        """R (1 - margin) - absolute, numpy (fresh array, in place) or torch."""
+        if isinstance(x, torch.Tensor):
+            return self._formula_torch(x) * self.keep - self.absolute
+        out = self._formula(x)
+        out *= self.keep
+        out -= self.absolute  # inf stays inf
+        return out
+
+    def _careful(self, x):
+        """The tangent near 1/2, else the larger of the shaved formula and the tangent."""
+        tangent = (x - 0.5) * self.tangent_slope
+        if isinstance(x, torch.Tensor):
+            best = torch.maximum(self._shaved(x), tangent)
+            return torch.where(x - 0.5 < NEAR_HALF, tangent, best)
         with np.errstate(invalid="ignore"):
-            shaved = np.where(np.isinf(raw), raw, raw * np.maximum(1.0 - margin, 0.0))
-        return np.where((x - 0.5) < NEAR_HALF, linear, np.maximum(shaved, linear))
-    return radius_unit
+            return np.where(x - 0.5 < NEAR_HALF, tangent, np.maximum(self._shaved(x), tangent))
+
+    def _threshold(self) -> float:
+        """The smallest grid rho beyond which the shaved formula beats the tangent at every grid
+        point (2.0, i.e. never, when it does not at the last one)."""
+        x = _THRESHOLD_GRID
+        with np.errstate(invalid="ignore"):
+            wins = self._shaved(x) > (x - 0.5) * self.tangent_slope
+        if not wins[-1]:
+            return 2.0
+        losing = np.flatnonzero(~wins)
+        return float(x[losing[-1] + 1]) if losing.size else float(x[0])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """The radius at lam = 1 for rho > 1/2: the formula alone beyond ``threshold``, the careful
+        form below it (only those values are gathered)."""
+        x = np.asarray(x, dtype=float)
+        if x.size and float(x.min()) >= self.threshold:
+            return self._shaved(x)
+        near = np.flatnonzero(x < self.threshold) if x.ndim else None
+        if near is None or near.size == x.size:
+            return np.asarray(self._careful(x), dtype=float)
+        out = self._shaved(x)
+        flat = out.reshape(-1)
+        flat[near] = self._careful(x.reshape(-1)[near])
+        return out
+
+    def torch(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The same on x's device (both forms computed, one kept)."""
+        return torch.where(x >= self.threshold, self._shaved(x), self._careful(x))
+
+    @property
+    def has_torch(self) -> bool:
+        return self._formula_torch is not None
+
+
+def _guard_near_half(radius_formula, phi_formula, radius_torch=None) -> GuardedClosedForm:
+    """The sound float evaluation of a closed form (:class:`GuardedClosedForm`)."""
+    return GuardedClosedForm(radius_formula, phi_formula, radius_torch)
 
 
 def _unit_functions(payload: dict):
-    """(radius at lam = 1, Phi) as numpy functions."""
+    """(radius at lam = 1, Phi, the radius's torch twin, its slope dR/drho in torch), the last two
+    None where torch lacks a function."""
     closed, table = payload["closed"], payload["envelope"]
     envelope = Envelope.from_payload(table) if table is not None else None
     if closed is None:
-        return envelope.radius_unit, envelope.Phi
-    radius_formula = _closed_form_function(eval_srepr(closed["radius"]), rho)
-    phi_formula = _closed_form_function(eval_srepr(closed["Phi"]), p)
+        return envelope.radius_unit, envelope.Phi, envelope.radius_unit_torch, _slope_from(envelope.Phi_torch)
+    radius_expr, phi_expr = eval_srepr(closed["radius"]), eval_srepr(closed["Phi"])
+    radius_formula = _closed_form_function(radius_expr, rho)
+    phi_formula, phi_torch = _closed_form_function(phi_expr, p), _closed_form_torch(phi_expr, p)
+    guarded = _guard_near_half(radius_formula, phi_formula, _closed_form_torch(radius_expr, rho))
     if envelope is None:
         if _is_slow(closed["radius"]):
-            table = TangentTable(_guard_near_half(radius_formula, phi_formula), phi_formula, TABLE_P_GRID)
-            return table, phi_formula
-        return _guard_near_half(radius_formula, phi_formula), phi_formula
+            table = TangentTable(guarded, phi_formula, TABLE_P_GRID)
+            return table, phi_formula, table.torch, table.slope_torch
+        return guarded, phi_formula, guarded.torch if guarded.has_torch else None, _slope_from(phi_torch)
     rho_max = closed["rho_max"]
-
-    guarded = _guard_near_half(radius_formula, phi_formula)
 
     def radius_unit(x):
         x = np.asarray(x, dtype=float)
@@ -246,10 +317,22 @@ def _unit_functions(payload: dict):
         out[inside] = guarded(x[inside])
         return out
 
+    def radius_unit_torch(x):
+        return torch.where(x <= rho_max, guarded.torch(x), envelope.radius_unit_torch(x))
+
     def Phi(x):
         x = np.asarray(x, dtype=float)
         return np.where(x >= 1 - rho_max, phi_formula(x), envelope.Phi(x))
-    return radius_unit, Phi
+
+    def Phi_torch(x):
+        return torch.where(x >= 1 - rho_max, phi_torch(x), envelope.Phi_torch(x))
+    return (radius_unit, Phi, radius_unit_torch if guarded.has_torch else None,
+            _slope_from(Phi_torch) if phi_torch is not None else None)
+
+
+def _slope_from(Phi_torch):
+    """dR/drho = 1 / Phi(1 - rho) (Theorem G.6) in torch, or None without a torch Phi."""
+    return None if Phi_torch is None else (lambda x: 1.0 / Phi_torch(1.0 - x))
 
 
 def _is_slow(text: str) -> bool:
@@ -324,7 +407,7 @@ def _certificate(payload: dict, q: Distribution, adversary: str, key) -> Certifi
         units = _unit_functions(payload)
         with _units_lock:
             _units[key] = units
-    radius_unit, Phi_unit = units
+    radius_unit, Phi_unit, radius_unit_torch, slope_unit_torch = units
     closed = payload["closed"]
     formula = None
     if closed is not None:
@@ -332,6 +415,7 @@ def _certificate(payload: dict, q: Distribution, adversary: str, key) -> Certifi
         formula = unit_formula if q.lam == 1 else sp.Float(q.lam) * unit_formula
     tight = bool(closed and closed["tight"] and payload["kind"] == "closed-form")
     cert = Certificate(adversary=adversary, method=_method(payload), lam=q.lam, d=q.d, radius_unit=radius_unit,
+                       radius_unit_torch=radius_unit_torch, slope_unit_torch=slope_unit_torch,
                        formula=formula, formula_rho_max=closed["rho_max"] if closed is not None else None,
                        Phi=Phi_unit, Phi_formula=eval_srepr(closed["Phi"]) if closed is not None else None,
                        tight=tight, theorem=payload["theorem"], gamma_law=payload["law"],

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 #: relative margin taken off every tabulated radius to absorb floating point rounding
 ROUNDING_MARGIN = 1e-10
@@ -45,6 +46,31 @@ def _piece_integral(c: np.ndarray, e: np.ndarray, a: np.ndarray, b: np.ndarray) 
     if bad.any():  # 0/0 (empty piece) or inf * 0
         out[bad] = np.where(width[bad] == 0, 0.0, np.inf)
     return out
+
+
+def _piece_integral_torch(c, e, a, b):
+    """:func:`_piece_integral` on tensors (the same formula and branches)."""
+    width = torch.clamp(b - a, min=0.0)
+    scaled = width / (c * a + e)
+    x = c * scaled
+    ratio = torch.where(x < 1e-8, 1.0 - 0.5 * x, torch.log1p(x) / x)
+    out = scaled * ratio
+    return torch.where(torch.isnan(out), torch.where(width == 0, 0.0, torch.inf), out)
+
+
+class OnDevice:
+    """Constant float64 arrays copied to a torch device once (per device) and kept."""
+
+    def __init__(self, **arrays: np.ndarray):
+        self._arrays = {name: np.ascontiguousarray(value, dtype=np.float64) for name, value in arrays.items()}
+        self._copies: dict = {}
+
+    def on(self, device) -> dict:
+        key = str(device)
+        if key not in self._copies:
+            self._copies[key] = {name: torch.as_tensor(value, device=device)
+                                 for name, value in self._arrays.items()}
+        return self._copies[key]
 
 
 class Locator:
@@ -106,6 +132,7 @@ class Envelope:
         # one row per active line: slope, intercept, right end, J at the right end (one gather)
         self._rows = np.ascontiguousarray(np.stack([self.c, self.e, upper, self._cumulative], axis=1))
         self._locator = Locator(self.breaks[::-1])
+        self._device = OnDevice(rows=self._rows, ascending=self.breaks[::-1])
 
     @staticmethod
     def _lower_envelope(c, e):
@@ -169,12 +196,35 @@ class Envelope:
             out = np.where(p0 == 0.0, np.inf, out)
         return out
 
+    def Phi_torch(self, p: torch.Tensor) -> torch.Tensor:
+        """:meth:`Phi` on p's device: the active line at each p."""
+        const = self._device.on(p.device)
+        piece = self.breaks.size - torch.searchsorted(const["ascending"], p, side="left")
+        c, e = const["rows"][piece][..., 0], const["rows"][piece][..., 1]
+        return c * p + e
+
+    def radius_unit_torch(self, rho: torch.Tensor) -> torch.Tensor:
+        """:meth:`radius_unit` on rho's device: the active piece by ``torch.searchsorted``."""
+        const = self._device.on(rho.device)
+        p0 = torch.clamp(1.0 - rho, 0.0, 0.5)
+        piece = self.breaks.size - torch.searchsorted(const["ascending"], p0, side="left")
+        c, e, upper, cumulative = const["rows"][piece].unbind(-1)
+        out = (cumulative + _piece_integral_torch(c, e, p0, upper)) * (1.0 - ROUNDING_MARGIN)
+        if self.infinite_at_one:
+            out = torch.where(p0 == 0.0, torch.inf, out)
+        return out
+
     def to_payload(self) -> dict:
         return {"c": self.c, "e": self.e, "infinite_at_one": self.infinite_at_one}
 
     @classmethod
     def from_payload(cls, payload: dict) -> Envelope:
         return cls(payload["c"], payload["e"], payload.get("infinite_at_one", False))
+
+
+#: p = 1 - rho where slow closed forms are tabulated (:class:`TangentTable`)
+TABLE_P_GRID = np.unique(np.concatenate([np.linspace(1e-3, 0.5, 3000), np.geomspace(1e-14, 0.5, 16000),
+                                         np.geomspace(1e-300, 1e-14, 300)]))
 
 
 class TangentTable:
@@ -199,6 +249,7 @@ class TangentTable:
         self.p, self.values, self.slope = p[ok], values[ok], slope[ok]
         self._locator = Locator(self.p)
         self._formula = radius_unit
+        self._device = OnDevice(p=self.p, values=self.values, slope=self.slope)
 
     def __call__(self, rho) -> np.ndarray:
         rho = np.asarray(rho, dtype=float)
@@ -212,8 +263,37 @@ class TangentTable:
         out[inside] = self._between(j[inside], p0[inside])
         return out
 
-    def _between(self, j: np.ndarray, p0: np.ndarray) -> np.ndarray:
-        """max of the tangents at the left grid rho (p[j]) and the right grid rho (p[j-1])."""
-        left = self.values[j] + self.slope[j] * (1.0 - ROUNDING_MARGIN) * (self.p[j] - p0)
-        right = self.values[j - 1] - self.slope[j - 1] * (1.0 + ROUNDING_MARGIN) * (p0 - self.p[j - 1])
-        return np.maximum(left, right)
+    def _tangents(self, j, p0, table=None):
+        """(left, right, their slopes): the tangents at the left grid rho (p[j]) and the right grid rho
+        (p[j-1]) at p0, slopes rounded to the safe side; numpy, or torch with ``table`` the tensors
+        of p, values and slope."""
+        p, values, slope = (self.p, self.values, self.slope) if table is None else \
+            (table["p"], table["values"], table["slope"])
+        left_slope, right_slope = slope[j] * (1.0 - ROUNDING_MARGIN), slope[j - 1] * (1.0 + ROUNDING_MARGIN)
+        return values[j] + left_slope * (p[j] - p0), values[j - 1] - right_slope * (p0 - p[j - 1]), \
+            left_slope, right_slope
+
+    def _between(self, j, p0, table=None):
+        """The larger of the two tangents (numpy, or torch with ``table``)."""
+        left, right, _, _ = self._tangents(j, p0, table)
+        return np.maximum(left, right) if table is None else torch.maximum(left, right)
+
+    def slope_torch(self, rho: torch.Tensor) -> torch.Tensor:
+        """d/drho of the tabulated radius on rho's device: the slope of the tangent that wins."""
+        table = self._device.on(rho.device)
+        p0 = 1.0 - rho
+        j = torch.clamp(torch.searchsorted(table["p"], p0, side="left"), 1, self.p.size - 1)
+        left, right, left_slope, right_slope = self._tangents(j, p0, table)
+        return torch.where(left >= right, left_slope, right_slope)
+
+    def torch(self, rho: torch.Tensor) -> torch.Tensor:
+        """The table on rho's device; the few rho outside it (next to 1) by the formula on the host."""
+        table = self._device.on(rho.device)
+        p0 = 1.0 - rho
+        j = torch.searchsorted(table["p"], p0, side="left")
+        inside = (j > 0) & (j < self.p.size)
+        out = self._between(torch.clamp(j, 1, self.p.size - 1), p0, table)
+        if not bool(inside.all()):
+            host = self(rho[~inside].cpu().numpy())
+            out[~inside] = torch.as_tensor(host, dtype=torch.float64, device=rho.device)
+        return out

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..cache import cached
 from ..certificate import Certificate, check_adversary
 from ..distributions import Distribution, Radial
 from .shifts import shift_of
-from .table import TABLE_VERSION, build_table, lookup, tail_bound
+from .table import TABLE_VERSION, build_table, lookup, table_on, tail_bound
 
 METHOD = "level-set table (Theorem T.1, Algorithms 1-2)"
 
@@ -34,12 +35,20 @@ class LevelSetCertificate(Certificate):
 
     def __init__(self, table: dict, *, lam: float, d: int, source: str):
         self.table = table
+        self._on_device: dict = {}
         super().__init__(adversary="l2", method=METHOD, lam=lam, d=d, radius_unit=self._unit,
+                         radius_unit_torch=self._unit_torch,
                          formula=None, Phi=None, tight=False, source=source,
                          theorem="Theorem T.1, Algorithms 1 and 2")
 
     def _unit(self, rho: np.ndarray) -> np.ndarray:
         return np.where(rho >= 1.0, np.inf, lookup(self.table, rho))
+
+    def _unit_torch(self, rho: torch.Tensor) -> torch.Tensor:
+        key = str(rho.device)
+        if key not in self._on_device:
+            self._on_device[key] = table_on(self.table, rho.device)
+        return torch.where(rho >= 1.0, torch.inf, lookup(self._on_device[key], rho))
 
 
 def table_for(radial: Radial) -> dict:

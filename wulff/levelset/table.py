@@ -34,6 +34,7 @@ import math
 import time
 
 import numpy as np
+import torch
 from scipy import special
 from tqdm.auto import tqdm
 
@@ -313,12 +314,26 @@ def _coarse_walk(growth: GrowthFunction, eps0: float, slope: float):
     return eps0, eps_all[:last + 1], u_all[:last + 1], p_all[:last + 1], err_all[:last + 1]
 
 
-def lookup(table: dict, rho: np.ndarray) -> np.ndarray:
+def lookup(table: dict, rho):
     """Algorithm 2 at unit scale: the largest eps_i with p_i >= 1 - rho (0 if none), never above the
-    table; combined with the tangent bound (rho - 1/2) / Phi(1/2). rho is a float array in (1/2, 1]."""
-    radii, p = table["radii"], table["p"]
+    table; combined with the tangent bound (rho - 1/2) / Phi(1/2). rho is a float array in (1/2, 1]:
+    numpy, or a float64 tensor (then ``table`` holds tensors on its device, :func:`table_on`)."""
+    radii, p_ascending = table["radii"], table.get("p_ascending")
     tail = 1.0 - rho  # exact for rho in [1/2, 1]
+    tangent = (rho - 0.5) / table["slope"]
+    if isinstance(rho, torch.Tensor):
+        count = radii.numel() - torch.searchsorted(p_ascending, tail, side="left")
+        from_table = torch.where(count > 0, radii[torch.clamp(count - 1, min=0)], 0.0)
+        return torch.maximum(from_table, tangent)
+    p = table["p"]
     count = p.size - np.searchsorted(p[::-1], tail, side="left")  # how many p_i >= 1 - rho
     from_table = np.where(count > 0, radii[np.maximum(count - 1, 0)], 0.0)
-    tangent = (rho - 0.5) / table["slope"]
     return np.maximum(from_table, tangent)
+
+
+def table_on(table: dict, device) -> dict:
+    """The arrays :func:`lookup` reads, as float64 tensors on ``device``."""
+    return {"radii": torch.as_tensor(np.asarray(table["radii"], dtype=np.float64), device=device),
+            "p_ascending": torch.as_tensor(np.ascontiguousarray(np.asarray(table["p"], dtype=np.float64)[::-1]),
+                                           device=device),
+            "slope": float(table["slope"])}

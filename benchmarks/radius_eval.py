@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--d", type=int, default=3072)
     parser.add_argument("--sigma", type=float, default=0.5)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--families", nargs="+", default=list(FAMILY_NAMES))
     args = parser.parse_args()
     rho = np.random.default_rng(0).uniform(0.5, 0.999, args.n)

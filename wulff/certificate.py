@@ -220,6 +220,8 @@ class Certificate:
         self.conversion = sp.sympify(conversion)
         #: one multiplication by this float applies lam / C rounded toward zero (:func:`factor_below`)
         self._factor = factor_below(self.lam / self.conversion if self.conversion != 1 else self.lam)
+        #: (lam, C) for a kernel that applies the scale itself (``radius_unit.scaled``)
+        self._exact_factor = (self.lam, self.conversion)
         self.formula = formula
         self.formula_rho_max = None if formula_rho_max is None else float(formula_rho_max)
         self.Phi = Phi
@@ -325,7 +327,7 @@ class Certificate:
         if lo is None:
             lo = float(arr.min()) if arr.size else 1.0
         if lo > 0.5:  # the common case: no mask, no copy
-            out = self._scaled_radius(arr)
+            out = self._scaled_radius(arr, lo)
         else:
             out = np.zeros(arr.shape, dtype=np.float64)
             above = arr > 0.5
@@ -357,7 +359,7 @@ class Certificate:
         else:
             host = self.radius(rho.detach().to("cpu", torch.float64).numpy())
             values = torch.as_tensor(host, dtype=torch.float64).to(rho.device)
-        if not rho.is_floating_point():
+        if not rho.is_floating_point() or rho.dtype == torch.float64:
             return values
         return cast_toward_zero(values, rho.dtype)
 
@@ -365,29 +367,38 @@ class Certificate:
         return self._radius_unit_torch is not None and rho.device.type != "mps"  # mps has no float64
 
     def _guarded_radius_torch(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`_guarded_radius` on x's device (float64): the same checks, the same rounding."""
+        """:meth:`_guarded_radius` on x's device (float64): the same checks, the same rounding; two
+        reductions (of rho and of the radii) and their host syncs."""
         if not x.numel():
             return x.clone()
         lo, hi = (float(v) for v in torch.aminmax(x))
         if not (lo >= 0.0 and hi <= 1.0):
             bad = x[torch.isnan(x) | (x < 0) | (x > 1)].ravel()[:3].tolist()
             raise ValueError(f"rho must lie in [0, 1] (and not be NaN); got {bad}")
-        above = x > 0.5
-        inside = x if lo > 0.5 else torch.where(above, x, 0.75)  # a harmless stand-in below 1/2
-        out = self._scale_torch(self._radius_unit_torch(inside))
-        if lo <= 0.5:
-            out = torch.where(above, out, 0.0)
-        nan = torch.isnan(out)
-        bad = nan if self.proves_infinite_below_one else nan | (torch.isinf(out) & (x < 1.0))
-        if bool(bad.any()):
-            what = "NaN radii" if bool(nan.any()) else "an infinite radius at rho < 1"
-            raise ArithmeticError(f"{self.method} certificate produced {what}; please report this")
+        if lo > 0.5:
+            out = self._scaled_radius_torch(x, lo)
+        else:
+            above = x > 0.5
+            out = torch.where(above, self._scaled_radius_torch(torch.where(above, x, 0.75), hi=hi), 0.0)
+        low, top = (float(v) for v in torch.aminmax(out))
+        if low != low:  # NaN propagates through the reduction
+            raise ArithmeticError(f"{self.method} certificate produced NaN radii; please report this")
+        if top == math.inf and not self.proves_infinite_below_one and bool((torch.isinf(out) & (x < 1.0)).any()):
+            raise ArithmeticError(f"{self.method} certificate produced an infinite radius at rho < 1; "
+                                  "please report this")
+        if low < SMALLEST_KEPT_RADIUS:
+            out = torch.where(out < SMALLEST_KEPT_RADIUS, 0.0, out)
         return out
 
-    def _scale_torch(self, unit: torch.Tensor) -> torch.Tensor:
-        """The torch twin of :meth:`_scale` (always a new tensor)."""
-        out = unit.to(torch.float64) * self._factor if self._factor != 1.0 else unit.to(torch.float64)
-        return torch.where(out >= SMALLEST_KEPT_RADIUS, out, torch.where(torch.isnan(out), out, 0.0))
+    def _scaled_radius_torch(self, x: torch.Tensor, lo: float | None = None, hi: float | None = None
+                             ) -> torch.Tensor:
+        """The torch twin of :meth:`_scaled_radius` (before the flush); ``lo``, ``hi``: bounds on x
+        when known."""
+        fused = getattr(self._radius_unit, "scaled_torch", None)
+        if fused is not None:
+            return fused(x, self._exact_factor, lo)
+        unit = self._radius_unit_torch(x).to(torch.float64)
+        return unit * self._factor if self._factor != 1.0 else unit
 
     def inverse_radius(self, r, points: int = 64) -> float:
         """rho_needed(r): the smallest rho (to float64 resolution) with R(rho) >= r, the numeric
@@ -425,8 +436,12 @@ class Certificate:
             return 1.0  # R(1) >= r was checked above
         return hi
 
-    def _scaled_radius(self, rho: np.ndarray) -> np.ndarray:
-        """lam R_unit(rho) / C for rho > 1/2, rounded toward zero (a fresh array)."""
+    def _scaled_radius(self, rho: np.ndarray, lo: float | None = None) -> np.ndarray:
+        """lam R_unit(rho) / C for rho > 1/2, rounded toward zero (a fresh array). A kernel with a
+        ``scaled(rho, (lam, C), lo)`` method folds the scale into its own arithmetic."""
+        fused = getattr(self._radius_unit, "scaled", None)
+        if fused is not None and rho.ndim:
+            return self._flush(fused(rho, self._exact_factor, lo))
         unit = np.asarray(self._radius_unit(rho), dtype=np.float64)
         if unit.shape != rho.shape:  # a kernel that returns 1-d for a 0-d rho, or a constant
             unit = np.array(unit.reshape(rho.shape) if unit.size == rho.size else np.broadcast_to(unit, rho.shape))
@@ -441,9 +456,14 @@ class Certificate:
             unit = np.multiply(unit, self._factor, out=unit if owned else None)
         elif not owned:
             unit = unit.copy()
-        if unit.size and not unit.min() >= SMALLEST_KEPT_RADIUS:  # also NaN: left as it is
-            unit[(unit < SMALLEST_KEPT_RADIUS)] = 0.0
-        return unit
+        return self._flush(unit)
+
+    @staticmethod
+    def _flush(values: np.ndarray) -> np.ndarray:
+        """Negative values and those below :data:`SMALLEST_KEPT_RADIUS` set to 0, in place (NaN kept)."""
+        if values.size and not values.min() >= SMALLEST_KEPT_RADIUS:  # also NaN: left as it is
+            values[values < SMALLEST_KEPT_RADIUS] = 0.0
+        return values
 
     def verified_radius(self, rho, dps: int = 40) -> np.ndarray:
         """A provable lower bound on R(rho), evaluated in mpmath at ``dps`` >= 30 digits (float64 out).

@@ -70,14 +70,35 @@ CHOICE_GRID = np.unique(np.concatenate([
     1.0 - np.geomspace(1e-16, 0.25, 800)]))
 
 
+#: runs of a candidate's cells closer than this in rho are evaluated as one interval (a few more
+#: values evaluated instead of one more mask over the batch)
+MERGE_GAP = 0.05
+
+
 def _runs(member: np.ndarray) -> list[tuple[float, float]]:
     """The cells a candidate is evaluated in (:meth:`BestCertificate._choose`), merged into rho
-    intervals [a, b): cell 0 is (-inf, g_0), cell k is [g_{k-1}, g_k), the last [g_last, inf)."""
+    intervals [a, b): cell 0 is (-inf, g_0), cell k is [g_{k-1}, g_k), the last [g_last, inf).
+    Intervals less than :data:`MERGE_GAP` apart are joined (evaluating more is never wrong)."""
     edges = np.concatenate([[-np.inf], CHOICE_GRID, [np.inf]])
     padded = np.concatenate([[False], member, [False]])
     starts = np.flatnonzero(padded[1:] & ~padded[:-1])
     ends = np.flatnonzero(~padded[1:] & padded[:-1])  # one past the last member cell
-    return [(float(edges[s]), float(edges[e])) for s, e in zip(starts, ends)]
+    runs: list[tuple[float, float]] = []
+    for a, b in ((float(edges[s]), float(edges[e])) for s, e in zip(starts, ends)):
+        if runs and a - runs[-1][1] < MERGE_GAP:
+            runs[-1] = (runs[-1][0], b)
+        else:
+            runs.append((a, b))
+    return runs
+
+
+def _inside(rho: np.ndarray, a: float, b: float) -> np.ndarray:
+    """a <= rho < b, with one comparison where an end is infinite."""
+    if a == -np.inf:
+        return rho < b
+    if b == np.inf:
+        return rho >= a
+    return (rho >= a) & (rho < b)
 
 
 class BestCertificate(Certificate):
@@ -142,14 +163,16 @@ class BestCertificate(Certificate):
     def _max_unit(self, rho: np.ndarray) -> np.ndarray:
         return self._scaled_radius(rho) / self.lam
 
-    def _scaled_radius(self, rho: np.ndarray) -> np.ndarray:
+    def _scaled_radius(self, rho: np.ndarray, lo: float | None = None) -> np.ndarray:
         """The largest radius among each rho's cell candidates, as they are (each already sound and
         scaled, with its guards). A candidate whose rho intervals cover the batch's range is
         evaluated on all of it, one whose intervals miss the range not at all, any other on the
         rho inside its intervals only."""
         if len(self.certificates) == 1:
             return self.certificates[0]._guarded_radius(rho)
-        lo, hi = (float(rho.min()), float(rho.max())) if rho.size else (1.0, 0.0)
+        if not rho.size:
+            return np.zeros(rho.shape, dtype=np.float64)
+        lo, hi = float(rho.min()) if lo is None else lo, float(rho.max())
         plans = []
         for certificate, intervals in zip(self.certificates, self._intervals):
             hits = [(a, b) for a, b in intervals if a <= hi and b > lo]
@@ -162,9 +185,9 @@ class BestCertificate(Certificate):
                 values = certificate._guarded_radius(rho, lo)
                 out = values if out is None else np.maximum(out, values, out=out)
                 continue
-            inside = np.zeros(rho.shape, dtype=bool)
-            for a, b in hits:
-                inside |= (rho >= a) & (rho < b)
+            inside = _inside(rho, *hits[0])
+            for a, b in hits[1:]:
+                inside |= _inside(rho, a, b)
             where = np.flatnonzero(inside)
             if where.size:
                 out = np.zeros(rho.shape, dtype=np.float64) if out is None else out
@@ -175,12 +198,31 @@ class BestCertificate(Certificate):
     def _torch_kernel_ready(self, rho: torch.Tensor) -> bool:
         return all(c._torch_kernel_ready(rho) for c in self.certificates)
 
-    def _guarded_radius_torch(self, x: torch.Tensor) -> torch.Tensor:
-        """The maximum of the candidates' radii on x's device (each with its own guards)."""
-        out = self.certificates[0]._guarded_radius_torch(x)
-        for certificate in self.certificates[1:]:
-            out = torch.maximum(out, certificate._guarded_radius_torch(x))
+    def _guarded_radius(self, arr: np.ndarray, lo: float | None = None) -> np.ndarray:
+        """As :meth:`Certificate._guarded_radius`, without checking again what each candidate checked."""
+        if len(self.certificates) == 1:
+            return self.certificates[0]._guarded_radius(arr, lo)
+        lo = (float(arr.min()) if arr.size else 1.0) if lo is None else lo
+        if lo > 0.5:
+            return self._scaled_radius(arr, lo)
+        out = np.zeros(arr.shape, dtype=np.float64)
+        above = arr > 0.5
+        if above.any():
+            out[above] = self._scaled_radius(arr[above])
         return out
+
+    def _guarded_radius_torch(self, x: torch.Tensor) -> torch.Tensor:
+        """The maximum of the candidates' radii on x's device (each with its own guards); a candidate
+        whose rho intervals miss the batch's range is skipped."""
+        if len(self.certificates) == 1 or not x.numel():
+            return self.certificates[0]._guarded_radius_torch(x)
+        lo, hi = (float(v) for v in torch.aminmax(x))
+        out = None
+        for certificate, intervals in zip(self.certificates, self._intervals):
+            if any(a <= hi and b > lo for a, b in intervals) or lo != lo:
+                values = certificate._guarded_radius_torch(x)
+                out = values if out is None else torch.maximum(out, values)
+        return torch.zeros_like(x) if out is None else out
 
     def _slope_inside(self, rho: np.ndarray) -> np.ndarray:
         """The slope of the candidate that gives each radius (the first one on ties): at a crossover,

@@ -19,13 +19,14 @@ All three are exact (the worst A attains the bound), hence ``tight=True``.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import sympy as sp
 import torch
 from scipy import special
 
-from .certificate import Certificate, check_adversary, rho_symbol
+from .certificate import Certificate, check_adversary, factor_below, rho_symbol
 from .diffmethod.envelope import TABLE_P_GRID, TangentTable
 from .distributions import Distribution, Uniform
 from .special import BetaIncInv
@@ -35,20 +36,46 @@ _SHAVE = 1e-12
 
 
 def _cube_l1(rho, d):
-    """2 (rho - 1/2): exact in floating point (rho - 1/2 is exact for rho in [1/4, 1]); numpy or torch."""
-    out = rho - 0.5
-    out *= 2.0
-    return out
+    """(rho - 1/2), exact for rho in [1/4, 1]; times 2 it is Theorem N.3 (numpy or torch)."""
+    return rho - 0.5
 
 
 def _cube_linf(rho, d):
-    """2 (1 - (3/2 - rho)^(1/d)) = -2 expm1(log1p(1/2 - rho) / d), stable for d = 150528; numpy or torch."""
+    """(3/2 - rho)^(1/d) - 1 = expm1(log1p(1/2 - rho) / d) <= 0, stable for d = 150528; times -2 it is
+    Theorem N.6 (numpy or torch)."""
     xp = torch if isinstance(rho, torch.Tensor) else np
     out = xp.log1p(0.5 - rho)
     out /= d
-    out = xp.expm1(out)
-    out *= -2.0 * (1 - _SHAVE)
-    return out
+    return xp.expm1(out)
+
+
+class _Multiple:
+    """R = multiplier * base(rho), with the multiplier folded into the certificate's scale: one
+    multiplication by a float rounded toward zero (:func:`~wulff.certificate.factor_below`)."""
+
+    def __init__(self, base, d: int, multiplier: float):
+        self.base, self.d, self.multiplier = base, d, multiplier
+        self._constants: dict = {}
+
+    def _constant(self, factor) -> float:
+        if factor not in self._constants:
+            exact = sp.Float(abs(self.multiplier), 30) * (1 if factor == 1 else sp.Float(factor[0], 30) / factor[1])
+            self._constants[factor] = math.copysign(factor_below(exact), self.multiplier)
+        return self._constants[factor]
+
+    def __call__(self, rho):
+        return self.scaled(np.asarray(rho, dtype=float), 1)
+
+    def scaled(self, rho, factor, lo=None):
+        out = self.base(rho, self.d)
+        out *= self._constant(factor)
+        return out
+
+    def scaled_torch(self, rho: torch.Tensor, factor, lo=None) -> torch.Tensor:
+        return self.base(rho, self.d).mul_(self._constant(factor))
+
+    def torch(self, rho: torch.Tensor) -> torch.Tensor:
+        return self.scaled_torch(rho, 1)
 
 
 def _ball_l2(rho, d):
@@ -131,7 +158,8 @@ def derive_uniform(q: Distribution, adversary: str) -> Certificate:
         radius_unit = lambda rho: unit(rho, d)  # noqa: E731
         radius_unit_torch = lambda rho: _ball_l2_table(d).torch(rho)  # noqa: E731  (built on first use)
     else:
-        radius_unit = radius_unit_torch = lambda rho: unit(rho, d)  # noqa: E731
+        kernel = _Multiple(unit, d, 2.0 if name == "cube-l1" else -2.0 * (1 - _SHAVE))
+        radius_unit, radius_unit_torch = kernel, kernel.torch
     return Certificate(adversary=adversary, method=f"closed form ({theorem})", lam=q.lam, d=d,
                        radius_unit=radius_unit, radius_unit_torch=radius_unit_torch,
                        formula=q.lam * _formula(name, d),

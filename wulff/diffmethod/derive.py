@@ -15,6 +15,7 @@ same closed forms with symbolic parameters.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 
 import numpy as np
@@ -22,7 +23,7 @@ import sympy as sp
 import torch
 
 from wulff.cache import cached
-from wulff.certificate import Certificate, check_adversary
+from wulff.certificate import Certificate, check_adversary, factor_below
 from wulff.distributions import IID, Distribution
 from wulff.distributions import r as r_symbol
 from wulff.distributions import t as t_symbol
@@ -203,8 +204,15 @@ def _closed_form_torch(expr: sp.Expr, var: sp.Symbol):
     return lambda x: torch.as_tensor(f(x), dtype=torch.float64, device=x.device).expand(x.shape)
 
 
-#: rho - 1/2 where :class:`GuardedClosedForm` compares the formula with its tangent at 1/2
-_THRESHOLD_GRID = 0.5 + np.geomspace(NEAR_HALF, 0.499, 4000)
+#: rho where :class:`GuardedClosedForm` compares the formula with its tangent at 1/2
+_THRESHOLD_GRID = np.unique(np.concatenate([0.5 + np.geomspace(NEAR_HALF, 0.25, 3000),
+                                            1.0 - np.geomspace(1e-15, 0.25, 3000)]))
+
+
+def _evaluation_form(expr: sp.Expr) -> sp.Expr:
+    """expr with log(1 / u) written -log(u): one operation fewer, and no rounding of the reciprocal."""
+    return expr.replace(lambda e: isinstance(e, sp.log) and e.args[0].is_Pow and e.args[0].exp == -1,
+                        lambda e: -sp.log(e.args[0].base))
 
 
 class GuardedClosedForm:
@@ -213,83 +221,131 @@ class GuardedClosedForm:
     * The tangent at 1/2, L(rho) = (rho - 1/2) / Phi(1/2), is a lower bound for every rho, because
       R'(rho) = 1 / Phi(1 - rho) >= 1 / Phi(1/2) (Phi increases on [0, 1/2], Remark G.5); it is exact
       to O(rho - 1/2) and replaces the formula below rho = 1/2 + NEAR_HALF.
-    * Elsewhere the formula is taken as R (1 - CLOSED_FORM_MARGIN) - 2^9 u / Phi(1/2), u = 2^-53. The
-      absolute term bounds the digits a formula loses to its argument: the condition number of R in
-      p = 1 - rho is kappa = p / (Phi(p) R), so an error of a few u in p costs 2^10 u p / Phi(p),
-      and p / Phi(p) <= (1/2) / Phi(1/2) because Phi(p) / p, the mean of the top p of gamma's
-      quantiles, decreases in p. This is an *estimate* of the floating point error (scipy's special
-      functions are accurate to a few ulps, not proved), not a bound;
+    * Elsewhere the formula is taken as S(rho) = R (1 - CLOSED_FORM_MARGIN) - 2^9 u / Phi(1/2),
+      u = 2^-53. The absolute term bounds the digits a formula loses to its argument: the condition
+      number of R in p = 1 - rho is kappa = p / (Phi(p) R), so an error of a few u in p costs
+      2^10 u p / Phi(p), and p / Phi(p) <= (1/2) / Phi(1/2) because Phi(p) / p, the mean of the top
+      p of gamma's quantiles, decreases in p. This is an *estimate* of the floating point error
+      (scipy's special functions are accurate to a few ulps, not proved), not a bound;
       :meth:`Certificate.verified_radius` gives the provable value.
-    * The result is the larger of the two (both are lower bounds). Both are convex minus linear, so
-      their difference is convex: once the formula exceeds the tangent it stays above it. The
-      construction finds that point (``threshold``) on a grid, and beyond it evaluates the formula
-      alone, without the tangent or a mask.
+    * The radius is max(S, L) (both are lower bounds). S - L is convex (R is convex, Remark G.5) and
+      negative at 1/2, so it is negative below one point and positive above it: the radius is L
+      below that point and S above. The construction finds it (``threshold``) on a grid, and each
+      rho is then evaluated by one of the two, never both, and without a mask where the batch lies
+      on one side. (Near the threshold the grid can pick the smaller of two nearly equal values;
+      both are lower bounds.)
+    * The scale lam / C and the formula's leading constant are applied by one multiplication
+      (:meth:`scaled`), rounded as :func:`~wulff.certificate.factor_below` says.
     The formulas are written in stable forms near rho = 1 (closed_forms: Theorem R.1 in log form).
     """
 
-    def __init__(self, radius_formula, phi_formula, radius_torch=None):
-        self._formula, self._formula_torch = radius_formula, radius_torch
+    def __init__(self, radius_expr: sp.Expr, phi_formula):
+        coefficient, rest = _evaluation_form(_float_constants(radius_expr)).as_coeff_Mul()
+        if not coefficient.is_number or coefficient == 0:
+            coefficient, rest = sp.Integer(1), radius_expr
+        self.coefficient = sp.Float(coefficient, 30)  # may be negative: f(x) < 0 then
+        self._formula = _closed_form_function(rest, rho)  # R / coefficient
+        self._formula_torch = _closed_form_torch(rest, rho)
         phi_half = float(phi_formula(np.array(0.5)))
         self.tangent_slope = 1.0 / (phi_half * (1.0 + 1e-12))  # Phi(1/2) rounded up: a smaller slope
         self.absolute = 512 * 2.0 ** -53 / (phi_half * (1.0 - 1e-12))
         self.keep = 1.0 - CLOSED_FORM_MARGIN - 4 * 2.0 ** -53
+        self._constants: dict = {}
         self.threshold = self._threshold()
 
-    def _shaved(self, x):
-        """R (1 - margin) - absolute, numpy (fresh array, in place) or torch."""
-        if isinstance(x, torch.Tensor):
-            return self._formula_torch(x) * self.keep - self.absolute
-        out = self._formula(x)
-        out *= self.keep
-        out -= self.absolute  # inf stays inf
-        return out
+    def _scaled_constants(self, factor) -> tuple[float, float, float]:
+        """(k, a, t): f(x) k - a is the scaled formula, (x - 1/2) t the scaled tangent, rounded down."""
+        key = factor  # 1, or (lam, C) from the certificate (hashable)
+        if key not in self._constants:
+            exact = sp.Integer(1) if factor == 1 else sp.Float(factor[0], 30) / factor[1]
+            k = math.copysign(factor_below(exact * abs(self.coefficient) * sp.Float(self.keep, 30)),
+                              float(self.coefficient))
+            a = float(sp.N(exact * sp.Float(self.absolute, 30), 30)) * (1 + 2.0 ** -50)  # rounded up
+            t = factor_below(exact * sp.Float(self.tangent_slope, 30))
+            self._constants[key] = (k, a, t)
+        return self._constants[key]
 
-    def _careful(self, x):
-        """The tangent near 1/2, else the larger of the shaved formula and the tangent."""
-        tangent = (x - 0.5) * self.tangent_slope
+    def _shaved(self, x, k: float, a: float):
+        """f(x) k - a, numpy (fresh array, in place) or torch; inf stays inf."""
         if isinstance(x, torch.Tensor):
-            best = torch.maximum(self._shaved(x), tangent)
-            return torch.where(x - 0.5 < NEAR_HALF, tangent, best)
-        with np.errstate(invalid="ignore"):
-            return np.where(x - 0.5 < NEAR_HALF, tangent, np.maximum(self._shaved(x), tangent))
+            return self._formula_torch(x).mul(k).sub_(a)
+        out = self._formula(x)
+        out *= k
+        out -= a
+        return out
 
     def _threshold(self) -> float:
         """The smallest grid rho beyond which the shaved formula beats the tangent at every grid
-        point (2.0, i.e. never, when it does not at the last one)."""
+        point (2.0: nowhere)."""
         x = _THRESHOLD_GRID
+        k, a, t = self._scaled_constants(1)
         with np.errstate(invalid="ignore"):
-            wins = self._shaved(x) > (x - 0.5) * self.tangent_slope
+            wins = self._shaved(x, k, a) > (x - 0.5) * t
         if not wins[-1]:
             return 2.0
         losing = np.flatnonzero(~wins)
-        return float(x[losing[-1] + 1]) if losing.size else float(x[0])
+        return max(float(x[losing[-1] + 1]) if losing.size else float(x[0]), 0.5 + NEAR_HALF)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """The radius at lam = 1 for rho > 1/2: the formula alone beyond ``threshold``, the careful
-        form below it (only those values are gathered)."""
-        x = np.asarray(x, dtype=float)
-        if x.size and float(x.min()) >= self.threshold:
-            return self._shaved(x)
-        near = np.flatnonzero(x < self.threshold) if x.ndim else None
-        if near is None or near.size == x.size:
-            return np.asarray(self._careful(x), dtype=float)
-        out = self._shaved(x)
-        flat = out.reshape(-1)
-        flat[near] = self._careful(x.reshape(-1)[near])
+        """The radius at lam = 1 for rho > 1/2."""
+        return self.scaled(np.asarray(x, dtype=float), 1)
+
+    def scaled(self, x: np.ndarray, factor, lo: float | None = None) -> np.ndarray:
+        """lam R(x) / C for rho > 1/2, rounded down, a fresh array; ``factor`` is (lam, C) or 1, ``lo``
+        min(x) when the caller knows it."""
+        k, a, t = self._scaled_constants(factor)
+        lo = float(x.min()) if lo is None and x.size else (1.0 if lo is None else lo)
+        if lo >= self.threshold:
+            return self._shaved(x, k, a)
+        flat = x.reshape(-1)
+        below = flat < self.threshold
+        count = int(np.count_nonzero(below))
+        if count == flat.size:
+            out = flat - 0.5
+            out *= t
+        elif 2 * count <= flat.size:  # mostly the formula: the few tangent values gathered
+            out = self._shaved(flat, k, a)
+            where = np.flatnonzero(below)
+            out[where] = (flat[where] - 0.5) * t
+        else:  # mostly the tangent: the few formula values gathered
+            out = flat - 0.5
+            out *= t
+            where = np.flatnonzero(~below)
+            out[where] = self._shaved(flat[where], k, a)
+        return out.reshape(x.shape)
+
+    def scaled_torch(self, x: torch.Tensor, factor, lo: float | None = None) -> torch.Tensor:
+        """:meth:`scaled` on x's device."""
+        k, a, t = self._scaled_constants(factor)
+        if (float(x.min()) if lo is None else lo) >= self.threshold:
+            return self._shaved(x, k, a)
+        below = x < self.threshold
+        count = int(below.sum())
+        if count == x.numel():
+            return (x - 0.5).mul_(t)
+        out = self._shaved(x, k, a)
+        out[below] = (x[below] - 0.5).mul_(t)
         return out
 
-    def torch(self, x: torch.Tensor) -> torch.Tensor | None:
-        """The same on x's device (both forms computed, one kept)."""
-        return torch.where(x >= self.threshold, self._shaved(x), self._careful(x))
+    def torch(self, x: torch.Tensor) -> torch.Tensor:
+        """The radius at lam = 1 on x's device."""
+        return self.scaled_torch(x, 1)
+
+    def _careful(self, x: np.ndarray) -> np.ndarray:
+        """max(S, L) on every x, with L below 1/2 + NEAR_HALF: the definition the kernel follows."""
+        k, a, t = self._scaled_constants(1)
+        tangent = (x - 0.5) * t
+        with np.errstate(invalid="ignore"):
+            return np.where(x - 0.5 < NEAR_HALF, tangent, np.maximum(self._shaved(x, k, a), tangent))
 
     @property
     def has_torch(self) -> bool:
         return self._formula_torch is not None
 
 
-def _guard_near_half(radius_formula, phi_formula, radius_torch=None) -> GuardedClosedForm:
+def _guard_near_half(radius_expr: sp.Expr, phi_formula) -> GuardedClosedForm:
     """The sound float evaluation of a closed form (:class:`GuardedClosedForm`)."""
-    return GuardedClosedForm(radius_formula, phi_formula, radius_torch)
+    return GuardedClosedForm(radius_expr, phi_formula)
 
 
 def _unit_functions(payload: dict):
@@ -300,9 +356,8 @@ def _unit_functions(payload: dict):
     if closed is None:
         return envelope.radius_unit, envelope.Phi, envelope.radius_unit_torch, _slope_from(envelope.Phi_torch)
     radius_expr, phi_expr = eval_srepr(closed["radius"]), eval_srepr(closed["Phi"])
-    radius_formula = _closed_form_function(radius_expr, rho)
     phi_formula, phi_torch = _closed_form_function(phi_expr, p), _closed_form_torch(phi_expr, p)
-    guarded = _guard_near_half(radius_formula, phi_formula, _closed_form_torch(radius_expr, rho))
+    guarded = _guard_near_half(radius_expr, phi_formula)
     if envelope is None:
         if _is_slow(closed["radius"]):
             table = TangentTable(guarded, phi_formula, TABLE_P_GRID)

@@ -92,8 +92,8 @@ def _runs(member: np.ndarray) -> list[tuple[float, float]]:
     return runs
 
 
-def _inside(rho: np.ndarray, a: float, b: float) -> np.ndarray:
-    """a <= rho < b, with one comparison where an end is infinite."""
+def _inside(rho, a: float, b: float):
+    """a <= rho < b (numpy or torch), with one comparison where an end is infinite."""
     if a == -np.inf:
         return rho < b
     if b == np.inf:
@@ -217,12 +217,27 @@ class BestCertificate(Certificate):
         if len(self.certificates) == 1 or not x.numel():
             return self.certificates[0]._guarded_radius_torch(x)
         lo, hi = (float(v) for v in torch.aminmax(x))
-        out = None
+        if lo != lo:  # NaN: the first candidate raises the error
+            return self.certificates[0]._guarded_radius_torch(x)
+        out, partial = None, []
         for certificate, intervals in zip(self.certificates, self._intervals):
-            if any(a <= hi and b > lo for a, b in intervals) or lo != lo:
+            hits = [(a, b) for a, b in intervals if a <= hi and b > lo]
+            if any(a <= lo and b > hi for a, b in hits):
                 values = certificate._guarded_radius_torch(x)
                 out = values if out is None else torch.maximum(out, values)
-        return torch.zeros_like(x) if out is None else out
+            elif hits:
+                partial.append((certificate, hits))
+        out = torch.zeros_like(x) if out is None else out
+        for certificate, hits in partial:  # only the rho inside its intervals (one host sync each)
+            inside = _inside(x, *hits[0])
+            for a, b in hits[1:]:
+                inside |= _inside(x, a, b)
+            where = torch.nonzero(inside.reshape(-1)).squeeze(1)
+            if where.numel():
+                flat = out.reshape(-1)
+                values = certificate._guarded_radius_torch(x.reshape(-1)[where])
+                flat[where] = torch.maximum(flat[where], values)
+        return out
 
     def _slope_inside(self, rho: np.ndarray) -> np.ndarray:
         """The slope of the candidate that gives each radius (the first one on ties): at a crossover,

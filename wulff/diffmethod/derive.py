@@ -23,7 +23,7 @@ import sympy as sp
 import torch
 
 from wulff.cache import cached
-from wulff.certificate import Certificate, check_adversary, factor_below
+from wulff.certificate import Certificate, check_adversary, exact_scale, factor_below
 from wulff.distributions import IID, Distribution
 from wulff.distributions import r as r_symbol
 from wulff.distributions import t as t_symbol
@@ -257,7 +257,7 @@ class GuardedClosedForm:
         """(k, a, t): f(x) k - a is the scaled formula, (x - 1/2) t the scaled tangent, rounded down."""
         key = factor  # 1, or (lam, C) from the certificate (hashable)
         if key not in self._constants:
-            exact = sp.Integer(1) if factor == 1 else sp.Float(factor[0], 30) / factor[1]
+            exact = exact_scale(factor)
             k = math.copysign(factor_below(exact * abs(self.coefficient) * sp.Float(self.keep, 30)),
                               float(self.coefficient))
             a = float(sp.N(exact * sp.Float(self.absolute, 30), 30)) * (1 + 2.0 ** -50)  # rounded up

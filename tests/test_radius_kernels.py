@@ -272,7 +272,7 @@ def test_one_multiplication_by_factor_below_never_rounds_up(scale, x):
        rho=st.lists(st.floats(0.5, 1.0, exclude_min=True), min_size=1, max_size=20))
 def test_the_closed_form_fast_path_equals_the_careful_form(pair, rho):
     """A closed form evaluates the tangent below its threshold and the shaved formula above it: never
-    above their maximum, and within the grid's resolution of it (where the two cross)."""
+    above their maximum, and equal to it up to rounding (the crossing is refined by bisection)."""
     from wulff.diffmethod.derive import GuardedClosedForm
     cert = next(c for c in wulff.best_certificate(_named(pair[0]), pair[1]).certificates
                 if isinstance(c._radius_unit, GuardedClosedForm))
@@ -280,4 +280,25 @@ def test_the_closed_form_fast_path_equals_the_careful_form(pair, rho):
     x = np.array(rho)
     fast, careful = kernel(x), kernel._careful(x)
     assert np.all(fast <= careful)
-    np.testing.assert_allclose(fast, careful, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(fast, careful, rtol=1e-12, atol=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pair=st.sampled_from(ALL_PAIRS), rho=st.floats(0.55, 0.99))
+def test_every_named_pair_has_the_central_difference_as_its_gradient_where_smooth(pair, rho):
+    """The autograd gradient (computed on the tensor's device where the certificate has a torch
+    slope) against a central difference of the numpy radius, away from kinks (a change of winner)
+    and level-set tables (a step function, whose slope is itself a central difference)."""
+    name, adversary = pair
+    if not _has(name, adversary):
+        return
+    best = wulff.best_certificate(_named(name), adversary)
+    h = 1e-6
+    winners = set(best.winner(np.array([rho - h, rho, rho + h])).tolist()) if len(best.certificates) > 1 \
+        else {best.method}
+    if len(winners) > 1 or any("level-set" in w for w in winners):
+        return
+    x = torch.tensor([rho], dtype=torch.float64, requires_grad=True)
+    wulff.certified_radius(_named(name), x, adversary).sum().backward()
+    numeric = (best.radius(rho + h) - best.radius(rho - h)) / (2 * h)
+    assert x.grad.item() == pytest.approx(float(numeric), rel=2e-3)

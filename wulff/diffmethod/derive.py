@@ -232,8 +232,8 @@ class GuardedClosedForm:
       negative at 1/2, so it is negative below one point and positive above it: the radius is L
       below that point and S above. The construction finds it (``threshold``) on a grid, and each
       rho is then evaluated by one of the two, never both, and without a mask where the batch lies
-      on one side. (Near the threshold the grid can pick the smaller of two nearly equal values;
-      both are lower bounds.)
+      on one side. (The crossing is refined by bisection; within rounding of it either value may be
+      taken, both being lower bounds.)
     * The scale lam / C and the formula's leading constant are applied by one multiplication
       (:meth:`scaled`), rounded as :func:`~wulff.certificate.factor_below` says.
     The formulas are written in stable forms near rho = 1 (closed_forms: Theorem R.1 in log form).
@@ -275,8 +275,8 @@ class GuardedClosedForm:
         return out
 
     def _threshold(self) -> float:
-        """The smallest grid rho beyond which the shaved formula beats the tangent at every grid
-        point (2.0: nowhere)."""
+        """Where the shaved formula starts to beat the tangent for good: the grid point after the last
+        one where it loses, refined by bisection against the one before (2.0: nowhere)."""
         x = _THRESHOLD_GRID
         k, a, t = self._scaled_constants(1)
         with np.errstate(invalid="ignore"):
@@ -284,7 +284,20 @@ class GuardedClosedForm:
         if not wins[-1]:
             return 2.0
         losing = np.flatnonzero(~wins)
-        return max(float(x[losing[-1] + 1]) if losing.size else float(x[0]), 0.5 + NEAR_HALF)
+        if not losing.size:
+            return float(x[0])
+        lose, win = float(x[losing[-1]]), float(x[losing[-1] + 1])
+        for _ in range(64):  # the crossing, refined by bisection to float resolution
+            mid = 0.5 * (lose + win)
+            if not lose < mid < win:
+                break
+            point = np.array([mid])
+            with np.errstate(invalid="ignore"):
+                if self._shaved(point, k, a)[0] > (mid - 0.5) * t:
+                    win = mid
+                else:
+                    lose = mid
+        return max(win, 0.5 + NEAR_HALF)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """The radius at lam = 1 for rho > 1/2."""

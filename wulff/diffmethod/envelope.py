@@ -62,14 +62,15 @@ class OnDevice:
     """Constant float64 arrays copied to a torch device once (per device) and kept."""
 
     def __init__(self, **arrays: np.ndarray):
-        self._arrays = {name: np.ascontiguousarray(value, dtype=np.float64) for name, value in arrays.items()}
+        #: the host copies (contiguous float64)
+        self.arrays = {name: np.ascontiguousarray(value, dtype=np.float64) for name, value in arrays.items()}
         self._copies: dict = {}
 
     def on(self, device) -> dict:
         key = str(device)
         if key not in self._copies:
             self._copies[key] = {name: torch.as_tensor(value, device=device)
-                                 for name, value in self._arrays.items()}
+                                 for name, value in self.arrays.items()}
         return self._copies[key]
 
 
@@ -179,6 +180,8 @@ class Envelope:
 
     def _piece(self, p: np.ndarray) -> np.ndarray:
         """Index of the active line at p (breaks are descending)."""
+        if p.size <= 4:  # a few values (a scalar call): a binary search each beats the bucket setup
+            return self.breaks.size - np.searchsorted(self._device.arrays["ascending"], p, side="left")
         return self.breaks.size - self._locator.left(p)  # #{breaks >= p}
 
     def integral(self, p0) -> np.ndarray:
@@ -254,7 +257,8 @@ class TangentTable:
     def __call__(self, rho) -> np.ndarray:
         rho = np.asarray(rho, dtype=float)
         p0 = 1.0 - rho
-        j = self._locator.left(p0)  # p[j-1] < p0 <= p[j]: rho between the grid rhos 1 - p[j] <= rho < 1 - p[j-1]
+        # p[j-1] < p0 <= p[j]: rho between the grid rhos 1 - p[j] <= rho < 1 - p[j-1]
+        j = np.searchsorted(self.p, p0, side="left") if p0.size <= 4 else self._locator.left(p0)
         inside = (j > 0) & (j < self.p.size)
         if inside.all():
             return self._between(j, p0)

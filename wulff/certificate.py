@@ -354,12 +354,14 @@ class Certificate:
             if above.any():
                 out[above] = self._scaled_radius(arr[above])
         if out.size:
-            top = out.max()  # NaN propagates
+            low, top = _min_max(out)  # NaN propagates
             if np.isnan(top):
                 raise ArithmeticError(f"{self.method} certificate produced NaN radii; please report this")
             if top == np.inf and not self.proves_infinite_below_one and np.isinf(out[arr < 1.0]).any():
                 raise ArithmeticError(f"{self.method} certificate produced an infinite radius at rho < 1; "
                                       "please report this")
+            if low < SMALLEST_KEPT_RADIUS:  # negative, or too small for the rounding bound: 0
+                out[out < SMALLEST_KEPT_RADIUS] = 0.0
         return out
 
     def _scalar_radius(self, rho: float) -> float:
@@ -386,12 +388,12 @@ class Certificate:
     def _torch_kernel_ready(self, rho: torch.Tensor) -> bool:
         return self._radius_unit_torch is not None and rho.device.type != "mps"  # mps has no float64
 
-    def _guarded_radius_torch(self, x: torch.Tensor) -> torch.Tensor:
+    def _guarded_radius_torch(self, x: torch.Tensor, bounds: tuple[float, float] | None = None) -> torch.Tensor:
         """:meth:`_guarded_radius` on x's device (float64): the same checks, the same rounding; two
-        reductions (of rho and of the radii) and their host syncs."""
+        reductions (of rho, unless its ``bounds`` are given, and of the radii) and their host syncs."""
         if not x.numel():
             return x.clone()
-        lo, hi = (float(v) for v in torch.aminmax(x))
+        lo, hi = bounds if bounds is not None else (float(v) for v in torch.aminmax(x))
         if not (lo >= 0.0 and hi <= 1.0):
             bad = x[torch.isnan(x) | (x < 0) | (x > 1)].ravel()[:3].tolist()
             raise ValueError(f"rho must lie in [0, 1] (and not be NaN); got {bad}")
@@ -457,12 +459,12 @@ class Certificate:
         return hi
 
     def _scaled_radius(self, rho: np.ndarray, lo: float | None = None) -> np.ndarray:
-        """lam R_unit(rho) / C for rho > 1/2, rounded toward zero (a fresh array). A kernel with a
+        """lam R_unit(rho) / C for rho > 1/2, rounded toward zero (a fresh array; negative values and
+        values below :data:`SMALLEST_KEPT_RADIUS` are zeroed by :meth:`_guarded_radius`). A kernel with a
         ``scaled(rho, (lam, C), lo)`` method folds the scale into its own arithmetic."""
         fused = getattr(self._radius_unit, "scaled", None)
         if fused is not None and rho.ndim:
-            out = fused(rho, self._exact_factor, lo)
-            return out if self._proved_finite else self._flush(out)
+            return fused(rho, self._exact_factor, lo)
         unit = np.asarray(self._radius_unit(rho), dtype=np.float64)
         if unit.shape != rho.shape:  # a kernel that returns 1-d for a 0-d rho, or a constant
             unit = np.array(unit.reshape(rho.shape) if unit.size == rho.size else np.broadcast_to(unit, rho.shape))
@@ -471,20 +473,12 @@ class Certificate:
 
     def _scale(self, unit: np.ndarray, owned: bool) -> np.ndarray:
         """unit * lam / C rounded toward zero, in place when ``unit`` is ``owned`` (a fresh array): one
-        multiplication by :func:`factor_below`'s factor; a negative value becomes 0, and so does a
-        product below :data:`SMALLEST_KEPT_RADIUS` (where the rounding bound needs normal numbers)."""
+        multiplication by :func:`factor_below`'s factor."""
         if self._factor != 1.0:
             unit = np.multiply(unit, self._factor, out=unit if owned else None)
         elif not owned:
             unit = unit.copy()
-        return self._flush(unit)
-
-    @staticmethod
-    def _flush(values: np.ndarray) -> np.ndarray:
-        """Negative values and those below :data:`SMALLEST_KEPT_RADIUS` set to 0, in place (NaN kept)."""
-        if values.size and not values.min() >= SMALLEST_KEPT_RADIUS:  # also NaN: left as it is
-            values[values < SMALLEST_KEPT_RADIUS] = 0.0
-        return values
+        return unit
 
     def verified_radius(self, rho, dps: int = 40) -> np.ndarray:
         """A provable lower bound on R(rho), evaluated in mpmath at ``dps`` >= 30 digits (float64 out).

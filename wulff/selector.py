@@ -211,19 +211,19 @@ class BestCertificate(Certificate):
             out[above] = self._scaled_radius(arr[above])
         return out
 
-    def _guarded_radius_torch(self, x: torch.Tensor) -> torch.Tensor:
+    def _guarded_radius_torch(self, x: torch.Tensor, bounds: tuple[float, float] | None = None) -> torch.Tensor:
         """The maximum of the candidates' radii on x's device (each with its own guards); a candidate
         whose rho intervals miss the batch's range is skipped."""
         if len(self.certificates) == 1 or not x.numel():
-            return self.certificates[0]._guarded_radius_torch(x)
-        lo, hi = (float(v) for v in torch.aminmax(x))
+            return self.certificates[0]._guarded_radius_torch(x, bounds)
+        lo, hi = bounds if bounds is not None else (float(v) for v in torch.aminmax(x))
         if lo != lo:  # NaN: the first candidate raises the error
             return self.certificates[0]._guarded_radius_torch(x)
         out, partial = None, []
         for certificate, intervals in zip(self.certificates, self._intervals):
             hits = [(a, b) for a, b in intervals if a <= hi and b > lo]
             if any(a <= lo and b > hi for a, b in hits):
-                values = certificate._guarded_radius_torch(x)
+                values = certificate._guarded_radius_torch(x, (lo, hi))
                 out = values if out is None else torch.maximum(out, values)
             elif hits:
                 partial.append((certificate, hits))

@@ -332,12 +332,12 @@ class GuardedClosedForm:
         k, a, t = self._scaled_constants(factor)
         if (float(x.min()) if lo is None else lo) >= self.threshold:
             return self._shaved(x, k, a)
-        below = x < self.threshold
-        count = int(below.sum())
-        if count == x.numel():
+        where = torch.nonzero((x < self.threshold).reshape(-1)).squeeze(1)  # one scan, one host sync
+        if where.numel() == x.numel():
             return (x - 0.5).mul_(t)
         out = self._shaved(x, k, a)
-        out[below] = (x[below] - 0.5).mul_(t)
+        flat = out.reshape(-1)
+        flat[where] = (x.reshape(-1)[where] - 0.5).mul_(t)
         return out
 
     def torch(self, x: torch.Tensor) -> torch.Tensor:

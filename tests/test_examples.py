@@ -35,3 +35,14 @@ def test_certify_digits_certifies_most_test_inputs(monkeypatch, capsys):
     run_example("certify_digits.py", [], monkeypatch)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("input ")]
     assert len(lines) == 5 and sum("class" in line for line in lines) >= 4
+
+
+def test_radius_in_torch_trains_to_the_optimum_with_sound_narrow_dtypes(monkeypatch, capsys):
+    run_example("radius_in_torch.py", [], monkeypatch)
+    out = capsys.readouterr().out
+    slopes = [line for line in out.splitlines() if "dR/drho" in line]
+    assert len(slopes) == 3
+    for line in slopes:  # autograd's slope equals lam / (1 - rho), both printed to 4 decimals
+        assert line.split("dR/drho = ")[1].split()[0] == line.split("= ")[-1].rstrip(")")
+    trained = float(out.split("trained rho = ")[1].split(";")[0])
+    assert abs(trained - 0.9) < 1e-3

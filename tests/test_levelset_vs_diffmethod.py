@@ -38,7 +38,9 @@ def test_level_set_dominates_the_differential_method(q):
     assert np.all(r_diff > 0)
     # below d = 8 the caps' kinks make the default quadrature's error bound (~1e-5) exceed the gap
     p = certified_tail(q, np.maximum(r_diff - 1e-9, 1e-12), half_nodes=2 ** 14 if q.d < 8 else None)
-    assert np.all(p >= 1 - rho), (q, r_diff, p)
+    # where both methods are exact (k = 2, j = 0 is a Gaussian) the gap is the differential radius's
+    # 1e-8 margin, and the tail, a lower bound, gives up its own error bound (about 1e-5 relative)
+    assert np.all(p >= (1 - rho) * (1 - 1e-5)), (q, r_diff, p)
 
 
 def test_appendix_b_agreement_at_d_1024():

@@ -123,14 +123,15 @@ def test_a_uniform_ball_slope_is_two_over_the_beta_density():
     assert t.grad.item() == pytest.approx(expected, rel=1e-9)
 
 
-@pytest.mark.parametrize("pair", [("ExpInf", "l1"), ("Exp2", "l2"), ("Laplace", "l2")])
+@pytest.mark.parametrize("pair", [("ExpInf", "l1"), ("ExpInf", "linf"), ("Exp2", "l2"), ("Laplace", "l2"),
+                                  ("PowerInf", "linf"), ("Power2", "l2")])
 def test_a_best_certificate_equals_the_pointwise_maximum_of_its_candidates(pair):
-    q = getattr(D, pair[0])(D_SMALL, sigma=SIGMA)
-    best = wulff.best_certificate(q, pair[1])
+    best = _best(pair)
     rho = np.concatenate([np.random.default_rng(1).uniform(0.5, 1.0, 4000), selector.CHOICE_GRID[::7],
                           [0.5, 1 - 1e-17, 1.0]])
     pointwise = np.max([c.radius(rho) for c in best.certificates], axis=0)
-    np.testing.assert_array_equal(best.radius(rho), pointwise)
+    got = best.radius(rho)
+    assert np.all(got <= pointwise) and np.all(got >= pointwise / (1 + selector.CHOICE_TOLERANCE))
 
 
 def test_the_front_door_keeps_one_certificate_per_distribution_value():

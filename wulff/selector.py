@@ -101,11 +101,6 @@ def _inside(rho, a: float, b: float):
     return (rho >= a) & (rho < b)
 
 
-#: a candidate that cannot beat the others by more than this relative amount in a cell is not
-#: evaluated there (:meth:`BestCertificate._choose`): the result stays within it of the pointwise maximum
-CHOICE_TOLERANCE = 1e-12
-
-
 class BestCertificate(Certificate):
     """Pointwise maximum of several certificates; :meth:`winner` says which one gives each radius.
 
@@ -113,13 +108,12 @@ class BestCertificate(Certificate):
     maximum is then tight too and takes that certificate's formula.
 
     It chooses once: at construction every candidate is evaluated on :data:`CHOICE_GRID`, and each
-    cell [g, g') between two grid points keeps the candidate leading at g and those that can beat it
-    by more than :data:`CHOICE_TOLERANCE` in the cell: as every radius is nondecreasing, candidate i
-    exceeds the leader's radius somewhere in the cell only if R_i(g') > max_j R_j(g). Away from
-    crossovers that is one candidate; near one, both; the cells below the first and above the last
-    grid point keep every candidate. A rho is then evaluated only by its cell's candidates, the
-    largest taken: the pointwise maximum of all candidates to within CHOICE_TOLERANCE relative
-    (exactly, where two candidates do not agree to rounding), at the cost of (mostly) one.
+    cell [g, g') between two grid points keeps the candidates that can win in it: as every radius is
+    nondecreasing, candidate i can exceed the best radius somewhere in the cell only if
+    R_i(g') >= max_j R_j(g). Away from crossovers that is one candidate; near one, both; the cells
+    below the first and above the last grid point keep every candidate. A rho is then evaluated only
+    by its cell's candidates, the largest taken: the pointwise maximum of all candidates, at the cost
+    of (mostly) one.
     """
 
     def __init__(self, certificates: list[Certificate], adversary: str, lam: float, d: int,
@@ -153,12 +147,8 @@ class BestCertificate(Certificate):
             return np.ones((1, cells), dtype=bool)
         radii = np.stack([c.radius(CHOICE_GRID) for c in self.certificates])
         members = np.ones((count, cells), dtype=bool)
-        # inner cell k = [g_{k-1}, g_k): R_i(rho) <= R_i(g_k), and the leader at g_{k-1} (always a
-        # member) gives R(rho) >= max_j R_j(g_{k-1}); another candidate is needed only if it can beat
-        # that by more than CHOICE_TOLERANCE (two forms of one function differ by rounding)
-        best_left = radii.max(axis=0)[:-1]
-        members[:, 1:-1] = radii[:, 1:] > best_left[None, :] * (1.0 + CHOICE_TOLERANCE)
-        members[radii[:, :-1].argmax(axis=0), np.arange(1, cells - 1)] = True
+        # inner cell k = [g_{k-1}, g_k): R_i(rho) <= R_i(g_k) and max_j R_j(rho) >= max_j R_j(g_{k-1})
+        members[:, 1:-1] = radii[:, 1:] >= radii.max(axis=0)[None, :-1]
         return members
 
     def radius(self, rho):

@@ -219,25 +219,14 @@ class BestCertificate(Certificate):
         lo, hi = bounds if bounds is not None else (float(v) for v in torch.aminmax(x))
         if lo != lo:  # NaN: the first candidate raises the error
             return self.certificates[0]._guarded_radius_torch(x)
-        out, partial = None, []
+        out = None
         for certificate, intervals in zip(self.certificates, self._intervals):
-            hits = [(a, b) for a, b in intervals if a <= hi and b > lo]
-            if any(a <= lo and b > hi for a, b in hits):
+            # a candidate that can win somewhere in [lo, hi] is evaluated on the whole batch: on a
+            # device, elementwise work is cheap and gathering the rho of its intervals is not
+            if any(a <= hi and b > lo for a, b in intervals):
                 values = certificate._guarded_radius_torch(x, (lo, hi))
                 out = values if out is None else torch.maximum(out, values)
-            elif hits:
-                partial.append((certificate, hits))
-        out = torch.zeros_like(x) if out is None else out
-        for certificate, hits in partial:  # only the rho inside its intervals (one host sync each)
-            inside = _inside(x, *hits[0])
-            for a, b in hits[1:]:
-                inside |= _inside(x, a, b)
-            where = torch.nonzero(inside.reshape(-1)).squeeze(1)
-            if where.numel():
-                flat = out.reshape(-1)
-                values = certificate._guarded_radius_torch(x.reshape(-1)[where])
-                flat[where] = torch.maximum(flat[where], values)
-        return out
+        return torch.zeros_like(x) if out is None else out
 
     def _slope_inside(self, rho: np.ndarray) -> np.ndarray:
         """The slope of the candidate that gives each radius (the first one on ties): at a crossover,

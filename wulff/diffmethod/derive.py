@@ -307,6 +307,10 @@ class GuardedClosedForm:
         """lam R(x) / C for rho > 1/2, rounded down, a fresh array; ``factor`` is (lam, C) or 1, ``lo``
         min(x) when the caller knows it."""
         k, a, t = self._scaled_constants(factor)
+        if self.threshold > 1.0:  # the tangent everywhere
+            out = x - 0.5
+            out *= t
+            return out
         lo = float(x.min()) if lo is None and x.size else (1.0 if lo is None else lo)
         if lo >= self.threshold:
             return self._shaved(x, k, a)
@@ -330,6 +334,8 @@ class GuardedClosedForm:
     def scaled_torch(self, x: torch.Tensor, factor, lo: float | None = None) -> torch.Tensor:
         """:meth:`scaled` on x's device."""
         k, a, t = self._scaled_constants(factor)
+        if self.threshold > 1.0:  # the tangent everywhere
+            return (x - 0.5).mul_(t)
         if (float(x.min()) if lo is None else lo) >= self.threshold:
             return self._shaved(x, k, a)
         where = torch.nonzero((x < self.threshold).reshape(-1)).squeeze(1)  # one scan, one host sync

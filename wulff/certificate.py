@@ -398,10 +398,14 @@ class Certificate:
             bad = x[torch.isnan(x) | (x < 0) | (x > 1)].ravel()[:3].tolist()
             raise ValueError(f"rho must lie in [0, 1] (and not be NaN); got {bad}")
         if lo > 0.5:
-            out = self._scaled_radius_torch(x, lo)
+            out = self._scaled_radius_torch(x, lo, hi)
         else:
             above = x > 0.5
             out = torch.where(above, self._scaled_radius_torch(torch.where(above, x, 0.75), hi=hi), 0.0)
+        return self._checked_torch(out, x)
+
+    def _checked_torch(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The output checks of :meth:`_guarded_radius_torch`: one reduction of the radii."""
         low, top = (float(v) for v in torch.aminmax(out))
         if low != low:  # NaN propagates through the reduction
             raise ArithmeticError(f"{self.method} certificate produced NaN radii; please report this")

@@ -219,14 +219,20 @@ class BestCertificate(Certificate):
         lo, hi = bounds if bounds is not None else (float(v) for v in torch.aminmax(x))
         if lo != lo:  # NaN: the first candidate raises the error
             return self.certificates[0]._guarded_radius_torch(x)
+        if lo <= 0.5 or not (lo >= 0.0 and hi <= 1.0):  # abstentions or bad input: each candidate checks
+            out = None
+            for certificate in self.certificates:
+                values = certificate._guarded_radius_torch(x, (lo, hi))
+                out = values if out is None else torch.maximum(out, values)
+            return out
         out = None
         for certificate, intervals in zip(self.certificates, self._intervals):
             # a candidate that can win somewhere in [lo, hi] is evaluated on the whole batch: on a
             # device, elementwise work is cheap and gathering the rho of its intervals is not
             if any(a <= hi and b > lo for a, b in intervals):
-                values = certificate._guarded_radius_torch(x, (lo, hi))
-                out = values if out is None else torch.maximum(out, values)
-        return torch.zeros_like(x) if out is None else out
+                values = certificate._scaled_radius_torch(x, lo, hi)
+                out = values if out is None else torch.maximum(out, values)  # NaN and inf propagate
+        return self._checked_torch(torch.zeros_like(x) if out is None else out, x)
 
     def _slope_inside(self, rho: np.ndarray) -> np.ndarray:
         """The slope of the candidate that gives each radius (the first one on ties): at a crossover,

@@ -436,8 +436,10 @@ class Certificate:
         certifies r). Search: R is evaluated on ``points`` interior points of the bracket
         [lo, hi] with R(lo) < r <= R(hi), which is narrowed to the two grid points around the
         first one reaching r, until lo and hi are adjacent floats (about 9 rounds for 64 points).
-        A batch evaluation is the monotone envelope (never above a single evaluation, see
-        :meth:`radius`), so hi found in a batch also passes the single check below.
+        A value in a batch equals the value alone (each radius depends on its own rho), so hi found
+        in a batch also passes the single check below. Deciding "rho >= value" is sound even where
+        the float radius wobbles by rounding: the true R is nondecreasing, and
+        R(rho) >= R(value) >= radius(value) >= r.
         """
         r = float(r)
         if math.isnan(r):

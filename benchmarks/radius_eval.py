@@ -5,8 +5,11 @@ linf at d = 150528 from a cold cache.
     PYTHONPATH=. python benchmarks/radius_eval.py [--n 1000000] [--d 3072] [--sigma 0.5] [--families ...]
 
 Every named family (default shape parameters) at d, sigma, against every adversary it has a
-certificate for. Times are the best of --repeat runs after a warm-up call (the certificate is built
-and memoized by then); "bare" is the Table A.1 formula in numpy / torch where one exists (else "—").
+certificate for. Times are the best of --repeat rounds after a warm-up call (the certificate is
+built and memoized by then), wulff and the bare formula taking turns in each round; "bare" is the
+pair's closed form with nothing else (:func:`bare_formulas`; "—" where the radius is an envelope or
+a table, or torch lacks the function). Timings of operations under a few milliseconds move by tens
+of percent between runs on a shared machine: compare ratios, and run twice.
 Targets: wulff <= 1.5x bare, <= 100 us per scalar call, <= 200 MB for the d = 150528 case.
 """
 from __future__ import annotations

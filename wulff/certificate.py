@@ -236,10 +236,11 @@ class Certificate:
         self._factor = factor_below(self.lam / self.conversion if self.conversion != 1 else self.lam)
         #: (lam, C) for a kernel that applies the scale itself (``radius_unit.scaled``)
         self._exact_factor = (self.lam, self.conversion)
-        #: the kernel declares finite radii of at least 2^-53 / d on (1/2, 1] (``finite_above_half``),
-        #: and the scale keeps them above the flush threshold: no output checks are needed there
+        #: the kernel declares radii between 2^-53 / d and 2 in magnitude on (1/2, 1]
+        #: (``finite_above_half``), and the scale keeps them above the flush threshold and finite: no
+        #: output checks are needed there
         self._proved_finite = bool(getattr(radius_unit, "finite_above_half", False)) and \
-            self._factor * 2.0 ** -53 / max(self.d, 1) > SMALLEST_KEPT_RADIUS * 2.0 ** 64
+            SMALLEST_KEPT_RADIUS * 2.0 ** 64 < self._factor * 2.0 ** -53 / max(self.d, 1) and self._factor < 1e300
         self.formula = formula
         self.formula_rho_max = None if formula_rho_max is None else float(formula_rho_max)
         self.Phi = Phi

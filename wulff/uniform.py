@@ -53,8 +53,8 @@ class _Multiple:
     """R = multiplier * base(rho), with the multiplier folded into the certificate's scale: one
     multiplication by a float rounded toward zero (:func:`~wulff.certificate.factor_below`).
 
-    Both bases are finite on (1/2, 1], and at least 2^-53 / d in magnitude there, so the certificate
-    need not look for NaN, infinities or underflow (``finite_above_half``)."""
+    Both bases lie between 2^-53 / d and 1 in magnitude on (1/2, 1], so the certificate need not
+    look for NaN, infinities or underflow there (``finite_above_half``; it checks the scale)."""
 
     finite_above_half = True
 

@@ -345,8 +345,6 @@ class Certificate:
         1/2, NaN and an unproved infinity below rho = 1 raise ArithmeticError. A fresh array."""
         if lo is None:
             lo = float(arr.min()) if arr.size else 1.0
-        if lo > 0.5 and self._proved_finite:  # a kernel that cannot give NaN, inf or underflow here
-            return self._scaled_radius(arr, lo)
         if lo > 0.5:  # the common case: no mask, no copy
             out = self._scaled_radius(arr, lo)
         else:
@@ -354,7 +352,7 @@ class Certificate:
             above = arr > 0.5
             if above.any():
                 out[above] = self._scaled_radius(arr[above])
-        if out.size:
+        if out.size and self._needs_output_checks(lo):
             low, top = _min_max(out)  # NaN propagates
             if np.isnan(top):
                 raise ArithmeticError(f"{self.method} certificate produced NaN radii; please report this")
@@ -364,6 +362,11 @@ class Certificate:
             if low < SMALLEST_KEPT_RADIUS:  # negative, or too small for the rounding bound: 0
                 out[out < SMALLEST_KEPT_RADIUS] = 0.0
         return out
+
+    def _needs_output_checks(self, lo: float) -> bool:
+        """Whether :meth:`_guarded_radius` must look for NaN, infinities and underflow: not for a
+        kernel that proves its radii finite and normal on (1/2, 1] when every rho lies there."""
+        return not (lo > 0.5 and self._proved_finite)
 
     def _scalar_radius(self, rho: float) -> float:
         """One number: checked in plain Python (a scalar call's cost is its overhead), then the same

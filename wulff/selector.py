@@ -92,8 +92,8 @@ def _runs(member: np.ndarray) -> list[tuple[float, float]]:
     return runs
 
 
-def _inside(rho, a: float, b: float):
-    """a <= rho < b (numpy or torch), with one comparison where an end is infinite."""
+def _inside(rho: np.ndarray, a: float, b: float) -> np.ndarray:
+    """a <= rho < b, with one comparison where an end is infinite."""
     if a == -np.inf:
         return rho < b
     if b == np.inf:
@@ -198,18 +198,10 @@ class BestCertificate(Certificate):
     def _torch_kernel_ready(self, rho: torch.Tensor) -> bool:
         return all(c._torch_kernel_ready(rho) for c in self.certificates)
 
-    def _guarded_radius(self, arr: np.ndarray, lo: float | None = None) -> np.ndarray:
-        """As :meth:`Certificate._guarded_radius`, without checking again what each candidate checked."""
-        if len(self.certificates) == 1:
-            return self.certificates[0]._guarded_radius(arr, lo)
-        lo = (float(arr.min()) if arr.size else 1.0) if lo is None else lo
-        if lo > 0.5:
-            return self._scaled_radius(arr, lo)
-        out = np.zeros(arr.shape, dtype=np.float64)
-        above = arr > 0.5
-        if above.any():
-            out[above] = self._scaled_radius(arr[above])
-        return out
+    def _needs_output_checks(self, lo: float) -> bool:
+        """Each candidate has checked its own radii (:meth:`_scaled_radius` takes them guarded); their
+        maximum needs no second look."""
+        return False
 
     def _guarded_radius_torch(self, x: torch.Tensor, bounds: tuple[float, float] | None = None) -> torch.Tensor:
         """The maximum of the candidates' radii on x's device (each with its own guards); a candidate

@@ -23,7 +23,7 @@ import sympy as sp
 import torch
 
 from wulff.cache import cached
-from wulff.certificate import Certificate, check_adversary, exact_scale, factor_below
+from wulff.certificate import UNIT_ROUNDOFF, Certificate, check_adversary, exact_scale, factor_below
 from wulff.distributions import IID, Distribution
 from wulff.distributions import r as r_symbol
 from wulff.distributions import t as t_symbol
@@ -248,8 +248,8 @@ class GuardedClosedForm:
         self._formula_torch = _closed_form_torch(rest, rho)
         phi_half = float(phi_formula(np.array(0.5)))
         self.tangent_slope = 1.0 / (phi_half * (1.0 + 1e-12))  # Phi(1/2) rounded up: a smaller slope
-        self.absolute = 512 * 2.0 ** -53 / (phi_half * (1.0 - 1e-12))
-        self.keep = 1.0 - CLOSED_FORM_MARGIN - 4 * 2.0 ** -53
+        self.absolute = 512 * UNIT_ROUNDOFF / (phi_half * (1.0 - 1e-12))
+        self.keep = 1.0 - CLOSED_FORM_MARGIN - 4 * UNIT_ROUNDOFF
         self._constants: dict = {}
         self.threshold = self._threshold()
 

@@ -561,7 +561,8 @@ class Certificate:
         factor = factor_below(1 / exact_c) if exact_c != 1 else 1.0
 
         def converted_verified(rho, dps):  # R / C rounded toward 0 (never up); inf stays inf
-            return float(verified(rho, dps)) * factor
+            value = float(verified(rho, dps)) * factor
+            return value if value >= SMALLEST_KEPT_RADIUS else 0.0  # factor_below's bound needs normals
 
         return Certificate(
             adversary=target, lam=self.lam, d=self.d,

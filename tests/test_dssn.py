@@ -391,3 +391,204 @@ def test_batches_of_offsets_give_the_same_votes():
     with torch.no_grad():
         expected = np.bincount(model(noise.all_offsets(x)).argmax(1).numpy(), minlength=3)
     assert list(counts) == list(expected)
+
+
+# -- at the edges of the grid (issue 24, items 12-14) ----------------------------------------------
+def grid_points_near(x: tuple[Fraction, ...], radius: Fraction, q: int, k: int, *, closed: bool):
+    """Every point x' of the grid of step 1/(q k) with ||x' - x||_1 < radius (<= radius when
+    ``closed``), for any rational x (on that grid or not), with its exact distance."""
+    centre = [round(xi * q * k) for xi in x]
+    on_grid = all(Fraction(c, q * k) == xi for c, xi in zip(centre, x))
+    reach = math.ceil(radius * q * k) + (0 if on_grid else len(x))
+    for e in l1_ball(len(x), reach):
+        moved = tuple(Fraction(c + ei, q * k) for c, ei in zip(centre, e))
+        distance = sum(abs(m - xi) for m, xi in zip(moved, x))
+        if distance < radius or closed and distance == radius:
+            yield moved, distance
+
+
+def assert_certificate_holds(f, result, x: tuple[Fraction, ...], q: int, n: int, classes: int, v,
+                             ks=(1, 2)) -> int:
+    """Brute force over the grid shifts: g keeps result.prediction, as the unique top class, at every
+    x' strictly inside the certified l1 radius of the real point x, and (ties to the smallest index)
+    on the sphere too when the result claims its closed ball. Returns how many x' on the sphere."""
+    radius, top = Fraction(result.radius["l1"]), result.prediction
+    closed = getattr(result, "closed_ball", False)
+    on_sphere = 0
+    for k in ks:
+        for moved, distance in grid_points_near(x, radius, q, k, closed=closed):
+            p = reference_probabilities(f, moved, q, n, k, classes, v)
+            if distance < radius:
+                assert all(p[top] > pc for c, pc in enumerate(p) if c != top), (x, moved, p, radius)
+            else:
+                assert smoothed_class(p) == top, (x, moved, p, radius)
+                on_sphere += 1
+    return on_sphere
+
+
+def threshold_classifier(threshold: int, low: int, high: int):
+    """f = ``high`` where the first coordinate's key is >= threshold, else ``low``."""
+    return lambda keys: high if keys[0] >= threshold else low
+
+
+def test_an_input_off_the_grid_is_refused_not_certified_as_its_grid_point():
+    """Item 12: Q = 4, lam = 1 (N = 8), a threshold classifier that puts the 2 highest of 8 keys of
+    x_1 = 1/2 in class 0: at 1/2 the certified radius is R = (6 - 2) / 8 = 1/2, and x' = 1 (a tie
+    that class 0 wins) changes g. The input 1/2 + 0.5e-4/4, inside the old snapping tolerance, lies
+    only 0.4999875 from x' = 1: certifying it as its grid point at radius 1/2 would be wrong. Every
+    input off the grid is refused; one on it is certified, soundly (brute force over grid shifts)."""
+    q, n = 4, 8
+    f = threshold_classifier(2 + n - 2, low=1, high=0)
+    noise = SplittingNoise(1, offsets=n, quantization=q, phase_seed=3)
+    v = phases(1, n, 3)
+    smoothed = DerandomizedSmoothed(KeyClassifier(f, q, n, 2), noise, 2)
+    on_grid = smoothed.certify(torch.tensor([0.5], dtype=torch.float64), ("l1",))
+    assert Fraction(on_grid.radius["l1"]) == Fraction(1, 2)
+    assert_certificate_holds(f, on_grid, (Fraction(1, 2),), q, n, 2, v)
+    near = [0.5 + 0.5e-4 / q, 0.5 - 0.5e-4 / q, 0.5 + 0.99e-4 / q,
+            math.nextafter(0.5, 1.0), math.nextafter(0.5, 0.0)]
+    refused = 0
+    for value in near:
+        try:
+            result = smoothed.certify(torch.tensor([value], dtype=torch.float64), ("l1",))
+        except ValueError as error:
+            assert "grid" in str(error) and repr(value) in str(error)
+            refused += 1
+            continue
+        assert_certificate_holds(f, result, (Fraction(value),), q, n, 2, v, ks=(1,))
+    assert refused == len(near)
+    with pytest.raises(ValueError, match="float32 rounding of some k/4"):  # float32 too: off by one ulp
+        smoothed.certify(torch.tensor([0.5]).nextafter(torch.tensor(1.0)))
+
+
+def float32_levels_the_old_test_refused(q: int) -> list[int]:
+    """Levels k whose float32 k / Q lies farther than 1e-4 / Q from k / Q (the old fixed tolerance)."""
+    k = torch.arange(q + 1, dtype=torch.float64)
+    scaled = (torch.arange(q + 1, dtype=torch.float32) / q).double() * q
+    return [int(level) for level in k[(scaled - k).abs() > 1e-4]]
+
+
+@pytest.mark.parametrize("q", [4095, 65535])
+def test_float32_inputs_on_a_fine_grid_are_accepted_and_certified_exactly(q):
+    """Item 13: 12- and 16-bit data in float32 (k / Q correctly rounded, as ToTensor-style division
+    makes it): every level is read back as its own k, and a certificate there is the exact one
+    (brute force over grid shifts). The float32 values next to the levels are refused."""
+    noise = SplittingNoise(2, offsets=3, quantization=q, phase_seed=11)
+    levels = torch.arange(q + 1, dtype=torch.float32) / q
+    assert torch.equal(noise.grid_levels(levels), torch.arange(q + 1, dtype=torch.float64))
+    hard = float32_levels_the_old_test_refused(q)
+    assert len(hard) > 50  # the fixed 1e-4 tolerance refused these
+    rng = random.Random(q)
+    v = phases(2, 3, 11)
+    for _ in range(4):
+        a = [rng.choice(hard), rng.choice(hard)]
+        f = random_classifier(rng, 2, 3)
+        result = DerandomizedSmoothed(KeyClassifier(f, q, 3, 3), noise, 3).certify(
+            torch.tensor(a, dtype=torch.float32) / q, ("l1",))
+        x = tuple(Fraction(level, q) for level in a)
+        p = reference_probabilities(f, x, q, 3, 1, 3, v)
+        assert result.prediction == smoothed_class(p) and Fraction(result.top_count, 3) == p[result.prediction]
+        assert_certificate_holds(f, result, x, q, 3, 3, v, ks=(1,))
+    beside = (torch.tensor(hard[:20], dtype=torch.float32) / q).nextafter(torch.tensor(2.0))
+    for value in beside:
+        with pytest.raises(ValueError, match="grid"):
+            noise.grid_levels(value.reshape(1))
+
+
+def test_a_dtype_too_coarse_for_the_grid_is_refused():
+    """bfloat16 (8 bits) cannot tell k / 4095 from (k + 1) / 4095: which level such an input means is
+    unknown, so it is refused with a one-line reason; float16 at Q = 255 is fine."""
+    noise = SplittingNoise(4, offsets=3, quantization=4095)
+    with pytest.raises(ValueError, match="bfloat16 cannot tell the levels k/4095 of the grid apart"):
+        noise.grid_levels(torch.tensor([0.0, 0.5, 0.75, 1.0]).to(torch.bfloat16) + 2 ** -9)
+    fine = SplittingNoise(256, offsets=3, quantization=255)
+    assert torch.equal(fine.grid_levels((torch.arange(256) / 255).half()), torch.arange(256, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("q, n, d", [(4, 4, 2), (3, 5, 2), (4, 6, 3)])
+def test_the_closed_ball_is_certified_when_the_runners_up_have_larger_indices(q, n, d):
+    """Item 14, soundness: where every class tied for runner-up has an index above the top class's,
+    the result claims the closed ball, and brute force over grid shifts (data grid and half steps,
+    on which the sphere ||x' - x||_1 = R always lies) finds g(x') = A on the sphere too."""
+    rng = random.Random(7000 + 100 * q + 10 * n + d)
+    classes = 3
+    closed = opened = sphere = 0
+    for case in range(14):
+        noise = SplittingNoise(d, n / (2 * q), quantization=q, phase_seed=case)
+        v = phases(d, n, case)
+        f = random_classifier(rng, d, classes)
+        a = [rng.randint(0, q) for _ in range(d)]
+        result = DerandomizedSmoothed(KeyClassifier(f, q, n, classes), noise, classes).certify(
+            torch.tensor(a, dtype=torch.float64) / q, ("l1", "l2", "linf"))
+        x = tuple(Fraction(level, q) for level in a)
+        p = reference_probabilities(f, x, q, n, 1, classes, v)
+        top = result.prediction
+        runner_up = max(pc for c, pc in enumerate(p) if c != top)
+        expected = all(c > top for c, pc in enumerate(p) if c != top and pc == runner_up)
+        assert result.closed_ball == expected
+        closed += expected and result.radius["l1"] > 0
+        opened += not expected
+        sphere += assert_certificate_holds(f, result, x, q, n, classes, v) if expected else 0
+    assert closed >= 2 and opened >= 2 and sphere > 10  # both kinds and real spheres were exercised
+
+
+@pytest.mark.parametrize("q, n, c, k", [(4, 6, 1, 1), (4, 8, 2, 1), (4, 5, 1, 2), (3, 7, 2, 2)])
+def test_the_closed_ball_is_tight_for_a_runner_up_with_a_larger_index(q, n, c, k):
+    """Item 14, tightness: as in the open-ball tightness test, but the runner-up B = 1 has the larger
+    index. Moving x_1 up by exactly R ties A and B and A keeps g (the closed ball holds, and the
+    result says so); one grid step further B wins: no larger set is certified."""
+    a = [1, 2]
+    f = threshold_classifier(a[0] + n - c, low=0, high=1)
+    noise = SplittingNoise(2, n / (2 * q), quantization=q, phase_seed=7)
+    v = phases(2, n, 7)
+    result = DerandomizedSmoothed(KeyClassifier(f, q, n, 2), noise, 2).certify(torch.tensor(a) / q, ("l1",))
+    exact = Fraction(n - 2 * c, 2 * q)
+    assert result.prediction == 0 and Fraction(result.radius["l1"]) == exact and result.closed_ball
+    x = tuple(Fraction(level, q) for level in a)
+    assert assert_certificate_holds(f, result, x, q, n, 2, v, ks=(k,)) >= 1
+    at = reference_probabilities(f, (x[0] + exact, x[1]), q, n, k, 2, v)
+    assert at[0] == at[1] and smoothed_class(at) == 0
+    beyond = reference_probabilities(f, (x[0] + exact + Fraction(1, q * k), x[1]), q, n, k, 2, v)
+    assert smoothed_class(beyond) == 1
+
+
+def test_the_closed_ball_rule_on_counts():
+    """Item 14 on vote counts directly: A = 0 with runner-up 1 (closed); A = 1 with runner-up 0 (open);
+    runners-up tied on both sides of A (open); a full tie (R = 0: g(x) = A, closed)."""
+    noise = SplittingNoise(3, 1.0, quantization=4)  # N = 8
+    assert dssn_certification(np.array([5, 2, 1]), noise).closed_ball
+    assert not dssn_certification(np.array([2, 5, 1]), noise).closed_ball
+    assert not dssn_certification(np.array([1, 6, 1]), noise).closed_ball
+    assert dssn_certification(np.array([0, 6, 1, 1]), noise).closed_ball
+    tie = dssn_certification(np.array([4, 4]), SplittingNoise(3, 1.0, quantization=4))
+    assert tie.closed_ball and tie.radius["l1"] == 0.0
+
+
+def test_the_report_counts_a_closed_ball_at_its_own_radius(tmp_path):
+    """Item 14 in result files: certify_dataset records the closed-ball flag per row, and certified
+    accuracy (so `wulff report`) counts such a row at r = R, an open one only below R. A file written
+    before the flag existed still reads and resumes, its rows counted as open balls."""
+    from wulff.certify.analysis import certified_accuracy
+
+    q, n = 4, 8
+    noise = SplittingNoise(1, offsets=n, quantization=q)
+    closed_f = threshold_classifier(2 + n - 2, low=0, high=1)  # at 1/2: A = 0, B = 1, R = 1/2, closed
+    open_f = threshold_classifier(2 + n - 2, low=1, high=0)  # A = 1, B = 0: open
+    dataset = [(torch.tensor([0.5]), 0), (torch.tensor([0.5]), 0)]
+    cases = (("closed", closed_f, 0, [1.0, 1.0, 0.0]), ("open", open_f, 1, [1.0, 0.0, 0.0]))
+    for name, f, label, expected in cases:
+        rows = [(x, label) for x, _ in dataset]
+        results = certify_dataset(DerandomizedSmoothed(KeyClassifier(f, q, n, 2), noise, 2), rows,
+                                  tmp_path / f"{name}.tsv", batch_size=8, adversaries=("l1",), progress=False)
+        assert list(results.columns["radius_l1"]) == [0.5, 0.5]
+        assert list(certified_accuracy(results, [0.0, 0.5, 0.5 + 2 ** -20], "l1")) == expected
+        table = report([results], "l1", radii=[0.5])
+        assert table.splitlines()[2].split("|")[2].strip(" *") == ("100.0" if name == "closed" else "0.0")
+    # an older file (no closed column) resumes in its own layout and counts as open balls
+    old = tmp_path / "old.tsv"
+    lines = (tmp_path / "closed.tsv").read_text().splitlines()[:3]
+    old.write_text("\n".join(line.rsplit("\t", 1)[0] for line in lines) + "\n")
+    resumed = certify_dataset(DerandomizedSmoothed(KeyClassifier(closed_f, q, n, 2), noise, 2),
+                              [(x, 0) for x, _ in dataset], old, batch_size=8, adversaries=("l1",), progress=False)
+    assert "closed" not in resumed.columns and len(resumed) == 2
+    assert list(certified_accuracy(resumed, [0.5], "l1")) == [0.0]

@@ -63,7 +63,8 @@ def phases(d: int, offsets: int, seed: int) -> list[int]:
     return [_splitmix64(((seed & 0xFFFFFFFF) << 32) | i) % offsets for i in range(d)]
 
 
-#: how far x * Q may sit from an integer (float rounding of k / Q) before x counts as off the grid
+#: the tolerance of an earlier grid test (|x Q - k| <= 1e-4); kept for compatibility, no longer used:
+#: an input is on the grid iff it *equals* its dtype's rounding of k / Q (:meth:`SplittingNoise.grid_levels`)
 GRID_TOLERANCE = 1e-4
 
 
@@ -161,18 +162,38 @@ class SplittingNoise:
 
     # -- the transform -------------------------------------------------------------------------
     def grid_levels(self, x: torch.Tensor) -> torch.Tensor:
-        """The integers a = x Q of inputs on the grid (any shape, as float64); a ValueError if some
-        entry lies off the grid (farther than :data:`GRID_TOLERANCE` / Q from a multiple of 1/Q)."""
-        scaled = x.detach().to(torch.float64) * self.quantization
-        levels = torch.round(scaled)
-        if not bool(torch.isfinite(scaled).all()):
+        """The integers k = x Q of inputs on the grid (any shape, as float64). An entry is on the grid
+        iff it equals its own dtype's rounding of k / Q for the nearest integer k, and no other level
+        (k - 1 or k + 1) rounds to the same value; anything else is a ValueError (nothing within some
+        tolerance is snapped: the certificate is about the grid point k / Q an input encodes)."""
+        if not bool(torch.isfinite(x).all()):
             raise ValueError("x must be finite to be smoothed by DSSN")
-        off = float((scaled - levels).abs().max()) if scaled.numel() else 0.0
-        if off > GRID_TOLERANCE:
+        x = x.detach()
+        dtype = str(x.dtype).removeprefix("torch.")
+        levels = torch.round(x.to(torch.float64) * self.quantization)
+        encodes = self._encoding(levels, x.dtype) == x  # k / Q in float64 is exact enough to round once more
+        if not bool(encodes.all()):
+            value = float(x[~encodes][0])
+            level = int(levels[~encodes][0])
             raise ValueError(f"DSSN needs inputs on the grid of multiples of 1/quantization = "
-                             f"1/{self.quantization}; an entry lies {off / self.quantization:.3g} away from it "
-                             f"(is quantization the data's number of levels?)")
+                             f"1/{self.quantization}, each exactly its {dtype} rounding of some "
+                             f"k/{self.quantization}; the entry "
+                             f"{value!r} is not (nearest level k = {level}, which is "
+                             f"{float(self._encoding(torch.tensor(float(level)), x.dtype))!r}; is quantization "
+                             f"the data's number of levels, and were the inputs made as k / quantization?)")
+        ambiguous = (self._encoding(levels - 1, x.dtype) == x) | (self._encoding(levels + 1, x.dtype) == x)
+        if bool(ambiguous.any()):
+            raise ValueError(f"{dtype} cannot tell the levels k/{self.quantization} of the grid apart near "
+                             f"{float(x[ambiguous][0])!r} (neighbouring levels round to the same value): pass "
+                             f"the inputs in a wider dtype (float32 or float64)")
         return levels
+
+    def _encoding(self, levels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The values k / Q of the integers ``levels`` (float64) rounded to ``dtype``. The float64
+        quotient is correctly rounded; for Q < 2^28 it also lies on the same side of every midpoint of a
+        float32 (or narrower float) as k / Q does, so rounding it once more gives the correctly rounded
+        k / Q in that dtype too."""
+        return (levels / self.quantization).to(dtype)
 
     def transform(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """T(x, s_j) for grid inputs ``x`` of shape (B, ...) and one offset index j in 0 .. N-1 per

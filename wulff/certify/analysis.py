@@ -18,7 +18,8 @@ def certified_accuracy(results: Results, radii, adversary: str) -> np.ndarray:
     """The fraction of inputs classified correctly with certified radius above r, for each r in radii.
 
     At r = 0 this is the smoothed classifier's (non-abstaining) accuracy. A radius R certifies every
-    perturbation of norm strictly below R, so an input counts at r > 0 only when R > r.
+    perturbation of norm strictly below R, so an input counts at r > 0 only when R > r, or R >= r
+    for a row whose ``closed`` column (DSSN files) is 1: its closed ball of radius R is certified.
     """
     adversary = check_adversary(adversary)
     radii = np.atleast_1d(np.asarray(radii, dtype=np.float64))
@@ -26,7 +27,8 @@ def certified_accuracy(results: Results, radii, adversary: str) -> np.ndarray:
         raise ValueError("the result file has no rows yet")
     radius = results.radius(adversary)[None, :]
     r = radii[:, None]
-    certified = results.correct[None, :] & ((radius > r) | (r == 0))
+    closed = results.columns.get("closed", np.zeros(len(results))) == 1  # absent (older files): open balls
+    certified = results.correct[None, :] & ((radius > r) | (r == 0) | ((radius == r) & closed[None, :]))
     return certified.mean(axis=1)
 
 

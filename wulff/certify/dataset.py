@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from wulff.distributions.base import check_integer
 
 from .adaptive import check_radii
-from .derandomized import DerandomizedSmoothed
+from .derandomized import CLOSED_COLUMN, DerandomizedSmoothed, result_columns
 from .results import Results, ResultWriter, read_results
 from .smoothed import Smoothed, check_certify_arguments
 
@@ -85,7 +85,8 @@ def certify_dataset(smoothed: Smoothed | DerandomizedSmoothed, dataset: Sequence
     A :class:`~wulff.certify.derandomized.DerandomizedSmoothed` (DSSN) is certified exactly from its
     N = 2 lam Q offsets: ``n0``, ``n`` and ``alpha`` do not apply (omit them; given, they are ignored),
     ``adaptive`` must stay False, and the header records ``deterministic: true``, n0 = 0, n = N and
-    alpha = 0 (a certificate without failure probability).
+    alpha = 0 (a certificate without failure probability); its rows add a ``closed`` column (1 where the
+    closed ball of the radius is certified: :func:`~wulff.certify.derandomized.closed_ball_certified`).
     """
     deterministic = isinstance(smoothed, DerandomizedSmoothed)
     if deterministic:  # every offset is evaluated: no selection, no estimation sample size, no alpha
@@ -123,7 +124,8 @@ def certify_dataset(smoothed: Smoothed | DerandomizedSmoothed, dataset: Sequence
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             settings["sigma"] = q.sigma
-    with ResultWriter(out, settings, adversaries) as writer:
+    columns = result_columns(adversaries, out) if deterministic else None  # DSSN: + the closed-ball flag
+    with ResultWriter(out, settings, adversaries, columns=columns) as writer:
         todo = [i for i in indices if i not in writer.done]
         already = len(indices) - len(todo)
         if max_inputs is not None:
@@ -151,7 +153,8 @@ def certify_dataset(smoothed: Smoothed | DerandomizedSmoothed, dataset: Sequence
                 writer.write({"index": index, "label": label, "prediction": result.prediction,
                               "rho_lower": result.rho_lower, "correct": int(result.prediction == label),
                               "seconds": seconds, "samples": samples,
-                              **{f"radius_{a}": r for a, r in result.radius.items()}})
+                              **{f"radius_{a}": r for a, r in result.radius.items()},
+                              **({CLOSED_COLUMN: int(result.closed_ball)} if deterministic else {})})
                 bar.update(1)
         finally:
             bar.close()

@@ -17,10 +17,15 @@ p_B = max_{c != A} p_c(x) (the runner-up, B its class).
     <= ||x - x'||_1 / (2 lam)  (a union bound over coordinates: each needs only its own offset s_i to
     be uniform on [0, 2 lam), so one shared s, shifted per coordinate, serves).
 (ii) Certificate (top two classes). Let eps = ||x' - x||_1 / (2 lam). Moving mass eps can lower
-    p_A by at most eps and raise any p_c by at most eps, so p_A(x') - p_c(x') >= p_A - p_B - 2 eps.
-    Hence for every real x' with ||x' - x||_1 < R = lam (p_A - p_B), g(x') = A and A is the unique
-    top class at x'. At ||x' - x||_1 = R, A still ties at worst, and keeps the prediction iff its
-    index is below every tying class; the radius returned is the strict one, R.
+    p_A by at most eps and raise any p_c by at most eps, so p_A(x') - p_c(x') >= p_A - p_c - 2 eps
+    >= p_A - p_B - 2 eps. Hence for every real x' with ||x' - x||_1 < R = lam (p_A - p_B), g(x') = A
+    and A is the unique top class at x'.
+(ii') Closed ball. At ||x' - x||_1 = R, 2 eps = p_A - p_B, so p_A(x') - p_c(x') >= p_B - p_c: every
+    class c with p_c < p_B still loses to A strictly, and a class with p_c = p_B can at worst tie
+    with A. Ties go to the smallest index, so if every class c != A with p_c = p_B has an index
+    above A's, g(x') = A on the *closed* ball ||x' - x||_1 <= R ("closed_ball"; it always holds
+    when p_A = p_B, where R = 0 and A is the smallest tying index by definition of g). Otherwise
+    only the open ball is certified: (v) shows a tie at distance R that the runner-up wins.
 (iii) Top class only. With p_B <= 1 - p_A, R >= lam (2 p_A - 1) = 2 lam (p_A - 1/2), the uniform
     noise l1 radius (Yang et al., 2020, Table A; Lee et al., 2019). Probabilities computed exactly
     make the top-two radius free, so it is the one used (a Monte Carlo certificate would need a
@@ -29,17 +34,27 @@ p_B = max_{c != A} p_c(x) (the runner-up, B its class).
     exactly, n_c the votes of the N offsets, so R = (n_A - n_B) / (2 Q). The bound (ii) covers
     *real-valued* perturbations x' (g is defined everywhere by the integral over s), not only those
     on the grid; a grid x' has ||x' - x||_1 in (1/Q) Z, so it is certified iff
-    ||x' - x||_1 <= (ceil((n_A - n_B) / 2) - 1) / Q.
+    ||x' - x||_1 <= (ceil((n_A - n_B) / 2) - 1) / Q, or iff <= floor((n_A - n_B) / 2) / Q under
+    (ii'): one grid step more when n_A - n_B is even.
 (v) Tightness. R is the largest radius valid for every base classifier with these p_A, p_B: when
     the runner-up's offsets sit next to A's along one coordinate, the grid perturbation of l1 size R
-    (n_A - n_B even) moves (n_A - n_B) / 2 offsets from A to B and ties them.
+    (n_A - n_B even) moves (n_A - n_B) / 2 offsets from A to B and ties them; the tie goes to B if
+    its index is below A's (the ball is open), else to A, and one step further B wins (the closed
+    ball is the largest certified set).
+(vi) The input. The certificate is about the grid point k / Q an input tensor encodes: an input is
+    accepted only when every entry *equals* its dtype's rounding of k_i / Q, with no other level
+    rounding to the same value (:meth:`wulff.splitting.SplittingNoise.grid_levels`); an entry off
+    the grid by any amount is refused, never snapped to its nearest level and certified as it.
 
 Radii against l2 and linf follow from ||delta||_1 <= sqrt(d) ||delta||_2 <= d ||delta||_inf
-(R / sqrt(d) and R / d; sound, loose). Every radius is rounded down to a float.
+(R / sqrt(d) and R / d; sound, loose; the closed l2 or linf ball of such a radius lies in the
+closed l1 ball of R, so (ii') carries over). Every radius is rounded down to a float.
 """
 from __future__ import annotations
 
 import math
+import os
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -49,10 +64,22 @@ from wulff.certificate import check_adversary
 from wulff.errors import NonFiniteError
 from wulff.splitting import SplittingNoise
 
+from .results import columns_for
 from .smoothed import Certification, Smoothed, model_device, one_input
 
 #: forward passes per batch when none is given
 DEFAULT_BATCH = 1000
+#: the result-file column of DSSN runs: 1 where the closed balls of the row's radii are certified
+CLOSED_COLUMN = "closed"
+
+
+@dataclass(frozen=True)
+class DSSNCertification(Certification):
+    """A :class:`Certification` from DSSN counts, with ``closed_ball``: True when g keeps the
+    prediction on the closed balls ||x' - x|| <= radius too, not only on the open ones (part (ii')
+    of the module's theorem: every class tied for runner-up has a larger index than the top class)."""
+
+    closed_ball: bool = False
 
 
 def _float_below(value: Fraction) -> float:
@@ -84,15 +111,50 @@ def dssn_radius(counts, noise: SplittingNoise, adversary: str = "l1") -> float:
     return _float_below(l1 / noise.d)
 
 
-def dssn_certification(counts, noise: SplittingNoise, adversaries=("l1", "l2", "linf")) -> Certification:
+def dssn_certification(counts, noise: SplittingNoise, adversaries=("l1", "l2", "linf")) -> DSSNCertification:
     """The :class:`Certification` of one input from its exact vote counts: the top class (ties to the
     smallest index; never ABSTAIN, since g is always defined), ``rho_lower`` = its exact probability
-    n_A / N, the radii of :func:`dssn_radius`, ``top_count`` = n_A and ``n`` = N forward passes."""
+    n_A / N, the radii of :func:`dssn_radius`, ``top_count`` = n_A and ``n`` = N forward passes;
+    ``closed_ball`` as :func:`closed_ball_certified` says."""
     counts = _check_counts(counts, noise)
     top, _ = _top_two(counts)
     adversaries = Smoothed._check_adversaries(adversaries)
     radius = {a: dssn_radius(counts, noise, a) for a in adversaries}
-    return Certification(top, int(counts[top]) / noise.offsets, radius, int(counts[top]), noise.offsets)
+    return DSSNCertification(top, int(counts[top]) / noise.offsets, radius, int(counts[top]), noise.offsets,
+                             closed_ball=closed_ball_certified(counts))
+
+
+def closed_ball_certified(counts) -> bool:
+    """Part (ii') of the module's theorem: whether the closed ball of radius R = (n_A - n_B) / (2 Q)
+    is certified, i.e. every class c != A with the runner-up's count n_B has an index above A's
+    (a tie at distance R then goes to A). ``counts``: the exact votes, one per class."""
+    counts = np.asarray(counts)
+    top, second = _top_two(counts)
+    runners_up = np.flatnonzero(counts == counts[second])
+    return bool(np.all(runners_up[runners_up != top] > top))
+
+
+def result_columns(adversaries, out: str | os.PathLike) -> list[str]:
+    """The columns of a DSSN result file: those of every run plus :data:`CLOSED_COLUMN` (1 where the
+    closed ball of each radius is certified). An existing file written before that column existed
+    resumes in its own layout: all its rows then count as open balls, which is sound."""
+    columns = columns_for(adversaries) + [CLOSED_COLUMN]
+    existing = _column_names(out)
+    if existing is not None and CLOSED_COLUMN not in existing:
+        return [c for c in columns if c != CLOSED_COLUMN]
+    return columns
+
+
+def _column_names(path: str | os.PathLike) -> list[str] | None:
+    """The column names (second line) of an existing result file; None when there is none to read
+    (:class:`~wulff.certify.results.ResultWriter` then says what is wrong with the file, if anything)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            fh.readline()
+            names = fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return names.rstrip("\n").split("\t") if names.endswith("\n") else None
 
 
 def _top_two(counts: np.ndarray) -> tuple[int, int]:

@@ -15,7 +15,8 @@ ROOT = Path(wulff.__file__).parent
 
 #: layer of each top-level part of the package, from the bottom up
 LAYERS = {
-    "errors": 0, "catalog": 0, "expressions": 0, "special": 0, "cache": 0, "checks": 0,
+    "errors": 0, "catalog": 0, "expressions": 0, "special": 0, "cache": 0, "checks": 0, "progress": 0,
+    "locking": 0,
     "distributions": 1, "splitting": 1,
     "certificate": 2,
     "diffmethod": 3, "levelset": 3, "uniform": 3,

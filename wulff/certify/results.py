@@ -14,21 +14,35 @@ then falls back to the header's n0 + n.
 Every row is flushed and fsync'ed before the next input starts, so a crash loses at most the row in
 flight; a torn last line is cut off when the file is reopened, and the indices already present are
 skipped, so a rerun never loses or duplicates a row.
+
+One process writes a file at a time: :class:`ResultWriter` holds the file's
+:class:`~wulff.locking.OutputLock` while it is open, so a second run on the same file stops at once
+naming the first one's pid. A file that two runs wrote at once anyway (before that lock existed, or
+on a file system without locks) holds some input twice: :func:`read_results` refuses it, naming the
+input, and a rerun of the command that wrote it repairs it when the copies agree (in every column
+but the wall-clock ``seconds``: the same input, settings and seed give the same row) and refuses,
+naming the input, when they do not. A run that fails before its first row removes the file (and the
+folders) it created, so a rejected command leaves nothing behind.
 """
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from wulff.locking import OutputLock, missing_folders, remove_empty
 
 MAGIC = "# wulff-certify "
 #: columns read as integers (the rest are floats), in certification and attack files alike
 INT_COLUMNS = ("index", "label", "prediction", "correct", "samples", "prediction_attacked", "robust")
 #: settings that may differ between the shards of one certification run
 SHARD_KEYS = ("shard", "num_shards")
+#: columns that may differ between two copies of one row that still count as the same (wall clock)
+TIMING_COLUMNS = ("seconds",)
 
 
 def radius_column(adversary: str) -> str:
@@ -136,10 +150,8 @@ def _parse_column(values: list[str], kind, name: str, path) -> np.ndarray:
         raise
 
 
-def read_results(path: str | os.PathLike, *, repair: bool = False, magic: str = MAGIC) -> Results:
-    """Read a result file (a torn last line, from a crash mid-write, is ignored); ``magic`` is the
-    start of its first line (attack files, :mod:`wulff.certify.attack_dataset`, have their own)."""
-    path = Path(path)
+def _read(path: Path, *, repair: bool, magic: str) -> tuple[Results, list[str]]:
+    """(the file's rows, its complete lines) without the duplicate check of :func:`read_results`."""
     if not path.exists():
         raise FileNotFoundError(f"no result file at {path}")
     text, torn = _complete_text(path, repair=repair)
@@ -160,17 +172,59 @@ def read_results(path: str | os.PathLike, *, repair: bool = False, magic: str = 
     for j, name in enumerate(names):
         kind = np.int64 if name in INT_COLUMNS else np.float64
         columns[name] = _parse_column([row[j] for row in rows], kind, name, path)
-    return Results(meta, columns, str(path), torn and not repair)
+    return Results(meta, columns, str(path), torn and not repair), lines
+
+
+def natural_key(row: dict):
+    """What identifies a row of a file read back: its index, and its eps in attack files."""
+    return (int(row["index"]), float(row["eps"])) if "eps" in row else int(row["index"])
+
+
+def describe_key(key) -> str:
+    """A row key as the user knows it: "input 5", or "input 5 at eps 0.25"."""
+    return f"input {key[0]} at eps {key[1]:g}" if isinstance(key, tuple) else f"input {key}"
+
+
+def duplicate_rows(results: Results, key=natural_key) -> dict:
+    """The keys that occur more than once, each with its rows (0-based positions; line = position + 3)."""
+    names = list(results.columns)
+    positions: dict = {}
+    for i in range(len(results)):
+        positions.setdefault(key({name: results.columns[name][i] for name in names}), []).append(i)
+    return {k: rows for k, rows in positions.items() if len(rows) > 1}
+
+
+def _lines_of(rows: list[int]) -> str:
+    return ", ".join(str(i + 3) for i in rows[:5]) + (", ..." if len(rows) > 5 else "")
+
+
+def read_results(path: str | os.PathLike, *, repair: bool = False, magic: str = MAGIC) -> Results:
+    """Read a result file (a torn last line, from a crash mid-write, is ignored); ``magic`` is the
+    start of its first line (attack files, :mod:`wulff.certify.attack_dataset`, have their own).
+    A file holding some input twice (two runs wrote it at once) is refused, naming the input."""
+    path = Path(path)
+    results, _ = _read(path, repair=repair, magic=magic)
+    duplicates = duplicate_rows(results)
+    if duplicates:
+        key, rows = next(iter(duplicates.items()))
+        raise ValueError(f"{path}, lines {_lines_of(rows)}: {describe_key(key)} appears {len(rows)} times (two "
+                         f"runs wrote this file at once; {len(duplicates)} input(s) affected); rerun the command "
+                         "that wrote it: it removes copies that agree and names those that do not")
+    return results
 
 
 class ResultWriter:
     """Appends rows to a result file, creating it with its header or resuming an existing one.
 
-    Reopening an existing file checks that its settings match ``meta`` (a mismatch is an error, so
-    runs with different settings are never mixed), cuts a torn last line, and exposes the indices
-    already written in :attr:`done`. A file written before the ``samples`` column existed resumes
-    in its own layout (without that column). Subclasses set :attr:`magic`, their ``columns`` and the
-    key :meth:`row_key` that identifies a row (the index here).
+    While open it holds the file's :class:`~wulff.locking.OutputLock` (another process writing the
+    same file raises :class:`~wulff.locking.OutputInUseError`). Reopening an existing file checks that
+    its settings match ``meta`` (a mismatch is an error, so runs with different settings are never
+    mixed), cuts a torn last line, removes duplicate rows whose copies agree (others are refused,
+    naming the input), and exposes the indices already written in :attr:`done`. Left by an
+    exception before its first row, it removes the file and folders it created. A file written
+    before the ``samples`` column existed resumes in its own layout (without that column).
+    Subclasses set :attr:`magic`, their ``columns`` and the key :meth:`row_key` that identifies a
+    row (the index here).
     """
 
     magic = MAGIC
@@ -180,12 +234,27 @@ class ResultWriter:
         self.columns = list(columns) if columns is not None else columns_for(adversaries)
         self.meta = json.loads(json.dumps(meta))  # normalized as it will read back
         self.done: set = set()
+        self.repaired = 0  #: duplicate rows removed when the file was reopened
+        self._written = 0
+        self._created = False
+        self._fh = None
+        self._created_folders = missing_folders(self.path.parent)
+        self._lock = OutputLock(self.path)
+        try:
+            self._lock.acquire()  # one writer at a time (OutputInUseError otherwise)
+            self._open()
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _open(self) -> None:
         if self.path.exists() and len(_complete_text(self.path, repair=True)[0].splitlines()) < 2:
             self.path.unlink()  # torn inside the header: nothing was certified yet, start over
         if self.path.exists():
             self._resume()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._created = True
             with open(self.path, "w", encoding="utf-8") as fh:
                 fh.write(self.magic + json.dumps(self.meta, sort_keys=True) + "\n")
                 fh.write("\t".join(self.columns) + "\n")
@@ -194,7 +263,7 @@ class ResultWriter:
         self._fh = open(self.path, "a", encoding="utf-8")
 
     def _resume(self) -> None:
-        old = read_results(self.path, magic=self.magic)
+        old, lines = _read(self.path, repair=False, magic=self.magic)
         legacy = [c for c in self.columns if c != "samples"]
         if old.meta == self.meta and list(old.columns) == legacy:
             self.columns = legacy  # an older file without the samples column: keep its layout
@@ -202,7 +271,34 @@ class ResultWriter:
             raise ValueError(f"{self.path} already holds results with other settings (differing: "
                              f"{settings_difference(old.meta, self.meta) or 'columns'}); choose another "
                              "output file or delete it")
+        duplicates = duplicate_rows(old, self.row_key)
+        if duplicates:
+            self._remove_duplicates(lines, duplicates)
         self.done = {self.row_key({name: old.columns[name][i] for name in self.columns}) for i in range(len(old))}
+
+    def _remove_duplicates(self, lines: list[str], duplicates: dict) -> None:
+        """Rewrite the file without the later copies of rows written twice, if every copy agrees with
+        the first in all columns but :data:`TIMING_COLUMNS`; else refuse, naming the input."""
+        compared = [j for j, name in enumerate(self.columns) if name not in TIMING_COLUMNS]
+        for key, rows in duplicates.items():
+            fields = [[lines[i + 2].split("\t")[j] for j in compared] for i in rows]
+            if any(other != fields[0] for other in fields[1:]):
+                raise ValueError(f"{self.path}, lines {_lines_of(rows)}: {describe_key(key)} has {len(rows)} rows "
+                                 "that disagree (two runs wrote this file at once, with different results); "
+                                 "delete all but the right one, or the file, and rerun")
+        later = {i + 2 for rows in duplicates.values() for i in rows[1:]}
+        kept = [line for number, line in enumerate(lines) if number not in later]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(kept) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        self.repaired = len(later)
+        warnings.warn(f"{self.path}: removed {len(later)} duplicate row(s) of "
+                      f"{', '.join(describe_key(k) for k in list(duplicates)[:5])}"
+                      f"{', ...' if len(duplicates) > 5 else ''} (identical copies written by two runs at once)",
+                      stacklevel=3)
 
     @staticmethod
     def row_key(row: dict):
@@ -220,16 +316,34 @@ class ResultWriter:
         self._fh.write("\t".join(fields) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
+        self._written += 1
         self.done.add(self.row_key(row))
 
     def close(self) -> None:
-        self._fh.close()
+        """Close the file and release its lock."""
+        if self._fh is not None:
+            self._fh.close()
+        self._lock.release()
+
+    def _abandon(self) -> None:
+        """Close after a failure: a file this writer created and wrote no row to is removed, with the
+        folders created for it while they are empty (a file or folder that existed is kept)."""
+        if self._fh is not None:
+            self._fh.close()
+        if self._created and self._written == 0:
+            self.path.unlink(missing_ok=True)
+        self._lock.release()
+        if self._written == 0:
+            remove_empty(self._created_folders)
 
     def __enter__(self) -> ResultWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._abandon()
 
 
 def _short(value) -> str:
@@ -278,13 +392,14 @@ def merge_results(paths, out: str | os.PathLike, *, allow_partial: bool = False)
     meta = dict(base, shard=0, num_shards=1)
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(MAGIC + json.dumps(meta, sort_keys=True) + "\n")
-        fh.write("\t".join(names) + "\n")
-        for i in range(len(index)):
-            fh.write("\t".join(repr(float(merged[n][i])) if merged[n].dtype.kind == "f"
-                               else str(int(merged[n][i])) for n in names) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, out)
+    with OutputLock(out):  # the merged file has one writer too
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(MAGIC + json.dumps(meta, sort_keys=True) + "\n")
+            fh.write("\t".join(names) + "\n")
+            for i in range(len(index)):
+                fh.write("\t".join(repr(float(merged[n][i])) if merged[n].dtype.kind == "f"
+                                   else str(int(merged[n][i])) for n in names) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
     return Results(meta, merged, str(out))

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from wulff.cli.checks import output_file
+from wulff.locking import removed_on_failure
 
 
 def run(args: argparse.Namespace) -> int:
     from wulff.certify import merge_results
 
-    out = output_file(args.out, "out", example="certify.tsv")
-    merged = merge_results(args.shards, out, allow_partial=args.allow_partial)
+    with removed_on_failure(Path(str(args.out)).parent):  # a refused merge leaves no folder behind
+        out = output_file(args.out, "out", example="certify.tsv")
+        merged = merge_results(args.shards, out, allow_partial=args.allow_partial)  # under out's lock
     print(f"merged {len(args.shards)} files into {out}: {len(merged)} rows")
     return 0
 

@@ -164,10 +164,13 @@ def test_a_held_result_file_stops_certify_and_attack_at_once_and_a_dead_holders_
     assert not Path(f"{cert}.lock").exists() and not Path(f"{attack}.lock").exists()
 
 
-def test_shards_of_one_run_are_written_at_once(checkpoint, tmp_path, capsys):
+def test_each_shard_file_has_its_own_lock_so_shards_run_at_once(checkpoint, tmp_path, capsys):
     out = tmp_path / "r.tsv"
-    with lock_held_elsewhere(out.with_name("r.shard-0-of-2.tsv")):  # shard 0 is being written elsewhere
-        code, _, err = run_cli(capsys, "certify", checkpoint, "--out", out, "--shard", 1, "--num-shards", 2, *CERT)
+    shard = ["--out", out, "--num-shards", 2, *CERT]
+    with lock_held_elsewhere(out.with_name("r.shard-0-of-2.tsv")) as holder:  # shard 0 is being written elsewhere
+        line = one_line_error(capsys, "certify", checkpoint, "--shard", 0, *shard)
+        assert f"r.shard-0-of-2.tsv is in use by another process (pid {holder.pid})" in line
+        code, _, err = run_cli(capsys, "certify", checkpoint, "--shard", 1, *shard)
     assert code == 0, err
     assert read_results(out.with_name("r.shard-1-of-2.tsv")).columns["index"].tolist() == [90, 270]
 

@@ -343,11 +343,7 @@ def story(c: Comparison) -> str:
         slope = np.array([float(e.certificate.radius(HARD_RHO)) / (HARD_RHO - 0.5) for e in found])
         lines.append(f"Radius per unit of margin rho - 1/2 for hard inputs (R(rho) / (rho - 1/2) at rho = "
                      f"{HARD_RHO}): {_ranked(found, slope)}.")
-        caps = [(e, float(e.certificate.radius(1.0))) for e in found]
-        capped = [f"{e.label} {_number(v)}" for e, v in caps if math.isfinite(v)]
-        if capped:
-            lines.append("A bounded noise's radius is capped however confident the classifier is (its value at "
-                         f"rho = 1): {', '.join(capped[:4])}; unbounded noises keep growing as rho -> 1.")
+        lines += _caps(found)
         winners = c.winners()
         changes = [f"{w} at rho {r:.6g}" for k, (r, w) in enumerate(zip(c.rho, winners))
                    if w is not None and (k == 0 or winners[k - 1] != w)]
@@ -358,6 +354,34 @@ def story(c: Comparison) -> str:
             if len(changes) > 1 else ""))
     lines.append(_no_go(c))
     return "\n".join(lines)
+
+
+def is_bounded(q) -> bool:
+    """Whether the noise q has bounded support: only uniform noise (the cube, the l2 ball) does; every
+    density exp(-psi) with psi finite everywhere, however light or heavy its tails, is unbounded."""
+    from wulff.distributions import Uniform
+
+    return isinstance(q, Uniform)
+
+
+def _caps(found: list[Entry]) -> list[str]:
+    """What each radius does as rho -> 1: a bounded (uniform) noise caps it (Theorems N.3, N.6, S.1); an
+    unbounded noise's certificate may stay finite too (its integral of 1 / Phi converges at p = 0), or grow
+    without bound. Each with its value at rho = 1."""
+    at_one = [(e, float(e.certificate.radius(1.0))) for e in found]
+    bounded = [f"{e.label} {_number(v)}" for e, v in at_one if is_bounded(e.distribution)]
+    finite = [f"{e.label} {_number(v)}" for e, v in at_one if not is_bounded(e.distribution) and math.isfinite(v)]
+    growing = len(found) - len(bounded) - len(finite)
+    lines = []
+    if bounded:
+        lines.append("A bounded (uniform) noise's radius is capped however confident the classifier is (its value "
+                     f"at rho = 1): {', '.join(bounded[:4])}.")
+    if finite:
+        lines.append("These noises are unbounded, yet their certificates stay finite as rho -> 1 (the value at "
+                     f"rho = 1): {', '.join(finite[:4])}.")
+    if (bounded or finite) and growing:
+        lines.append("The other noises' radii keep growing as rho -> 1.")
+    return lines
 
 
 def _no_go(c: Comparison) -> str:
@@ -386,4 +410,4 @@ def _no_go(c: Comparison) -> str:
 
 
 __all__ = ["DEFAULT_RHO", "CSV_COLUMNS", "Entry", "Comparison", "compare", "reachable_rho", "halfspace_bound",
-           "declared_distribution", "story"]
+           "declared_distribution", "story", "is_bounded"]

@@ -114,46 +114,97 @@ class Settings:
     device: str | None = None
     threads: int | None = None
     radius_scale: float | None = None
+    #: shape parameters by name, each given to every family that has it (``--param a=4`` for Pareto)
+    params: dict | None = None
 
 
-def run_name(family: str, sigma: float) -> str:
-    return f"{family}-sigma{sigma:g}"
+def run_name(family: str, sigma: float, params: dict | None = None) -> str:
+    """The folder and file name of one (noise, sigma) run: ``Gaussian-sigma0.5``; shape parameters other
+    than the paper's defaults are part of it (``Pareto-a4-sigma0.5``), so each setting keeps its own model."""
+    from wulff.distributions import registry
+
+    defaults = registry.default_parameters(family) if params else {}
+    tag = "".join(f"-{k}{v:g}" for k, v in (params or {}).items() if defaults.get(k) != v)
+    return f"{family}{tag}-sigma{sigma:g}"
+
+
+def family_parameters(families: Sequence[str], d: int, given: dict | None) -> dict[str, dict]:
+    """The shape parameters of each family (canonical names): those of ``given`` it has, the rest from the
+    paper's defaults. Training is strict: a parameter without a default must be given (``--param``), and
+    one that none of the families has is refused; both are a :class:`~wulff.errors.ParameterError`."""
+    from wulff.distributions import registry
+    from wulff.errors import ParameterError
+
+    given = dict(given or {})
+    unused = sorted(k for k in given if not any(k in registry.shape_parameters(f) for f in families))
+    if unused:
+        raise ParameterError(f"--param {', '.join(unused)}: none of {', '.join(families)} has this shape "
+                             "parameter")
+    shapes = {}
+    for family in families:
+        own = {k: v for k, v in given.items() if k in registry.shape_parameters(family)}
+        try:
+            shapes[family] = registry.check_parameters(family, d, own)
+        except ParameterError as exc:
+            raise ParameterError(f"{exc} (wulff experiment: --param NAME=VALUE, repeatable)") from None
+    return shapes
+
+
+def _certify_meta(result: Path, meta: dict, epochs: int) -> dict:
+    """``meta`` with the epochs the model was trained for; a result file begun before they were recorded
+    keeps its header (so it still resumes)."""
+    from wulff.certify import read_results
+
+    if result.exists():
+        try:
+            if "epochs" not in read_results(result).meta:
+                return meta
+        except (ValueError, OSError):
+            pass  # certify_dataset says what is wrong with the file
+    return {**meta, "epochs": epochs}
 
 
 def _train_and_certify(exp: Experiment, settings: Settings, out: Path, family: str, sigma: float, data,
-                       env, radii, progress: bool, log: Callable[[str], None]) -> Path:
-    """Train (or resume) the model of one (noise, sigma) and certify the test inputs (or resume)."""
+                       env, radii, progress: bool, log: Callable[[str], None], params: dict | None = None) -> Path:
+    """Train (or resume, or reuse a longer-trained model: said in one line) the model of one (noise, sigma)
+    and certify the test inputs (or resume); the result file's header records the epochs really trained."""
     import torch
 
     from wulff.certify import Smoothed, certify_dataset
+    from wulff.certify.dataset import IDENTITY_KEY, model_identity
     from wulff.distributions import registry
     from wulff.train import TrainConfig, build_model, train_smoothed, training_meta
     from wulff.train.threads import apply_threads
 
     train_set, test_set, info, model_name = data
-    q = registry.build(family, info.d, sigma=sigma)
+    q = registry.build(family, info.d, sigma=sigma, **(params or {}))
     torch.manual_seed(settings.seed)
     model = build_model(model_name, info.input_shape, info.num_classes, info.mean, info.std)
     apply_threads(settings.threads, model, info.input_shape, env.device)
     config = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
                          seed=settings.seed)
-    checkpoint = out / "models" / run_name(family, sigma) / "checkpoint.pt"
+    name = run_name(family, sigma, params)
+    checkpoint = out / "models" / name / "checkpoint.pt"
     began = time.perf_counter()
     history = train_smoothed(model, q, train_set, config, checkpoint=checkpoint, env=env,
                              meta=training_meta(model_name, info, q), progress=progress, log=log)
     trained = time.perf_counter()
     model.eval()
-    result = out / exp.name / f"{run_name(family, sigma)}.tsv"
+    epochs = int(history[-1]["epoch"]) if history else 0
+    result = out / exp.name / f"{name}.tsv"
     results = certify_dataset(
         Smoothed(model, q, info.num_classes, device=env.device), test_set, result, n0=settings.n0,
         n=settings.n, alpha=settings.alpha, batch_size=settings.certify_batch, adversaries=exp.adversaries,
         skip=settings.skip, seed=settings.seed, progress=progress, adaptive=settings.adaptive,
         radii=radii if settings.adaptive else None,
-        meta={"sigma": sigma, "model": model_name, "dataset": info.name, "split": "test"})
+        meta=_certify_meta(result, {"sigma": sigma, "model": model_name, "dataset": info.name, "split": "test",
+                                    IDENTITY_KEY: model_identity(training_meta(model_name, info, q))}, epochs))
     seconds = float(results.columns["seconds"].sum())
     samples = results.samples
     rate = f", {float(samples.sum()) / seconds:,.0f} samples/s" if samples is not None and seconds > 0 else ""
-    log(f"  {family:<12} sigma = {sigma:<5g} loss {history[-1]['loss'] if history else float('nan'):.3f}, "
+    reused = f" (reused: more than the {settings.epochs} asked)" if epochs > settings.epochs else ""
+    log(f"  {family:<12} sigma = {sigma:<5g} {epochs} epochs{reused}, loss "
+        f"{history[-1]['loss'] if history else float('nan'):.3f}, "
         f"smoothed accuracy {100 * results.correct.mean():.1f}% ({trained - began:.0f} s training, "
         f"{time.perf_counter() - trained:.0f} s certifying{rate})")
     return result
@@ -175,6 +226,7 @@ def run_experiment(name: str, out: str | Path, settings: Settings | None = None,
     families = tuple(registry.family(f).__name__ for f in (settings.families or exp.families))
     sigmas = tuple(sorted(set(settings.sigmas or default_sigmas(settings.dataset))))
     train_set, info = load_dataset(settings.dataset, "train", settings.data_dir)
+    shapes = family_parameters(families, info.d, settings.params)
     test_set, _ = load_dataset(settings.dataset, "test", settings.data_dir)
     model_name = settings.model or ("mlp" if info.name == "digits" else "resnet18")
     env = setup(settings.device)
@@ -188,9 +240,9 @@ def run_experiment(name: str, out: str | Path, settings: Settings | None = None,
         f"alpha = {settings.alpha}; radii scaled by {scale:.4g} from CIFAR-10; output in {out}/")
     began = time.perf_counter()
     files = [_train_and_certify(exp, settings, out, family, sigma, (train_set, test_set, info, model_name), env,
-                                radii, progress, log)
+                                radii, progress, log, shapes[family])
              for family in families for sigma in sigmas]
-    report = write_report(exp, files, out / exp.name, scale, sigmas, log=log)
+    report = write_report(exp, files, out / exp.name, scale, sigmas, log=log, epochs=settings.epochs)
     log(f"total time {time.perf_counter() - began:.0f} s")
     return report
 
@@ -246,9 +298,26 @@ def verdict(curves: dict, adversary: str, finding: str, expected: Sequence[str] 
     return text
 
 
+def trained_epochs(runs, asked: int | None = None) -> str:
+    """One line on how long the models were trained, read from the result files' headers: "Models trained
+    for E epochs." (E = ``asked``, else the first file's count), naming each model trained for another
+    number (one reused from an earlier, longer run); "" when no header records it."""
+    counted = [(run, run.meta["epochs"]) for run in runs if isinstance(run.meta.get("epochs"), int)]
+    if not counted:
+        return ""
+    usual = asked if asked is not None else counted[0][1]
+    other = [f"{run.meta.get('distribution')} sigma {run.meta.get('sigma')}: {epochs}" for run, epochs in counted
+             if epochs != usual]
+    if not other:
+        return f"Models trained for {usual} epochs."
+    return (f"Models trained for {usual} epochs, except {'; '.join(other)} epochs (reused from earlier, longer "
+            "runs in models/).")
+
+
 def write_report(exp: Experiment, files: Sequence[Path], folder: Path, scale: float, sigmas: Sequence[float], *,
-                 log: Callable[[str], None] = print) -> str:
-    """Tables (upper envelopes over sigma), plots, the paper's numbers beside ours and the checks."""
+                 log: Callable[[str], None] = print, epochs: int | None = None) -> str:
+    """Tables (upper envelopes over sigma), plots, the paper's numbers beside ours and the checks; the
+    epochs each model was trained for (``epochs``: the number asked, to name models reused from longer runs)."""
     import numpy as np
 
     from wulff.certify import read_results
@@ -282,7 +351,8 @@ def write_report(exp: Experiment, files: Sequence[Path], folder: Path, scale: fl
         parts += ["Sweep check: " + ("no noise's envelope is set by its largest sigma." if not limits
                                      else "; ".join(limits) + "."), "", f"plot: {plot}", ""]
         sections.append("\n".join(parts))
-    text = "\n".join(sections)
+    note = trained_epochs(runs, epochs)
+    text = "\n".join(sections) + (f"\n{note}\n" if note else "")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.md").write_text(text, encoding="utf-8")
     log("\n" + text)
@@ -291,4 +361,4 @@ def write_report(exp: Experiment, files: Sequence[Path], folder: Path, scale: fl
 
 __all__ = ["EXPERIMENTS", "Experiment", "PaperTable", "TABLE1_CIFAR10", "PAPER_SIGMAS", "DIGITS_SIGMAS",
            "Settings", "run_experiment", "radius_scale", "default_sigmas", "write_report", "capped",
-           "paper_comparison", "verdict"]
+           "paper_comparison", "verdict", "family_parameters", "trained_epochs"]

@@ -12,6 +12,7 @@ import importlib
 import pkgutil
 import sys
 
+from wulff import progress
 from wulff.errors import UserError
 
 #: exceptions that describe what the user asked for, not a bug: printed as one line
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    was_drawing = progress.enabled()
+    progress.set_enabled(not getattr(args, "no_progress", False))  # one switch for every bar of the command
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as exc:
         print(f"wulff {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    finally:
+        progress.set_enabled(was_drawing)
 
 
 if __name__ == "__main__":

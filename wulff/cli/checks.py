@@ -97,11 +97,13 @@ def load_for_evaluation(args, device):
     import torch
 
     from wulff.train import load_dataset, load_trained
+    from wulff.train.checkpoint import check_dataset_fit
     from wulff.train.threads import apply_threads
 
     model, q, meta = load_trained(args.checkpoint, device)
     apply_threads(args.threads, model, meta["input_shape"], device)
     test_set, info = load_dataset(meta["dataset"], args.split, args.data_dir)
+    check_dataset_fit(meta, info, args.checkpoint)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[args.autocast]

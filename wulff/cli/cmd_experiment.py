@@ -16,10 +16,12 @@ import argparse
 
 from wulff.catalog import DATASETS
 from wulff.cli.checks import output_folder, positive_float, positive_int, probability
+from wulff.cli.cmd_train import add_param_argument
 
 
 def run(args: argparse.Namespace) -> int:
     from wulff.experiment import EXPERIMENTS, Settings, run_experiment
+    from wulff.train.spec import parse_params
     from wulff.train.threads import apply_threads  # noqa: F401  (fail fast if torch is missing)
 
     out = output_folder(args.out, "--out", holds="the models, the result files, the tables and the plots")
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         families=tuple(args.families) if args.families else None, model=args.model, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, n0=args.n0, n=args.n, alpha=args.alpha, skip=args.skip,
         certify_batch=args.certify_batch, adaptive=not args.no_adaptive, seed=args.seed, device=args.device,
-        threads=args.threads, radius_scale=args.radius_scale)
+        threads=args.threads, radius_scale=args.radius_scale, params=parse_params(args.param))
     names = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
     for name in names:
         run_experiment(name, out, settings, progress=not args.no_progress,
@@ -50,7 +52,9 @@ def register(sub) -> None:
                    help="noise levels (default: digits 0.05 0.12 0.25 0.5 0.75 1 1.5; else the paper's "
                         "0.15 ... 3.5)")
     p.add_argument("--families", nargs="+", default=None, metavar="NAME",
-                   help="named families instead of the experiment's (paper defaults for shape parameters)")
+                   help="named families instead of the experiment's (shape parameters: the paper's defaults, "
+                   "or --param)")
+    add_param_argument(p)
     p.add_argument("--model", default=None, choices=("mlp", "cnn", "resnet18"),
                    help="base classifier (default: mlp on digits, resnet18 otherwise)")
     p.add_argument("--epochs", type=positive_int, default=30, help="training epochs per model (default 30)")

@@ -87,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
                                  objective=objective)
         if env.is_main:
             last = history[-1] if history else {}
+            reused = f" (reused: more than --epochs {args.epochs})" if last.get("epoch", 0) > args.epochs else ""
             print(f"trained {args.model} on {info.name} with {q!r} ({objective.name}): epoch "
-                  f"{last.get('epoch', '-')}, training loss {last.get('loss', float('nan')):.4f}; "
+                  f"{last.get('epoch', '-')}{reused}, training loss {last.get('loss', float('nan')):.4f}; "
                   f"checkpoint {checkpoint}")
     finally:
         teardown()

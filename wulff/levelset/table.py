@@ -36,9 +36,9 @@ import time
 import numpy as np
 import torch
 from scipy import special
-from tqdm.auto import tqdm
 
 from ..distributions import NumericRadiusLaw, RadiusLaw
+from ..progress import tqdm  # the process-wide switch of --no-progress
 from .shifts import Shift
 
 #: bump when the table contents change meaning (invalidates the disk cache)

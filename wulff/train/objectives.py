@@ -34,7 +34,13 @@ DistributedDataParallel sees one forward per backward.
   is infinite (rho = 1 for unbounded noise) or past the hinge contribute 0, as in MACER. A
   certificate is a function of rho that is 0 for rho <= 1/2, so the radius term only acts on inputs
   with rho > 1/2. Defaults from the paper: ``m`` = 16, ``beta`` = 16, ``gamma`` = 8,
-  ``weight`` = 12 (MACER's lambda), ``adversary`` = the noise's natural norm.
+  ``weight`` = 12 (MACER's lambda), ``adversary`` = the noise's natural norm. A NaN or infinite rho (from
+  NaN or infinite logits) makes the loss NaN instead of reaching the certificate, so a diverging MACER
+  run stops like any other (:func:`wulff.train.train_smoothed`: "training diverged in epoch N").
+
+Every numeric parameter has a ceiling, declared with the objective (``OBJECTIVES[name].maximum``) and
+named in the error that refuses a larger value: m <= 1024, steps <= 1000, the loss weights <= 1e6,
+beta and gamma <= 1e4, eps <= 1e6.
 """
 from __future__ import annotations
 
@@ -130,6 +136,8 @@ def macer_radius_term(logits: torch.Tensor, y: torch.Tensor, q: Distribution, ad
     rho = soft.gather(1, y.view(-1, 1)).squeeze(1)
     correct = soft.argmax(dim=1) == y
     threshold = gamma * noise_scale(q) / 2
+    if not bool(torch.isfinite(rho).all()):  # NaN/inf logits: no radius; the loss carries the NaN to the
+        return rho.sum() * math.nan          # trainer, whose rule for a non-finite loss names the epoch
     with torch.no_grad():
         radius = _radius(q, rho.detach(), adversary)
     active = correct & torch.isfinite(radius) & (radius < threshold)
@@ -146,22 +154,32 @@ def macer_loss(logits: torch.Tensor, y: torch.Tensor, q: Distribution, adversary
 # -- the registry -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ObjectiveInfo:
-    """An objective's parameters: defaults (None: filled in from the noise) and their rules."""
+    """An objective's parameters: defaults (None: filled in from the noise), their rules, and the largest
+    value each numeric one may take (``maximum``: far above any published setting, low enough that a
+    typo such as m=1e9 is refused before it tries to allocate terabytes)."""
 
     defaults: dict[str, float | int | str | None]
     integers: tuple[str, ...] = ()
     positive: tuple[str, ...] = ()
+    maximum: dict[str, float] = field(default_factory=dict)
 
+
+#: the bounds shared by the objectives: m noisy copies per input (memory and time grow as m x batch x d;
+#: the papers use 1 to 16), PGD steps (SmoothAdv uses up to 10), loss weights and MACER's beta, gamma
+#: (the papers use at most 20), and smoothadv's eps (input units)
+MAX_DRAWS, MAX_STEPS, MAX_WEIGHT, MAX_SCALE, MAX_EPS = 1024, 1000, 1e6, 1e4, 1e6
 
 OBJECTIVES: dict[str, ObjectiveInfo] = {
     "noise": ObjectiveInfo({}),
-    "stability": ObjectiveInfo({"weight": 6.0}),
+    "stability": ObjectiveInfo({"weight": 6.0}, maximum={"weight": MAX_WEIGHT}),
     "smoothadv": ObjectiveInfo({"m": 4, "steps": 20, "eps": 0.5, "adversary": None}, ("m", "steps"),
-                               ("m", "steps")),
-    "direct": ObjectiveInfo({"m": 16}, ("m",), ("m",)),
-    "consistency": ObjectiveInfo({"m": 2, "lambda": 10.0, "eta": 0.5}, ("m",), ("m",)),
+                               ("m", "steps"), {"m": MAX_DRAWS, "steps": MAX_STEPS, "eps": MAX_EPS}),
+    "direct": ObjectiveInfo({"m": 16}, ("m",), ("m",), {"m": MAX_DRAWS}),
+    "consistency": ObjectiveInfo({"m": 2, "lambda": 10.0, "eta": 0.5}, ("m",), ("m",),
+                                 {"m": MAX_DRAWS, "lambda": MAX_WEIGHT, "eta": MAX_WEIGHT}),
     "macer": ObjectiveInfo({"m": 16, "beta": 16.0, "gamma": 8.0, "weight": 12.0, "adversary": None},
-                           ("m",), ("m", "beta")),
+                           ("m",), ("m", "beta"),
+                           {"m": MAX_DRAWS, "beta": MAX_SCALE, "gamma": MAX_SCALE, "weight": MAX_WEIGHT}),
 }
 
 
@@ -227,8 +245,10 @@ def _value(name: str, key: str, value, info: ObjectiveInfo):
         if not float(number).is_integer():
             raise ValueError(f"objective {name}: {key} must be an integer; got {value!r}")
         number = int(number)
-    if number < 0 or (key in info.positive and number <= 0):
+    if number < 0 or (key in info.positive and number <= 0) or number > info.maximum.get(key, math.inf):
         rule = "> 0" if key in info.positive else ">= 0"
+        if key in info.maximum:
+            rule += f" and <= {info.maximum[key]:g}"
         raise ValueError(f"objective {name}: {key} must be {rule}; got {value!r}")
     return number
 

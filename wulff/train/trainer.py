@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
-from tqdm.auto import tqdm
 
 from wulff.distributions import Distribution
 from wulff.errors import NonFiniteError, UserError
+from wulff.progress import tqdm
 from wulff.splitting import SplittingNoise
 
 from .checkpoint import plain, read_checkpoint
@@ -142,6 +142,16 @@ def _all_finite(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
+def _diverged(epoch: int, loss: float, checkpoint, objective: Objective) -> NonFiniteError:
+    """The error of a run whose loss (of any objective, including what it feeds to the certified radius)
+    or weights became NaN or infinite in epoch ``epoch`` (from 0); that epoch is never saved."""
+    kept = f"{checkpoint} still holds epoch {epoch}" if checkpoint is not None and epoch else "nothing was saved"
+    what = "noisy training loss" if objective.name == "noise" else f"{objective.name} training loss"
+    return NonFiniteError(f"training diverged in epoch {epoch + 1}: the {what} became {loss} (or a weight "
+                          f"became NaN/inf); {kept}. Lower the learning rate (--lr), the noise level or the "
+                          "objective's weights and retrain")
+
+
 def train_smoothed(model: torch.nn.Module, q: Distribution | SplittingNoise, train_set: Dataset,
                    config: TrainConfig, *,
                    checkpoint: str | os.PathLike | None = None, resume: bool = True, meta: dict | None = None,
@@ -159,6 +169,9 @@ def train_smoothed(model: torch.nn.Module, q: Distribution | SplittingNoise, tra
     ``objective`` (:func:`wulff.train.objectives.build_objective`; default noise augmentation) is the
     loss minimized; any other than ``noise`` is recorded in the checkpoint's meta, so a resume with
     another objective or other parameters is refused like one with other noise.
+
+    A checkpoint that already holds more epochs than ``config.epochs`` is reused as it is (nothing is
+    trained or cut back), said in one line through ``log``; the history returned then ends at its epoch.
     """
     env = env or DistEnv()
     objective = objective or build_objective("noise")
@@ -183,6 +196,10 @@ def train_smoothed(model: torch.nn.Module, q: Distribution | SplittingNoise, tra
             longer = f"; the cosine schedule now spans {config.epochs} epochs (was {old})" \
                 if old != config.epochs else ""
             log(f"resuming {checkpoint} after epoch {start_epoch}{longer}")
+        if env.is_main and start_epoch > config.epochs:
+            log(f"{checkpoint} already holds {start_epoch} epochs, more than the {config.epochs} asked: reused "
+                f"as it is ({start_epoch} epochs; not cut back). Start over (--no-resume, resume=False) to train "
+                f"{config.epochs} epochs")
     net = DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda" else None) \
         if env.distributed else model
     amp = autocast_dtype(config.autocast)
@@ -205,10 +222,13 @@ def train_smoothed(model: torch.nn.Module, q: Distribution | SplittingNoise, tra
                 with (torch.autocast(env.device.type, dtype=amp) if amp else contextlib.nullcontext()):
                     loss = objective.loss(net, q, x, y, generator, epoch=epoch, epochs=config.epochs,
                                           attack_model=_unwrap(net))
+                value = float(loss.detach())
+                if not math.isfinite(value) and not env.distributed:  # stop before the step spoils the weights
+                    raise _diverged(epoch, value, checkpoint, objective)  # (DDP: all ranks stop at epoch end)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += float(loss.detach()) * len(y)
+                total += value * len(y)
                 count += len(y)
                 steps += 1
                 if max_steps is not None and steps >= max_steps:
@@ -220,11 +240,7 @@ def train_smoothed(model: torch.nn.Module, q: Distribution | SplittingNoise, tra
             record = {"epoch": epoch + 1, "loss": mean_over_processes(total / max(count, 1), env), "lr": lr,
                       "seconds": time.perf_counter() - began}
             if not (math.isfinite(record["loss"]) and _all_finite(_unwrap(net))):
-                kept = f"{checkpoint} still holds epoch {epoch}" if checkpoint is not None and epoch else \
-                    "nothing was saved"
-                raise NonFiniteError(f"training diverged in epoch {epoch + 1}: the noisy training loss became "
-                                     f"{record['loss']} (or a weight became NaN/inf); {kept}. Lower the "
-                                     "learning rate (--lr) or the noise level and retrain")
+                raise _diverged(epoch, record["loss"], checkpoint, objective)
             history.append(record)
             if checkpoint is not None and env.is_main:
                 save_checkpoint(checkpoint, {"model": _unwrap(net).state_dict(),

@@ -11,7 +11,8 @@ import numpy as np
 
 from wulff.certificate import check_adversary
 
-from .results import Results
+from .dataset import IDENTITY_KEY
+from .results import Results, settings_difference
 
 
 def certified_accuracy(results: Results, radii, adversary: str) -> np.ndarray:
@@ -46,28 +47,70 @@ class Curve:
         return sorted(set(self.best_sigma.tolist()))
 
 
+def _named(name, params: dict) -> str:
+    """name(k=v, ...), numbers in their shortest form; just the name without parameters."""
+    shape = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                      for k, v in (params or {}).items())
+    return f"{name}({shape})" if shape else str(name)
+
+
 def distribution_label(results: Results) -> str:
     """How a run is named in tables: its family plus any shape parameters."""
-    meta = results.meta
-    params = meta.get("params") or {}
-    shape = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in params.items())
-    name = meta.get("distribution", "?")
-    return f"{name}({shape})" if shape else name
+    return _named(results.meta.get("distribution", "?"), results.meta.get("params") or {})
+
+
+def training_identity(run: Results) -> tuple[str, str, str] | None:
+    """(architecture, training data, objective with its parameters) of the run's model as its header
+    records them (:func:`wulff.certify.dataset.model_identity`); None for a file written before
+    identities were recorded."""
+    identity = run.meta.get(IDENTITY_KEY)
+    if not isinstance(identity, dict):
+        return None
+    objective = identity.get("objective") if isinstance(identity.get("objective"), dict) else {}
+    return (str(identity.get("architecture")), str(identity.get("training_data")),
+            _named(objective.get("name", "?"), objective.get("params") or {}))
+
+
+def row_key(run: Results) -> tuple:
+    """The table row a run belongs to: its noise and how its model was trained. The runs of one row
+    differ only in sigma (and their weights), and the row is their upper envelope."""
+    return distribution_label(run), training_identity(run)
+
+
+def _identity_part(position: int, value: str) -> str:
+    return (value, f"trained on {value}", value)[position]
+
+
+def row_labels(keys) -> dict[tuple, str]:
+    """A label per row key (:func:`row_key`): the noise alone when every row's model was trained alike
+    (or none records how), else the noise plus what tells the models apart, e.g. ``Gaussian
+    [macer(m=16, ...)]`` and ``Gaussian [consistency(...)]`` (``training not recorded`` for files
+    written before identities were recorded)."""
+    keys = list(dict.fromkeys(keys))
+    if len({identity for _, identity in keys}) <= 1:
+        return {key: key[0] for key in keys}
+    recorded = [identity for _, identity in keys if identity is not None]
+    varying = [j for j in range(3) if len({identity[j] for identity in recorded}) > 1] or [2]
+    return {(noise, identity): f"{noise} [" + ("training not recorded" if identity is None else
+                                               ", ".join(_identity_part(j, identity[j]) for j in varying)) + "]"
+            for noise, identity in keys}
 
 
 def upper_envelopes(runs: list[Results], radii, adversary: str) -> dict[str, Curve]:
-    """Per distribution, the pointwise maximum over its runs (one per sigma) of certified accuracy
-    (the paper's Fig. 2 / Table 1 procedure, Appendix D)."""
+    """Per table row (:func:`row_key`: one noise, one way of training), the pointwise maximum over its
+    runs (one per sigma) of certified accuracy (the paper's Fig. 2 / Table 1 procedure, Appendix D),
+    keyed by the row's label (:func:`row_labels`)."""
     radii = np.atleast_1d(np.asarray(radii, dtype=np.float64))
-    groups: dict[str, list[Results]] = defaultdict(list)
+    groups: dict[tuple, list[Results]] = defaultdict(list)
     for run in runs:
-        groups[distribution_label(run)].append(run)
+        groups[row_key(run)].append(run)
+    labels = row_labels(groups)
     curves = {}
-    for name, members in groups.items():
+    for key, members in groups.items():
         table = np.stack([certified_accuracy(m, radii, adversary) for m in members])
         best = table.argmax(axis=0)
         sigma = np.array([float(m.meta.get("sigma", math.nan)) for m in members])
-        curves[name] = Curve(name, radii, table.max(axis=0), sigma[best])
+        curves[labels[key]] = Curve(labels[key], radii, table.max(axis=0), sigma[best])
     return curves
 
 
@@ -149,6 +192,73 @@ def _name(run: Results) -> str:
     return run.path or f"a {distribution_label(run)} run"
 
 
+#: the line of a result file that holds its first row (line 1: the settings, line 2: the column names)
+FIRST_ROW_LINE = 3
+#: integer columns that are flags: a valid row holds 0 or 1 there
+FLAG_COLUMNS = ("correct", "robust", "closed")
+#: invalid rows named one by one per file; more are counted
+NAMED_INVALID_ROWS = 10
+
+
+@dataclass
+class CheckedResults(Results):
+    """A result file's rows less its invalid ones (:func:`invalid_rows`), whose line numbers it keeps."""
+
+    invalid_lines: tuple[int, ...] = ()
+
+    @property
+    def rows_in_file(self) -> int:
+        """The rows the file holds, invalid ones included (what its coverage is judged by)."""
+        return len(self) + len(self.invalid_lines)
+
+    @property
+    def complete(self) -> bool:
+        total = self.meta.get("indices_total")
+        return total is not None and int(self.meta.get("num_shards", 1)) == 1 and self.rows_in_file == int(total)
+
+
+def invalid_rows(run: Results) -> list[tuple[int, str]]:
+    """(position, why) of each row no figure may use: a number that is not finite (NaN or inf, as a
+    hand edit or a torn write leaves), a radius or eps below 0, or a flag other than 0 and 1."""
+    bad: dict[int, str] = {}
+    with np.errstate(invalid="ignore"):
+        for name, column in run.columns.items():
+            if column.dtype.kind == "f":
+                size = name.startswith("radius_") or name == "eps"
+                wrong = ~np.isfinite(column) | ((column < 0) if size else False)
+            elif name in FLAG_COLUMNS:
+                wrong = (column != 0) & (column != 1)
+            else:
+                continue
+            for position in np.flatnonzero(wrong).tolist():
+                bad.setdefault(position, f"{name} = {column[position]!r}")
+    return sorted(bad.items())
+
+
+def checked_rows(run: Results) -> tuple[CheckedResults, list[str]]:
+    """(``run`` without its invalid rows (:func:`invalid_rows`), warnings naming each by file and line);
+    a run already checked comes back as it is, without warnings."""
+    if isinstance(run, CheckedResults):
+        return run, []
+    bad = invalid_rows(run)
+    keep = np.ones(len(run), dtype=bool)
+    keep[np.array([position for position, _ in bad], dtype=np.int64)] = False
+    lines = tuple(position + FIRST_ROW_LINE for position, _ in bad)
+    checked = CheckedResults(run.meta, {name: column[keep] for name, column in run.columns.items()}, run.path,
+                             run.torn, lines)
+    warnings_ = [f"{_name(run)}, line {line}: {why}: not a valid row, left out of every figure"
+                 for line, (_, why) in list(zip(lines, bad))[:NAMED_INVALID_ROWS]]
+    if len(bad) > NAMED_INVALID_ROWS:
+        warnings_.append(f"{_name(run)}: {len(bad) - NAMED_INVALID_ROWS} more invalid rows left out of every "
+                         f"figure (lines {', '.join(map(str, lines[NAMED_INVALID_ROWS:][:20]))}"
+                         f"{', ...' if len(bad) > NAMED_INVALID_ROWS + 20 else ''})")
+    return checked, warnings_
+
+
+def _rows_in_file(run: Results) -> int:
+    return run.rows_in_file if isinstance(run, CheckedResults) else len(run)
+
+
 def _defects(run: Results) -> list[str]:
     """Why a file should not enter a table on its own merits (empty when it is complete and clean)."""
     defects = []
@@ -159,8 +269,9 @@ def _defects(run: Results) -> list[str]:
         defects.append(f"one shard of {run.meta.get('num_shards')} (merge the shards with `wulff merge`)")
     elif total is None:
         defects.append("of unknown coverage (its header lacks indices_total)")
-    elif len(run) != int(total):
-        defects.append(f"partial ({len(run)} of {int(total)} inputs; rerun `wulff certify` to finish it)")
+    elif _rows_in_file(run) != int(total):
+        defects.append(f"partial ({_rows_in_file(run)} of {int(total)} inputs; rerun `wulff certify` to "
+                       "finish it)")
     if run.meta.get("split", "test") != "test":
         defects.append(f"certified on the {run.meta.get('split')} split, not the test split")
     return defects
@@ -194,14 +305,19 @@ def screen_runs(runs: list[Results], adversary: str, *, allow_mixed: bool = Fals
     setting most files share wins; deterministic DSSN files, which have no n or alpha of their own,
     match on the others). Others are left out with a warning; with ``allow_mixed`` they are
     tabulated anyway (still with the warning). Files without ``adversary`` radii are always left out.
+    Invalid rows (:func:`checked_rows`) are left out of the kept runs, each named in a warning; files
+    of two different models of one table row and sigma (:func:`model_conflicts`) are left out too.
     """
     adversary = check_adversary(adversary)
     warnings_: list[str] = []
     usable = []
     for run in runs:
+        run, invalid = checked_rows(run)
+        warnings_ += invalid
         if adversary not in run.adversaries or not len(run):
             warnings_.append(f"{_name(run)}: left out: it has no {adversary} radii" if len(run) else
-                             f"{_name(run)}: left out: it has no rows yet")
+                             f"{_name(run)}: left out: it has no " + ("valid " if run.invalid_lines else "")
+                             + "rows yet")
         else:
             usable.append(run)
     clean = [run for run in usable if not _defects(run)]
@@ -209,18 +325,48 @@ def screen_runs(runs: list[Results], adversary: str, *, allow_mixed: bool = Fals
     common = Counter(_setting(r) for r in (sampled or clean)).most_common(1)
     reference = common[0][0] if common else None
     action = "included anyway (--allow-mixed)" if allow_mixed else "left out"
-    kept = []
+    problems_of = {}
     for run in usable:
         problems = _defects(run)
         if not problems and not _compatible(_setting(run), reference):
             problems = ["certified with other settings than the table's other files (" + ", ".join(
                 f"{k} = {run.meta.get(k)} vs {v}" for k, v in zip(COMPATIBLE_KEYS, reference)
                 if _hashable(run.meta.get(k)) != v) + ")"]
+        problems_of[id(run)] = problems
+    conflicts = model_conflicts([run for run in usable if not problems_of[id(run)]])
+    kept = []
+    for run in usable:
+        problems = problems_of[id(run)] or conflicts.get(id(run), [])
         if problems:
             warnings_.append(f"{_name(run)}: {action}: " + "; ".join(problems))
         if allow_mixed or not problems:
             kept.append(run)
     return kept, warnings_
+
+
+def _weights_difference(mine, theirs) -> str:
+    return settings_difference({"model_sha256": mine}, {"model_sha256": theirs})
+
+
+def model_conflicts(runs: list[Results]) -> dict[int, list[str]]:
+    """Per run (by ``id``), why it cannot share its table row: another run of the same row
+    (:func:`row_key`) and sigma is a different model (other weights, or weights not recorded). A row
+    takes the best of one model per sigma; over two models of one sigma it would pick the luckier one."""
+    slots: dict[tuple, list[Results]] = defaultdict(list)
+    for run in runs:
+        slots[(row_key(run), _hashable(run.meta.get("sigma")))].append(run)
+    conflicts: dict[int, list[str]] = {}
+    for members in slots.values():
+        if len({m.meta.get("model_sha256") for m in members}) < 2:
+            continue
+        for run in members:
+            mine = run.meta.get("model_sha256")
+            others = "; ".join(f"{_name(o)}: " + _weights_difference(mine, o.meta.get("model_sha256"))
+                               for o in members if o.meta.get("model_sha256") != mine)
+            conflicts[id(run)] = [f"another model of the same noise, sigma and training ({others}); one table row "
+                                  "takes the best model per sigma and would pick the luckier of them: report "
+                                  "these files separately"]
+    return conflicts
 
 
 def describe_runs(runs: list[Results]) -> str:

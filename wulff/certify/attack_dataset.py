@@ -32,8 +32,8 @@ from tqdm.auto import tqdm
 from wulff.certificate import check_adversary
 from wulff.distributions.base import check_integer
 
-from .dataset import input_generator, model_fingerprint, shard_indices
-from .results import Results, ResultWriter, read_results
+from .dataset import IDENTITY_KEY, input_generator, model_fingerprint, resumable_settings, shard_indices
+from .results import Results, ResultWriter, read_results, settings_difference
 from .smoothed import ABSTAIN, Smoothed
 from .stats import check_alpha
 
@@ -99,6 +99,7 @@ def attack_dataset(smoothed: Smoothed, dataset: Sequence, out: str | os.PathLike
                     model_sha256=model_fingerprint(smoothed.model), d=q.d, lam=q.lam, adversary=adversary,
                     steps=steps, samples=samples, n=n, alpha=alpha, skip=skip, seed=seed,
                     clamp=None if clamp is None else list(clamp), dataset_size=len(dataset))
+    settings = resumable_settings(out, settings, ATTACK_MAGIC)
     with AttackWriter(out, settings) as writer:
         todo = [i for i in shard_indices(len(dataset), skip, 0, 1)
                 if any((i, e) not in writer.done for e in eps)]
@@ -155,28 +156,64 @@ class Alarm:
                 f"explains about {self.expected:.2g} at most")
 
 
+#: what an attack file and a certification file must share to be compared: the same model (weights),
+#: noise and data (the model's identity, :data:`~wulff.certify.dataset.IDENTITY_KEY`, too where both record it)
+SAME_MODEL_KEYS = ("model_sha256", "distribution", "params", "d", "dataset", "split")
+
+
+def incomparable(attacks: Results, run: Results) -> str | None:
+    """Why the certificates of ``run`` cannot be held against the attacks of ``attacks`` (None when they
+    can): another model, noise or data set, no radii of the attack's norm, or no input in common."""
+    keys = SAME_MODEL_KEYS + ((IDENTITY_KEY,) if IDENTITY_KEY in attacks.meta and IDENTITY_KEY in run.meta else ())
+    old = {k: run.meta.get(k) for k in keys}
+    new = {k: attacks.meta.get(k) for k in keys}
+    if old != new:
+        return f"another model, noise or data ({settings_difference(old, new)})"
+    adversary = attacks.meta.get("adversary")
+    if adversary not in run.adversaries:
+        return f"it has no {adversary} radii (only {', '.join(run.adversaries) or 'none'})"
+    if not len(common_inputs(attacks, run)):
+        return "no input in common with the attack"
+    return None
+
+
 def matches(attacks: Results, run: Results) -> bool:
-    """Whether a certification run is of the same model, noise and dataset as an attack file."""
-    keys = ("model_sha256", "distribution", "params", "d", "dataset", "split")
-    return all(attacks.meta.get(k) == run.meta.get(k) for k in keys) and \
-        attacks.meta.get("adversary") in run.adversaries
+    """Whether a certification run can be held against an attack file (:func:`incomparable`)."""
+    return incomparable(attacks, run) is None
+
+
+def common_inputs(attacks: Results, run: Results) -> np.ndarray:
+    """The input indices both files hold."""
+    return np.intersect1d(attacks.columns["index"], run.columns["index"])
+
+
+def _covered_rows(attacks: Results, run: Results) -> dict[float, list[int]]:
+    """Per eps > 0, the attack rows whose input ``run`` certified correct at radius r >= eps against the
+    attack's adversary: the rows where the attack is checked against a certificate."""
+    index = run.columns["index"].tolist()
+    radius = dict(zip(index, run.radius(attacks.meta["adversary"]).tolist()))
+    correct = dict(zip(index, run.correct.tolist()))
+    cols = attacks.columns
+    return {float(e): [i for i in np.flatnonzero(cols["eps"] == e)
+                       if correct.get(int(cols["index"][i])) and radius[int(cols["index"][i])] >= e]
+            for e in np.unique(cols["eps"]) if e > 0}
+
+
+def checked_pairs(attacks: Results, run: Results) -> int:
+    """How many (input, eps) attacks ``run`` certifies to fail: certified correct at radius >= eps > 0."""
+    return sum(len(rows) for rows in _covered_rows(attacks, run).values())
 
 
 def soundness_alarms(attacks: Results, run: Results) -> list[Alarm]:
     """One :class:`Alarm` per eps at which some input certified correct by ``run`` at radius r >= eps
     (against the attack's adversary) was moved by the attack to an answer that is another class (an
     ABSTAIN does not contradict a certificate). Empty when every certificate held."""
-    radius = dict(zip(run.columns["index"].tolist(), run.radius(attacks.meta["adversary"]).tolist()))
-    correct = dict(zip(run.columns["index"].tolist(), run.correct.tolist()))
     alpha = float(attacks.meta.get("alpha", 0.0)) + float(run.meta.get("alpha", 0.0))
     cols = attacks.columns
     alarms = []
-    for e in np.unique(cols["eps"]):
-        rows = np.flatnonzero(cols["eps"] == e)
-        covered = [i for i in rows
-                   if correct.get(int(cols["index"][i])) and radius[int(cols["index"][i])] >= e > 0]
+    for e, covered in _covered_rows(attacks, run).items():
         broken = [int(cols["index"][i]) for i in covered
                   if cols["prediction_attacked"][i] not in (cols["label"][i], ABSTAIN)]
         if broken:
-            alarms.append(Alarm(float(e), broken, len(covered), alpha * len(covered)))
+            alarms.append(Alarm(e, broken, len(covered), alpha * len(covered)))
     return alarms

@@ -6,7 +6,11 @@ inputs are split into shards or on where an interrupted run resumed.
 
 The result file's header records the model by a SHA-256 of its weights (``model_sha256``) next to
 the noise (distribution, params, d, lam): a rerun resumes only for the same weights and noise, under
-whatever path the checkpoint is found, and shards certified on different machines merge.
+whatever path the checkpoint is found, and shards certified on different machines merge. How the
+model was trained (architecture, training data, objective and its parameters: :func:`model_identity`)
+is recorded under ``model_identity`` when ``meta`` carries it (:func:`evaluation_meta`, as ``wulff
+certify`` and ``wulff attack`` pass it), so ``wulff report`` keeps distinct models apart; a file
+written before that key existed resumes without it (:func:`resumable_settings`).
 
 With ``adaptive=True`` each input is certified by :meth:`Smoothed.certify_adaptive` with the same
 budget n_max = n0 + n (it chooses its own selection size and stops early when the answer is
@@ -16,10 +20,11 @@ with other adaptive settings. Every row records the noisy samples it used (colum
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -29,7 +34,7 @@ from wulff.distributions.base import check_integer
 
 from .adaptive import check_radii
 from .derandomized import CLOSED_COLUMN, DerandomizedSmoothed, result_columns
-from .results import Results, ResultWriter, read_results
+from .results import MAGIC, Results, ResultWriter, read_results
 from .smoothed import Smoothed, check_certify_arguments
 
 
@@ -56,6 +61,47 @@ def model_fingerprint(model) -> str:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+#: the header key of the model's identity (:func:`model_identity`); files written before it lack it
+IDENTITY_KEY = "model_identity"
+
+
+def model_identity(checkpoint_meta: Mapping) -> dict:
+    """How a model came to be, beyond its noise and weights (``model_sha256``): its ``architecture``,
+    the data set it was trained on (``training_data``) and the training ``objective`` with its
+    parameters, read from the meta of a checkpoint written by :func:`wulff.train.train_smoothed`
+    (which records an objective only when it is not noise augmentation). Plain data for a result
+    file's header, where ``wulff report`` tells models apart by it."""
+    objective = checkpoint_meta.get("objective") or {"name": "noise", "params": {}}
+    return {"architecture": checkpoint_meta.get("model"), "training_data": checkpoint_meta.get("dataset"),
+            "objective": {"name": objective.get("name"), "params": dict(objective.get("params") or {})}}
+
+
+def evaluation_meta(checkpoint_meta: Mapping, split: str) -> dict:
+    """The header settings of a certify or attack file of the checkpoint whose meta is
+    ``checkpoint_meta``, evaluated on ``split``: sigma, architecture, data set and the model's
+    identity (:func:`model_identity`)."""
+    return {"sigma": checkpoint_meta.get("sigma"), "model": checkpoint_meta.get("model"),
+            "dataset": checkpoint_meta.get("dataset"), "split": split,
+            IDENTITY_KEY: model_identity(checkpoint_meta)}
+
+
+def resumable_settings(out: str | os.PathLike, settings: dict, magic: str = MAGIC) -> dict:
+    """``settings``, less the model's identity when ``out`` is a file written before identities were
+    recorded whose header otherwise holds exactly these settings: such a file resumes as it was."""
+    path = Path(out)
+    if IDENTITY_KEY not in settings or not path.is_file():
+        return settings
+    with open(path, "rb") as fh:
+        first = fh.readline().decode("utf-8", errors="replace")
+    try:
+        old = json.loads(first[len(magic):]) if first.startswith(magic) else None
+    except json.JSONDecodeError:
+        return settings
+    legacy = {k: v for k, v in settings.items() if k != IDENTITY_KEY}
+    return legacy if isinstance(old, dict) and IDENTITY_KEY not in old and \
+        old == json.loads(json.dumps(legacy)) else settings
 
 
 def input_generator(device: torch.device, seed: int, index: int) -> torch.Generator:
@@ -125,6 +171,7 @@ def certify_dataset(smoothed: Smoothed | DerandomizedSmoothed, dataset: Sequence
             warnings.simplefilter("ignore")
             settings["sigma"] = q.sigma
     columns = result_columns(adversaries, out) if deterministic else None  # DSSN: + the closed-ball flag
+    settings = resumable_settings(out, settings)
     with ResultWriter(out, settings, adversaries, columns=columns) as writer:
         todo = [i for i in indices if i not in writer.done]
         already = len(indices) - len(todo)

@@ -10,11 +10,22 @@ tables and plots stay the primary view and ACR is printed beside them.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
-from .analysis import _name, distribution_label, report, screen_runs
-from .attack_dataset import matches, robust_accuracy, soundness_alarms
-from .results import Results
+from .analysis import _name, checked_rows, report, row_key, row_labels, screen_runs
+from .attack_dataset import (
+    checked_pairs,
+    common_inputs,
+    incomparable,
+    is_attack_file,
+    read_attacks,
+    robust_accuracy,
+    soundness_alarms,
+)
+from .results import Results, read_results
 
 #: the line printed under the summary table
 ACR_NOTE = ("ACR = mean certified radius (0 when wrong or abstaining). Read the certified-accuracy curve "
@@ -35,44 +46,137 @@ def clean_accuracy(run: Results) -> float:
 
 
 def summary_table(runs: list[Results], adversary: str) -> str:
-    """One markdown row per result set: its noise, sigma, inputs, clean accuracy and ACR."""
+    """One markdown row per result set: its noise (labelled as its table row, :func:`row_labels`),
+    sigma, inputs, clean accuracy and ACR."""
     lines = [f"| result set | noise | sigma | inputs | clean accuracy (%) | ACR ({adversary}) |",
              "|---|---|---:|---:|---:|---:|"]
+    labels = row_labels(row_key(run) for run in runs)
     for run in runs:
         sigma = run.meta.get("sigma")
-        lines.append(f"| {_name(run)} | {distribution_label(run)} | "
+        lines.append(f"| {_name(run)} | {labels[row_key(run)]} | "
                      f"{sigma if not isinstance(sigma, float) else f'{sigma:g}'} | {len(run)} | "
                      f"{100 * clean_accuracy(run):.1f} | {average_certified_radius(run, adversary):.3f} |")
     return "\n".join(lines)
 
 
-def attack_report(attacks: list[Results], runs: list[Results]) -> tuple[str, list[str]]:
-    """(markdown lines on empirical robust accuracy per attack file, the soundness alarms as lines).
-    Each attack file is confronted with every certification run of the same model and noise."""
-    lines, alarms = [], []
+@dataclass
+class AttackComparison:
+    """What :func:`compare_attacks` found: markdown lines per attack file (its empirical robust
+    accuracy, then each certification file it was held against, or why nothing was comparable), the
+    soundness alarms as lines, and how many certified (input, eps) pairs were checked in all."""
+
+    lines: list[str]
+    alarms: list[str]
+    checked: int
+
+    def verdict(self) -> str:
+        """The closing line: the alarms, else that no certificate was broken (and how many were
+        checked), else that nothing was comparable."""
+        if self.alarms:
+            return "\n".join(f"**{line}**" for line in self.alarms)
+        if self.checked:
+            return (f"no certificate was broken by an attack (no soundness alarm): {self.checked} certified "
+                    f"(input, eps) pair{'s' if self.checked != 1 else ''} checked")
+        return ("nothing comparable: no attack met a certificate of the same model, norm and inputs at a "
+                "radius >= its eps, so no certificate was tested (see above)")
+
+
+def _sha(run: Results) -> str:
+    sha = run.meta.get("model_sha256")
+    return f"{sha[:12]}..." if isinstance(sha, str) else "not recorded"
+
+
+def compare_attacks(attacks: list[Results], runs: list[Results]) -> AttackComparison:
+    """Hold each attack file against every certification file of the same model, noise, data and norm
+    with inputs in common (:func:`~wulff.certify.attack_dataset.incomparable`): eps in the attack's
+    norm against the certified radius of that same norm, input by input."""
+    lines, alarms, checked = [], [], 0
     for attack in attacks:
+        adversary = attack.meta.get("adversary")
         accuracy = ", ".join(f"{100 * v:.1f} % at eps {e:g}" for e, v in robust_accuracy(attack).items())
-        lines.append(f"- {_name(attack)} ({attack.meta.get('adversary')}, {attack.meta.get('steps')} PGD steps, "
-                     f"{attack.meta.get('samples')} draws per step): empirical robust accuracy {accuracy}")
+        lines.append(f"- {_name(attack)} ({adversary}, {attack.meta.get('steps')} PGD steps, "
+                     f"{attack.meta.get('samples')} draws per step): empirical robust accuracy "
+                     f"{accuracy or 'unknown (no valid rows)'}")
+        reasons = {}
         for run in runs:
-            if matches(attack, run):
-                alarms += [f"{_name(attack)} vs {_name(run)}: {alarm}" for alarm in soundness_alarms(attack, run)]
-    return "\n".join(lines), alarms
+            reason = incomparable(attack, run)
+            if reason is not None:
+                reasons[_name(run)] = (run.meta.get("model_sha256") == attack.meta.get("model_sha256"), reason)
+                continue
+            pairs = checked_pairs(attack, run)
+            checked += pairs
+            lines.append(f"  - compared with {_name(run)}: {adversary} eps against its {adversary} radii, same "
+                         f"model (weights {_sha(run)}), noise and data, {len(common_inputs(attack, run))} inputs "
+                         f"in common: {pairs} certified (input, eps) pair{'s' if pairs != 1 else ''} checked")
+            alarms += [f"{_name(attack)} vs {_name(run)}: {alarm}" for alarm in soundness_alarms(attack, run)]
+        if len(reasons) == len(runs):
+            same = [f"{name}: {reason}" for name, (same_model, reason) in reasons.items() if same_model]
+            lines.append("  - nothing comparable: " + ("; ".join(same) if same else
+                         f"no certification file read is of its model (weights {_sha(attack)}), noise and data"))
+    return AttackComparison(lines, alarms, checked)
+
+
+def attack_report(attacks: list[Results], runs: list[Results]) -> tuple[str, list[str]]:
+    """(markdown lines on empirical robust accuracy per attack file and what it was compared with, the
+    soundness alarms as lines): :func:`compare_attacks`."""
+    comparison = compare_attacks(attacks, runs)
+    return "\n".join(comparison.lines), comparison.alarms
+
+
+def read_report_files(paths, warn=None) -> tuple[list[Results], list[Results]]:
+    """(certification files, attack files) read from ``paths``; a file that is neither (notes, an empty
+    or binary file, a bad header, a folder named *.tsv, an unreadable file) is named in a warning
+    given to ``warn`` (a callable taking one line) and left out."""
+    runs, attacks = [], []
+    for path in paths:
+        try:
+            attack = is_attack_file(path)
+            (attacks if attack else runs).append(read_attacks(path) if attack else read_results(path))
+        except (OSError, ValueError) as exc:
+            (warn or (lambda _line: None))(f"{path}: left out: {_why_unreadable(path, exc)}")
+    return runs, attacks
+
+
+def _why_unreadable(path, exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot be read ({exc.strerror or exc})"
+    if Path(path).stat().st_size == 0:
+        return "it is empty, not a wulff result file"
+    text = str(exc)
+    for prefix in (f"{path}, ", f"{path}: ", f"{path} "):
+        if text.startswith(prefix):
+            return text[len(prefix):]
+    return text
+
+
+def _checked(runs, warn) -> list[Results]:
+    """The runs without their invalid rows, each such row named through ``warn``."""
+    checked = []
+    for run in runs:
+        run, warnings_ = checked_rows(run)
+        for line in warnings_:
+            warn(line)
+        checked.append(run)
+    return checked
 
 
 def report_with_summary(runs: list[Results], adversary: str, radii=None, *, attacks=(), alarm=None,
                         allow_mixed: bool = False, **options) -> str:
     """:func:`wulff.certify.analysis.report` (``options`` go to it), then the clean accuracy and ACR of
     each file it tabulates, with :data:`ACR_NOTE`; for ``attacks`` (attack files) the empirical robust
-    accuracy and the soundness alarms, each alarm also given to ``alarm`` (a callable taking a line)."""
+    accuracy, what each was compared with (:func:`compare_attacks`) and the soundness alarms, each alarm
+    also given to ``alarm`` (a callable taking a line). Invalid rows of any file are named through
+    ``options["warn"]`` and left out of every figure."""
+    warn = options.get("warn") or (lambda _line: None)
+    runs, attacks = _checked(runs, warn), _checked(attacks, warn)
     text = report(runs, adversary, radii, allow_mixed=allow_mixed, **options)
     kept, _ = screen_runs(runs, adversary, allow_mixed=allow_mixed)
     text += "\n\n" + summary_table(kept, adversary) + "\n\n" + ACR_NOTE
     if attacks:
-        lines, alarms = attack_report(list(attacks), runs)
-        text += "\n\nempirical robust accuracy (PGD on the soft smoothed classifier):\n" + lines
-        for line in alarms:
+        comparison = compare_attacks(attacks, runs)
+        text += ("\n\nempirical robust accuracy (PGD on the soft smoothed classifier), each attack held against "
+                 "the certificates of the same model, norm and inputs:\n" + "\n".join(comparison.lines))
+        for line in comparison.alarms:
             (alarm or (lambda _line: None))(line)
-        text += "\n\n" + ("\n".join(f"**{line}**" for line in alarms) if alarms else
-                          "no certificate was broken by an attack (no soundness alarm)")
+        text += "\n\n" + comparison.verdict()
     return text

@@ -14,6 +14,7 @@ def run(args: argparse.Namespace) -> int:
 
     from wulff.certify import Smoothed
     from wulff.certify.attack_dataset import attack_dataset, robust_accuracy
+    from wulff.certify.dataset import evaluation_meta
     from wulff.distributions import Distribution
     from wulff.train import setup, teardown
     from wulff.train.objectives import natural_adversary
@@ -33,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
         results = attack_dataset(
             smoothed, test_set, out, eps=args.eps, adversary=adversary, steps=args.steps, samples=args.samples,
             n=args.n, alpha=args.alpha, batch_size=args.batch_size, skip=args.skip, seed=args.seed,
-            clamp=(0.0, 1.0), meta={"sigma": meta.get("sigma"), "model": meta.get("model"),
-                                    "dataset": meta.get("dataset"), "split": args.split},
+            clamp=(0.0, 1.0), meta=evaluation_meta(meta, args.split),
             progress=not args.no_progress, max_inputs=args.max_inputs)
         accuracy = ", ".join(f"{100 * v:.1f} % at eps {e:g}" for e, v in robust_accuracy(results).items())
         print(f"{out}: {len(results)} rows ({adversary}); empirical robust accuracy {accuracy}")

@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     check_adaptive_arguments(args)
 
     from wulff.certify import certify_dataset, merge_results, shard_path, smoothed_classifier
+    from wulff.certify.dataset import evaluation_meta
     from wulff.train import setup, teardown
     from wulff.train.distributed import barrier
 
@@ -49,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
         results = certify_dataset(
             smoothed, test_set, target, n0=args.n0, n=args.n, alpha=args.alpha, batch_size=args.batch_size,
             adversaries=args.adversaries, skip=args.skip, shard=shard, num_shards=num_shards, seed=args.seed,
-            meta={"sigma": meta.get("sigma"), "model": meta.get("model"), "dataset": meta.get("dataset"),
-                  "split": args.split},
+            meta=evaluation_meta(meta, args.split),
             progress=not args.no_progress, max_inputs=args.max_inputs, adaptive=args.adaptive,
             radii=args.radii)
         print(f"{target}: {len(results)} rows")

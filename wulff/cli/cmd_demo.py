@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     from wulff.certify import certify_dataset, read_results, smoothed_classifier
     from wulff.certify.analysis import report
+    from wulff.certify.dataset import IDENTITY_KEY, model_identity
     from wulff.distributions import registry
     from wulff.train import TrainConfig, build_model, load_dataset, train_smoothed, training_meta
     from wulff.train.spec import parse_params
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         results = certify_dataset(
             smoothed, test_set, run_dir / f"certify_{adversary}.tsv", n0=settings["n0"], n=settings["n"],
             alpha=args.alpha, batch_size=args.batch_size, adversaries=(adversary,), skip=settings["skip"],
-            seed=args.seed, meta={"sigma": sigma, "model": args.model, "dataset": "digits", "split": "test"},
+            seed=args.seed, meta={"sigma": sigma, "model": args.model, "dataset": "digits", "split": "test",
+                                  IDENTITY_KEY: model_identity(training_meta(args.model, info, q))},
             progress=not args.no_progress, adaptive=args.adaptive and not exact,
             radii=args.radii if args.adaptive and not exact else None)
         result_files.append(run_dir / f"certify_{adversary}.tsv")

@@ -10,20 +10,19 @@ from wulff.cli.checks import nonnegative_float, output_file
 
 
 def run(args: argparse.Namespace) -> int:
-    from wulff.certify import read_results
     from wulff.certify.analysis import collect_result_files
-    from wulff.certify.attack_dataset import is_attack_file, read_attacks
-    from wulff.certify.summary import report_with_summary
+    from wulff.certify.summary import read_report_files, report_with_summary
 
     plot = output_file(args.plot, "--plot", example="l1.png") if args.plot else None
     markdown = output_file(args.markdown, "--markdown", example="table.md") if args.markdown else None
-    files = collect_result_files(args.results)
-    runs = [read_results(p) for p in files if not is_attack_file(p)]
-    attacks = [read_attacks(p) for p in files if is_attack_file(p)]
+
+    def warn(line: str) -> None:
+        print(f"wulff report: warning: {line}", file=sys.stderr)
+
+    runs, attacks = read_report_files(collect_result_files(args.results), warn)
     table = report_with_summary(runs, args.adversary, args.radii, plot=plot, allow_mixed=args.allow_mixed,
                                 title=args.title or f"certified accuracy (%) against {args.adversary}",
-                                warn=lambda line: print(f"wulff report: warning: {line}", file=sys.stderr),
-                                attacks=attacks,
+                                warn=warn, attacks=attacks,
                                 alarm=lambda line: print(f"wulff report: {line}", file=sys.stderr))
     print(table)
     if markdown:
@@ -43,7 +42,11 @@ def register(sub) -> None:
                        "empirical robust accuracy and a SOUNDNESS ALARM for any certificate an attack broke; "
                        "--plot writes certified accuracy vs radius. Only complete test-split files with "
                        "the same n, alpha and inputs are combined: partial, torn, train-split and "
-                       "mismatched files are named in a warning and left out (--allow-mixed keeps them).")
+                       "mismatched files are named in a warning and left out (--allow-mixed keeps them), as "
+                       "are files that are no wulff result file and rows that hold no valid numbers (named by "
+                       "line). Models trained differently (objective, architecture, data: the model identity "
+                       "in each header) are separate rows; an attack is held only against certificates of the "
+                       "same model, norm and inputs, and the report says which.")
     p.add_argument("results", nargs="+", help="result files or folders (searched for *.tsv)")
     p.add_argument("--adversary", default="l1", choices=ADVERSARIES)
     p.add_argument("--radii", type=nonnegative_float, nargs="+", default=None,

@@ -13,9 +13,12 @@ pairs already written, and refuses a file written with other settings or another
 
 :func:`soundness_alarms` confronts an attack file with a certification file of the same model: an
 input certified correct at radius r whose attack at eps <= r made the smoothed classifier answer
-another class contradicts the certificate. With probability at least 1 - alpha a certificate is
-true and a prediction is right, so a few such inputs (about alpha_certify + alpha_attack of them)
-may occur by chance; more mean a bug.
+another class contradicts the certificate. Only comparable files are confronted
+(:func:`incomparable`): the same weights, noise, data and model identity, radii of the attack's own
+norm, and inputs in common; :func:`checked_pairs` counts the (input, eps) attacks a certificate
+covers, so a report can say what was compared, or that nothing was. With probability at least
+1 - alpha a certificate is true and a prediction is right, so a few such inputs (about
+alpha_certify + alpha_attack of them) may occur by chance; more mean a bug.
 """
 from __future__ import annotations
 
@@ -64,10 +67,17 @@ def read_attacks(path: str | os.PathLike) -> Results:
     return read_results(path, magic=ATTACK_MAGIC)
 
 
+#: the largest attack budget: far beyond the diameter of any data range in input units, yet small
+#: enough that the attack's float32 steps and their squared norms stay finite
+MAX_EPS = 1e12
+
+
 def check_eps(eps) -> list[float]:
+    """The distinct attack budgets, sorted; each must lie in [0, :data:`MAX_EPS`]."""
     values = [float(e) for e in (eps if isinstance(eps, (list, tuple)) else [eps])]
-    if not values or any(not (np.isfinite(e) and e >= 0) for e in values):
-        raise ValueError(f"eps must be one or more finite numbers >= 0; got {eps}")
+    if not values or any(not 0 <= e <= MAX_EPS for e in values):  # NaN fails the comparison
+        raise ValueError(f"eps must be one or more numbers in [0, {MAX_EPS:g}] (input units); got "
+                         f"{', '.join(f'{e:g}' for e in values) or 'none'}")
     return sorted(set(values))
 
 

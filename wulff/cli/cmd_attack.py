@@ -3,15 +3,24 @@ into a resumable result file that ``wulff report`` reads beside certification fi
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from wulff.catalog import ADVERSARIES
 from wulff.cli.checks import load_for_evaluation, nonnegative_float, output_file, positive_int, probability
 from wulff.cli.cmd_train import add_runtime_arguments
 from wulff.errors import UserError
+from wulff.locking import OutputLock, removed_on_failure
 
 
 def run(args: argparse.Namespace) -> int:
+    from wulff.certify.attack_dataset import check_eps
 
+    check_eps(args.eps)  # every setting is checked before a file or folder is made
+    with removed_on_failure(Path(str(args.out)).parent):  # a run that fails before its first row leaves nothing
+        return attack(args)
+
+
+def attack(args: argparse.Namespace) -> int:
     from wulff.certify import Smoothed
     from wulff.certify.attack_dataset import attack_dataset, robust_accuracy
     from wulff.certify.dataset import evaluation_meta
@@ -25,17 +34,19 @@ def run(args: argparse.Namespace) -> int:
         if env.distributed:
             raise UserError("wulff attack runs in one process (every rank would write the same file); run it "
                             "without torchrun, or split the inputs over runs with --skip and separate --out files")
-        model, q, meta, test_set, info, amp = load_for_evaluation(args, env.device)
-        if not isinstance(q, Distribution):
-            raise UserError(f"wulff attack needs a model smoothed by a noise distribution; {args.checkpoint} was "
-                            f"trained with {type(q).__name__} (DSSN), which it does not attack")
-        smoothed = Smoothed(model, q, info.num_classes, autocast=amp, channels_last=args.channels_last)
-        adversary = args.adversary or natural_adversary(q)
-        results = attack_dataset(
-            smoothed, test_set, out, eps=args.eps, adversary=adversary, steps=args.steps, samples=args.samples,
-            n=args.n, alpha=args.alpha, batch_size=args.batch_size, skip=args.skip, seed=args.seed,
-            clamp=(0.0, 1.0), meta=evaluation_meta(meta, args.split),
-            progress=not args.no_progress, max_inputs=args.max_inputs)
+        with OutputLock(out):  # before any work: a second run on this file stops here
+            model, q, meta, test_set, info, amp = load_for_evaluation(args, env.device)
+            if not isinstance(q, Distribution):
+                raise UserError(f"wulff attack needs a model smoothed by a noise distribution; {args.checkpoint} "
+                                f"was trained with {type(q).__name__} (DSSN), which it does not attack")
+            smoothed = Smoothed(model, q, info.num_classes, autocast=amp, channels_last=args.channels_last)
+            adversary = args.adversary or natural_adversary(q)
+            results = attack_dataset(
+                smoothed, test_set, out, eps=args.eps, adversary=adversary, steps=args.steps,
+                samples=args.samples, n=args.n, alpha=args.alpha, batch_size=args.batch_size, skip=args.skip,
+                seed=args.seed, clamp=(0.0, 1.0),
+                meta=evaluation_meta(meta, args.split),
+                progress=not args.no_progress, max_inputs=args.max_inputs)
         accuracy = ", ".join(f"{100 * v:.1f} % at eps {e:g}" for e, v in robust_accuracy(results).items())
         print(f"{out}: {len(results)} rows ({adversary}); empirical robust accuracy {accuracy}")
     finally:
@@ -51,11 +62,12 @@ def register(sub) -> None:
                        "kept in [0, 1]; the smoothed classifier's answer at x and at the attacked point comes "
                        "from N votes (Cohen et al.'s PREDICT at level ALPHA). One row per input and eps, "
                        "resumable. `wulff report` prints the empirical robust accuracy and raises a soundness "
-                       "alarm if an input certified correct at radius r >= eps was broken.")
+                       "alarm if an input certified correct at radius r >= eps was broken. One run writes a "
+                       "file at a time: a second one on the same file stops at once.")
     p.add_argument("checkpoint", help="checkpoint.pt written by `wulff train`")
     p.add_argument("--out", required=True, help="result file (.tsv)")
     p.add_argument("--eps", type=nonnegative_float, nargs="+", required=True,
-                   help="attack budgets (numbers >= 0) in the adversary's norm, input units")
+                   help="attack budgets (numbers in [0, 1e12]) in the adversary's norm, input units")
     p.add_argument("--adversary", default=None, choices=ADVERSARIES,
                    help="norm of the attack (default: the noise's natural one, e.g. l2 for Gaussian)")
     p.add_argument("--steps", type=positive_int, default=20, help="PGD steps of size 2 eps / steps (default 20)")

@@ -3,6 +3,7 @@ shardable by torchrun ranks or --shard/--num-shards (join shard files with ``wul
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from wulff.catalog import ADVERSARIES
 from wulff.cli.checks import (
@@ -15,6 +16,7 @@ from wulff.cli.checks import (
 )
 from wulff.cli.cmd_train import add_runtime_arguments
 from wulff.errors import UserError
+from wulff.locking import OutputLock, removed_on_failure
 
 
 def check_adaptive_arguments(args: argparse.Namespace) -> None:
@@ -25,34 +27,62 @@ def check_adaptive_arguments(args: argparse.Namespace) -> None:
         raise UserError(f"--radii must be strictly increasing; got {' '.join(f'{r:g}' for r in args.radii)}")
 
 
+#: the Monte Carlo settings and their defaults (None on the command line means: not given)
+SAMPLING_DEFAULTS = {"n0": 64, "n": 100_000, "alpha": 0.001}
+
+
+def check_deterministic_arguments(args: argparse.Namespace, smoothed) -> None:
+    """A DSSN model is certified exactly from its offsets: --adaptive, --n0, --n and --alpha, which
+    set up sampling, are refused when given (never silently ignored)."""
+    if not getattr(smoothed, "deterministic", False):
+        return
+    given = [f"--{name}" for name in SAMPLING_DEFAULTS if getattr(args, name) is not None]
+    given += ["--adaptive"] if args.adaptive else []
+    if given:
+        raise UserError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to a DSSN model: it "
+                        "is certified exactly from its 2 lam Q offsets, without sampling (drop "
+                        f"{'it' if len(given) == 1 else 'them'})")
+
+
+def sampling_arguments(args: argparse.Namespace) -> dict:
+    """n0, n and alpha as given, or their defaults."""
+    return {name: default if getattr(args, name) is None else getattr(args, name)
+            for name, default in SAMPLING_DEFAULTS.items()}
+
+
 def run(args: argparse.Namespace) -> int:
     check_adaptive_arguments(args)
+    if args.shard >= args.num_shards:
+        raise UserError(f"--shard must lie in 0 .. --num-shards - 1 = {args.num_shards - 1}; got {args.shard}")
+    with removed_on_failure(Path(str(args.out)).parent):  # a run that fails before its first row leaves nothing
+        return certify(args)
 
+
+def certify(args: argparse.Namespace) -> int:
     from wulff.certify import certify_dataset, merge_results, shard_path, smoothed_classifier
     from wulff.certify.dataset import evaluation_meta
     from wulff.train import setup, teardown
     from wulff.train.distributed import barrier
 
-    if args.shard >= args.num_shards:
-        raise UserError(f"--shard must lie in 0 .. --num-shards - 1 = {args.num_shards - 1}; got {args.shard}")
     out = output_file(args.out, "--out", example="certify.tsv")
     env = setup(args.device)
     try:
         shard, num_shards = (env.rank, env.world_size) if env.distributed else (args.shard, args.num_shards)
-        model, q, meta, test_set, info, amp = load_for_evaluation(args, env.device)
-        smoothed = smoothed_classifier(model, q, info.num_classes, autocast=amp, channels_last=args.channels_last)
-        if getattr(smoothed, "deterministic", False) and args.adaptive:
-            raise UserError("--adaptive does not apply to a DSSN model: it is certified exactly from its "
-                            "2 lam Q offsets (drop --adaptive)")
         target = out if num_shards == 1 else shard_path(out, shard, num_shards)
-        # the model is identified by its weights (model_sha256, added by certify_dataset), never by the
-        # checkpoint's path: a retrained model is refused, the same one under another path resumes
-        results = certify_dataset(
-            smoothed, test_set, target, n0=args.n0, n=args.n, alpha=args.alpha, batch_size=args.batch_size,
-            adversaries=args.adversaries, skip=args.skip, shard=shard, num_shards=num_shards, seed=args.seed,
-            meta=evaluation_meta(meta, args.split),
-            progress=not args.no_progress, max_inputs=args.max_inputs, adaptive=args.adaptive,
-            radii=args.radii)
+        with OutputLock(target):  # before any work: a second run on this file stops here
+            model, q, meta, test_set, info, amp = load_for_evaluation(args, env.device)
+            smoothed = smoothed_classifier(model, q, info.num_classes, autocast=amp,
+                                           channels_last=args.channels_last)
+            check_deterministic_arguments(args, smoothed)
+            sampling = {} if getattr(smoothed, "deterministic", False) else sampling_arguments(args)
+            # the model is identified by its weights (model_sha256, added by certify_dataset), never by the
+            # checkpoint's path: a retrained model is refused, the same one under another path resumes
+            results = certify_dataset(
+                smoothed, test_set, target, **sampling, batch_size=args.batch_size,
+                adversaries=args.adversaries, skip=args.skip, shard=shard, num_shards=num_shards, seed=args.seed,
+                meta=evaluation_meta(meta, args.split),
+                progress=not args.no_progress, max_inputs=args.max_inputs, adaptive=args.adaptive,
+                radii=args.radii)
         print(f"{target}: {len(results)} rows")
         barrier(env)
         if env.distributed and env.is_main:
@@ -76,16 +106,17 @@ def register(sub) -> None:
                        "the same "
                        "budget n0 + n; the column `samples` records the noisy samples each input used. "
                        "A model trained with DSSN noise is certified exactly from its 2 lam Q offsets "
-                       "(no sampling: --n0, --n and --alpha do not apply).")
+                       "(no sampling: --n0, --n, --alpha and --adaptive do not apply and are refused). "
+                       "One run writes a file at a time: a second one on the same file stops at once.")
     p.add_argument("checkpoint", help="checkpoint.pt written by `wulff train`")
     p.add_argument("--out", required=True, help="result file (.tsv)")
     p.add_argument("--data-dir", default=None, help="local folder of cifar10 / imagenet")
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--n0", type=positive_int, default=64, help="samples that choose the class (default 64)")
-    p.add_argument("--n", "--num-samples", dest="n", type=positive_int, default=100_000,
+    p.add_argument("--n0", type=positive_int, default=None, help="samples that choose the class (default 64)")
+    p.add_argument("--n", "--num-samples", dest="n", type=positive_int, default=None,
                    help="samples that estimate it (default 100000); under torchrun spell it --num-samples "
                    "(torchrun's own parser mistakes a bare --n for its options)")
-    p.add_argument("--alpha", type=probability, default=0.001,
+    p.add_argument("--alpha", type=probability, default=None,
                    help="failure probability in (0, 1) (default 0.001)")
     p.add_argument("--batch-size", type=positive_int, default=1000, help="noisy copies per forward pass")
     p.add_argument("--skip", type=positive_int, default=1, help="certify every SKIP-th input (default 1)")

@@ -17,8 +17,10 @@ import argparse
 from wulff.catalog import DATASETS
 from wulff.cli.checks import output_folder, positive_float, positive_int, probability
 from wulff.cli.cmd_train import add_param_argument
+from wulff.locking import claims_output
 
 
+@claims_output("out", folder=True)  # one run per --out; a run that fails first leaves no empty folder
 def run(args: argparse.Namespace) -> int:
     from wulff.experiment import EXPERIMENTS, Settings, run_experiment
     from wulff.train.spec import parse_params

@@ -7,6 +7,7 @@ import argparse
 from wulff.catalog import DATASETS, FAMILY_NAMES, MODELS
 from wulff.cli.checks import nonnegative_float, nonnegative_int, output_folder, positive_float, positive_int
 from wulff.errors import UserError
+from wulff.locking import claims_output
 
 #: the names of wulff.train.objectives.OBJECTIVES (kept here so that --help does not import torch)
 OBJECTIVE_NAMES = ("noise", "stability", "smoothadv", "direct", "consistency", "macer")
@@ -51,6 +52,7 @@ def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+@claims_output("out", folder=True)  # one run per --out; a run that fails first leaves no empty folder
 def run(args: argparse.Namespace) -> int:
     import torch
 

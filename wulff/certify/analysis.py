@@ -1,5 +1,11 @@
 """Certified accuracy from result files, the upper envelope over a sweep of sigma (Section 6, Fig. 2),
-a Table-1-style markdown table and a plot of certified accuracy against radius."""
+a Table-1-style markdown table and a plot of certified accuracy against radius.
+
+One table row is one noise and one way of training (:func:`row_key`: the model identity each header
+records, :func:`wulff.certify.dataset.model_identity`), labelled so that rows of models trained
+differently can be told apart (:func:`row_labels`). Which files a table combines is decided by
+:func:`screen_runs`: complete, compatible files, one model per row and sigma, without the rows that
+hold no valid number (:func:`checked_rows`, each named by file and line)."""
 from __future__ import annotations
 
 import math
@@ -314,10 +320,11 @@ def screen_runs(runs: list[Results], adversary: str, *, allow_mixed: bool = Fals
     for run in runs:
         run, invalid = checked_rows(run)
         warnings_ += invalid
-        if adversary not in run.adversaries or not len(run):
-            warnings_.append(f"{_name(run)}: left out: it has no {adversary} radii" if len(run) else
-                             f"{_name(run)}: left out: it has no " + ("valid " if run.invalid_lines else "")
-                             + "rows yet")
+        if not len(run):
+            warnings_.append(f"{_name(run)}: left out: "
+                             + ("every row is invalid" if run.invalid_lines else "it has no rows yet"))
+        elif adversary not in run.adversaries:
+            warnings_.append(f"{_name(run)}: left out: it has no {adversary} radii")
         else:
             usable.append(run)
     clean = [run for run in usable if not _defects(run)]

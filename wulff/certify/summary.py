@@ -7,6 +7,12 @@ can add a radius many times the typical one, so a classifier that is very robust
 wrong on hard ones can beat one that is moderately robust everywhere (Xia et al., 2024). Certified
 accuracy as a function of the radius shows where robustness is gained or lost, which is why the
 tables and plots stay the primary view and ACR is printed beside them.
+
+A report compares like with like: files that are no wulff result file are named and left out
+(:func:`read_report_files`), so are rows that hold no valid number (named by file and line:
+:func:`~wulff.certify.analysis.checked_rows`); each attack is held only against certificates of the
+same model, norm and inputs, and the report says which ones, or that nothing was comparable
+(:func:`compare_attacks`).
 """
 from __future__ import annotations
 
@@ -140,7 +146,7 @@ def read_report_files(paths, warn=None) -> tuple[list[Results], list[Results]]:
 def _why_unreadable(path, exc: Exception) -> str:
     if isinstance(exc, OSError):
         return f"cannot be read ({exc.strerror or exc})"
-    if Path(path).stat().st_size == 0:
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
         return "it is empty, not a wulff result file"
     text = str(exc)
     for prefix in (f"{path}, ", f"{path}: ", f"{path} "):

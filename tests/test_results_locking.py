@@ -257,6 +257,13 @@ def test_certify_that_fails_before_its_first_row_removes_what_it_created(checkpo
     assert not (tmp_path / "a").exists()
 
 
+def test_a_refused_merge_leaves_no_folder(tmp_path, capsys):
+    certify(tmp_path / "c.tsv")
+    line = one_line_error(capsys, "merge", tmp_path / "new" / "m.tsv", tmp_path / "c.tsv", tmp_path / "c.tsv")
+    assert "overlap" in line
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_failed_run_keeps_files_and_folders_that_existed(tmp_path):
     kept = tmp_path / "kept"
     kept.mkdir()

@@ -298,7 +298,7 @@ class ResultWriter:
         warnings.warn(f"{self.path}: removed {len(later)} duplicate row(s) of "
                       f"{', '.join(describe_key(k) for k in list(duplicates)[:5])}"
                       f"{', ...' if len(duplicates) > 5 else ''} (identical copies written by two runs at once)",
-                      stacklevel=3)
+                      stacklevel=5)  # the code that opened the writer
 
     @staticmethod
     def row_key(row: dict):

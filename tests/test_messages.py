@@ -199,3 +199,20 @@ def test_compare_calls_only_uniform_noise_bounded():
     assert "UniformCube" in bounded and "abs(t)**0.5" not in bounded
     finite = next(line for line in story.splitlines() if "abs(t)**0.5" in line and "rho = 1" in line)
     assert "unbounded" in finite
+
+
+def test_one_switch_turns_off_every_bar_of_the_library(monkeypatch):
+    import importlib
+
+    from wulff import progress
+
+    modules = [importlib.import_module(name) for name in (
+        "wulff.train.trainer", "wulff.levelset.table", "wulff.certify.dataset", "wulff.certify.attack_dataset")]
+    monkeypatch.setattr(progress, "_ENABLED", True)
+    progress.set_enabled(False)
+    for module in modules:
+        with module.tqdm(total=3, disable=False) as bar:
+            assert bar.disable, module.__name__
+    progress.set_enabled(True)
+    with modules[0].tqdm(total=3, disable=True) as bar:  # a caller's own "off" still holds
+        assert bar.disable

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from wulff.certificate import check_adversary
 from wulff.distributions.base import check_integer
+from wulff.progress import tqdm
 
 from .dataset import IDENTITY_KEY, input_generator, model_fingerprint, resumable_settings, shard_indices
 from .results import Results, ResultWriter, read_results, settings_difference

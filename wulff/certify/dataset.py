@@ -28,9 +28,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from wulff.distributions.base import check_integer
+from wulff.progress import tqdm
 
 from .adaptive import check_radii
 from .derandomized import CLOSED_COLUMN, DerandomizedSmoothed, result_columns

@@ -136,7 +136,7 @@ TINY = ["--sigmas", "0.5", "--skip", "90", "--n0", "20", "--n", "200", "--no-pro
 def test_experiment_passes_shape_parameters_and_names_the_model_by_them(tmp_path, capsys):
     line = one_line_error(capsys, "experiment", "table1", "--families", "Pareto", "--out", tmp_path, "--epochs",
                           "1", *TINY)
-    assert "--param" in line
+    assert "--param a=4" in line
     line = one_line_error(capsys, "experiment", "table1", "--families", "Pareto", "--param", "zz=1",
                           "--out", tmp_path, "--epochs", "1", *TINY)
     assert "zz" in line

@@ -143,10 +143,14 @@ def family_parameters(families: Sequence[str], d: int, given: dict | None) -> di
     shapes = {}
     for family in families:
         own = {k: v for k, v in given.items() if k in registry.shape_parameters(family)}
-        try:
-            shapes[family] = registry.check_parameters(family, d, own)
-        except ParameterError as exc:
-            raise ParameterError(f"{exc} (wulff experiment: --param NAME=VALUE, repeatable)") from None
+        missing = [k for k in registry.shape_parameters(family) if k not in own
+                   and k not in registry.default_parameters(family)]
+        if missing:
+            example = registry.example_parameters(family, d)
+            raise ParameterError(f"{family} needs its shape parameter {', '.join(missing)} (no paper default): "
+                                 "pass it with --param, e.g. " + " ".join(f"--param {k}={example[k]:g}"
+                                                                         for k in missing))
+        shapes[family] = registry.check_parameters(family, d, own)
     return shapes
 
 

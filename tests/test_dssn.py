@@ -562,6 +562,13 @@ def test_the_closed_ball_rule_on_counts():
     assert dssn_certification(np.array([0, 6, 1, 1]), noise).closed_ball
     tie = dssn_certification(np.array([4, 4]), SplittingNoise(3, 1.0, quantization=4))
     assert tie.closed_ball and tie.radius["l1"] == 0.0
+    from wulff.certify.derandomized import closed_ball_certified
+
+    assert closed_ball_certified([3, 1, 1]) and not closed_ball_certified([1, 3, 1])
+    with pytest.raises(ValueError, match="counts must be a 1-D integer array"):
+        closed_ball_certified([0.5, 0.5])
+    with pytest.raises(ValueError, match="counts must be >= 0"):
+        closed_ball_certified([3, -1])
 
 
 def test_the_report_counts_a_closed_ball_at_its_own_radius(tmp_path):

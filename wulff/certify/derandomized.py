@@ -128,7 +128,7 @@ def closed_ball_certified(counts) -> bool:
     """Part (ii') of the module's theorem: whether the closed ball of radius R = (n_A - n_B) / (2 Q)
     is certified, i.e. every class c != A with the runner-up's count n_B has an index above A's
     (a tie at distance R then goes to A). ``counts``: the exact votes, one per class."""
-    counts = np.asarray(counts)
+    counts = _vote_array(counts)
     top, second = _top_two(counts)
     runners_up = np.flatnonzero(counts == counts[second])
     return bool(np.all(runners_up[runners_up != top] > top))
@@ -162,14 +162,22 @@ def _top_two(counts: np.ndarray) -> tuple[int, int]:
     return int(order[0]), int(order[1])
 
 
-def _check_counts(counts, noise: SplittingNoise) -> np.ndarray:
-    if not isinstance(noise, SplittingNoise):
-        raise TypeError(f"noise must be a wulff.splitting.SplittingNoise; got {type(noise).__name__}")
+def _vote_array(counts) -> np.ndarray:
+    """``counts`` as a 1-D integer array of at least 2 entries >= 0, one per class (else ValueError)."""
     counts = np.asarray(counts)
     if counts.ndim != 1 or counts.size < 2 or not np.issubdtype(counts.dtype, np.integer):
         raise ValueError(f"counts must be a 1-D integer array with one entry per class (at least 2); "
                          f"got {counts!r}")
-    if int(counts.min()) < 0 or int(counts.sum()) != noise.offsets:
+    if int(counts.min()) < 0:
+        raise ValueError(f"counts must be >= 0 (votes); got {counts!r}")
+    return counts
+
+
+def _check_counts(counts, noise: SplittingNoise) -> np.ndarray:
+    if not isinstance(noise, SplittingNoise):
+        raise TypeError(f"noise must be a wulff.splitting.SplittingNoise; got {type(noise).__name__}")
+    counts = _vote_array(counts)
+    if int(counts.sum()) != noise.offsets:
         raise ValueError(f"counts must be >= 0 and sum to N = 2 lam Q = {noise.offsets} (one vote per "
                          f"offset); got sum {int(counts.sum())}")
     return counts

@@ -34,12 +34,14 @@ def environment() -> dict:
 
 
 @contextmanager
-def lock_held_elsewhere(target: Path):
-    """Another process holding the output lock of ``target`` until the block ends, then killed by
-    SIGKILL (so its lock file stays behind, naming a dead process)."""
-    code = ("import sys; from wulff.locking import OutputLock; OutputLock(sys.argv[1]).acquire(); "
+def lock_held_elsewhere(target: Path, folder: bool = False):
+    """Another process holding the output lock of ``target`` (a folder with ``folder``) until the
+    block ends, then killed by SIGKILL (so its lock file stays behind, naming a dead process)."""
+    code = ("import sys; from wulff.locking import OutputLock; "
+            "OutputLock(sys.argv[1], folder=sys.argv[2] == 'folder').acquire(); "
             "print('ready', flush=True); sys.stdin.read()")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(target)], stdin=subprocess.PIPE,
+    holder = subprocess.Popen([sys.executable, "-c", code, str(target), "folder" if folder else "file"],
+                              stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment())
     try:
         assert holder.stdout.readline().strip() == "ready", holder.stderr.read()
@@ -177,12 +179,16 @@ def test_each_shard_file_has_its_own_lock_so_shards_run_at_once(checkpoint, tmp_
 
 def test_train_and_experiment_refuse_an_out_folder_in_use(tmp_path, capsys):
     folder = tmp_path / "runs"
-    with lock_held_elsewhere(folder) as holder:
+    with lock_held_elsewhere(folder, folder=True) as holder:
         line = one_line_error(capsys, "train", "--sigma", "0.5", "--epochs", "1", "--out", folder, *FAST)
         assert f"{folder} is in use by another process (pid {holder.pid})" in line
         line = one_line_error(capsys, "experiment", "table1", "--out", folder, "--epochs", "1", "--no-progress")
         assert f"{folder} is in use by another process (pid {holder.pid})" in line
-    assert not folder.exists()
+    assert [p.name for p in folder.iterdir()] == [".wulff.lock"]  # what the killed holder left: nothing more
+    assert not (tmp_path / "runs.lock").exists()  # nothing outside the folder either
+    code, _, err = run_cli(capsys, "train", "--sigma", "0.5", "--epochs", "1", "--out", folder, *FAST)
+    assert code == 0, err  # the dead holder's lock is taken over
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt"]
 
 
 # -- item 1: duplicate rows -----------------------------------------------------------------------------------
@@ -290,7 +296,7 @@ def test_train_rejected_after_creating_its_folder_leaves_none(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
     out.mkdir(parents=True)  # a folder that existed is kept, even empty
     one_line_error(capsys, *bad, "--out", out, *FAST)
-    assert out.is_dir()
+    assert out.is_dir() and not any(out.iterdir())
 
 
 # -- item 11: DSSN refuses the sampling settings it would ignore ---------------------------------------------

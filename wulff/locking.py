@@ -1,15 +1,16 @@
 """One writer per output, and nothing left behind by a run that failed before its first result.
 
 A run that writes a result file or an output folder holds an exclusive lock on it for as long as it
-writes: an advisory ``fcntl.flock`` on a sidecar file ``<name>.lock`` beside it (beside, not inside:
-a result file may be rewritten by ``os.replace`` under the lock, and a folder the run created stays
-empty until its first result). The sidecar holds ``"<pid> <host>"`` of the holder, so a second
-process stops at once with a one-line :class:`OutputInUseError` naming that pid.
+writes: an advisory ``fcntl.flock`` on a lock file, ``<name>.lock`` beside a result file (beside it,
+as the file may be rewritten by ``os.replace`` under the lock) and ``.wulff.lock`` inside an output
+folder (nothing is written outside the folder the user named). The lock file holds
+``"<pid> <host>"`` of the holder, so a second process stops at once with a one-line
+:class:`OutputInUseError` naming that pid.
 
 A stale lock cannot block anyone: the kernel drops a flock when its holder dies (even by SIGKILL),
-so the sidecar a dead process left behind is simply locked again (and its contents replaced). The
-holder removes the sidecar when it is done; a process that locks a sidecar checks afterwards that
-the path still names the file it locked (else it locked a removed one and tries again).
+so the lock file a dead process left behind is simply locked again (and its contents replaced). The
+holder removes the lock file when it is done; a process that locks one checks afterwards that the
+path still names the file it locked (else it locked a removed one and tries again).
 
 Locks are re-entrant within a process (a command locks its output early, the writer it calls locks
 it again) and not inherited by forked children. Where the file system has no locks (some network
@@ -55,12 +56,18 @@ _held: dict[str, _Held] = {}
 _guard = threading.Lock()
 
 
-def sidecar(target: str | os.PathLike) -> Path:
-    """The lock file of an output: ``res/c.tsv`` -> ``res/c.tsv.lock``, ``runs/a`` -> ``runs/a.lock``
-    (of the real path, so every spelling of one output shares one lock)."""
+#: the lock file inside a locked output folder
+FOLDER_LOCK = ".wulff.lock"
+
+
+def sidecar(target: str | os.PathLike, *, folder: bool = False) -> Path:
+    """The lock file of an output: ``res/c.tsv`` -> ``res/c.tsv.lock``; with ``folder``, ``runs/a`` ->
+    ``runs/a/.wulff.lock`` (of the real path, so every spelling of one output shares one lock)."""
     real = Path(target).resolve()
+    if folder:
+        return real / FOLDER_LOCK
     if not real.name:
-        raise ValueError(f"cannot lock {target}: give a file or folder below the file system's root")
+        raise ValueError(f"cannot lock {target}: give a file below the file system's root")
     return real.with_name(real.name + ".lock")
 
 
@@ -118,14 +125,15 @@ def _take(path: Path, target: Path) -> int | None:
 
 
 class OutputLock:
-    """An exclusive lock on one output (a result file or a folder), for ``with`` or acquire/release.
+    """An exclusive lock on one output, a result file or (``folder``) a folder, which is created if
+    missing; for ``with`` or acquire/release.
 
     Re-entrant within a process: a second OutputLock of the same output in the same process shares
     the first one's lock, which is released when the last of them is."""
 
-    def __init__(self, target: str | os.PathLike):
+    def __init__(self, target: str | os.PathLike, *, folder: bool = False):
         self.target = Path(target)
-        self.path = sidecar(target)
+        self.path = sidecar(target, folder=folder)
         self._acquired = False
 
     def acquire(self) -> OutputLock:
@@ -200,9 +208,10 @@ def claims_output(attribute: str, *, folder: bool) -> Callable:
         @functools.wraps(run)
         def claimed(args):
             target = str(getattr(args, attribute) or "")
-            if not target or int(os.environ.get("RANK", "0")) != 0:
-                return run(args)  # an empty name is the command's own error
-            with removed_on_failure(target if folder else Path(target).parent), OutputLock(target):
+            misnamed = not target or (folder and os.path.exists(target) and not os.path.isdir(target))
+            if misnamed or int(os.environ.get("RANK", "0")) != 0:
+                return run(args)  # a misnamed output is the command's own error
+            with removed_on_failure(target if folder else Path(target).parent), OutputLock(target, folder=folder):
                 return run(args)
 
         return claimed

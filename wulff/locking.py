@@ -94,7 +94,7 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 def _take(path: Path, target: Path) -> int | None:
-    """Open and flock the sidecar ``path`` of ``target`` and write our pid in it; raise
+    """Open and flock the lock file ``path`` of ``target`` and write our pid in it; raise
     :class:`OutputInUseError` if another process holds it. None where nothing can be locked."""
     if fcntl is None:
         warnings.warn(f"cannot lock {target} on this system: make sure no other process writes it", stacklevel=3)
@@ -108,8 +108,8 @@ def _take(path: Path, target: Path) -> int | None:
             holder = _holder(fd) if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
             os.close(fd)
             if holder is not None:
-                raise OutputInUseError(f"{target} is in use by another process ({holder}); wait until it has "
-                                  "finished, or write to another output") from None
+                raise OutputInUseError(f"{target} is in use by another process ({holder}); wait until it "
+                                       "has finished, or write to another output") from None
             if exc.errno in _NO_LOCKS:
                 warnings.warn(f"cannot lock {target} (the file system has no locks: {exc.strerror}); make "
                               "sure no other process writes it", stacklevel=3)

@@ -108,7 +108,6 @@ def test_extending_epochs_follows_the_documented_cosine_schedule(tmp_path):
     (["demo", "--out", "{random}"], "--out"),
     (["demo", "--distributions", "Pareto", "--param", "zz=1", "--out", "{tmp}/d"], "zz"),
     (["report", "{tmp}", "--radii", "nan"], "--radii: must be a finite number >= 0"),
-    (["report", "{badtsv}"], "bad.tsv, line 3"),
     (["merge", "{tmp}/m.tsv", "{tmp}/a.tsv", "{tmp}/b.tsv"], "differing: n 50 -> 60"),
 ])
 def test_user_mistakes_get_one_line_errors(trained, tmp_path, capsys, args, needle):
@@ -129,6 +128,19 @@ def test_user_mistakes_get_one_line_errors(trained, tmp_path, capsys, args, need
     code, _, err = cli(capsys, *argv)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert needle in err, err
+
+
+def test_a_bad_result_file_alone_is_named_with_its_line_and_nothing_is_tabulated(tmp_path, capsys):
+    # a report over nothing but a damaged file: one warning naming it (file, line, why), one error
+    bad = tmp_path / "bad.tsv"
+    bad.write_text('# wulff-certify {"adversaries": ["l1"]}\n'
+                   "index\tlabel\tprediction\trho_lower\tradius_l1\tcorrect\tseconds\n"
+                   "0\t1\t1\t0.9\tabc\t1\t0.1\n")
+    code, _, err = cli(capsys, "report", bad)
+    warning, error = err.strip().splitlines()
+    assert code == 2
+    assert "bad.tsv" in warning and "line 3" in warning and "'abc'" in warning, warning
+    assert error.startswith("wulff report: error:"), error
 
 
 def test_ctrl_c_is_one_line_with_exit_130(trained, tmp_path, capsys, monkeypatch):

@@ -13,6 +13,7 @@ from wulff import cache
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("WULFF_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv(cache.KEY_ENV, str(tmp_path.parent / f"{tmp_path.name}-key" / "cache.key"))
     cache.clear_memory()
     yield tmp_path
     cache.clear_memory()
@@ -39,15 +40,16 @@ def test_memory_then_disk_then_rebuild(cache_dir):
 
 
 def _rewrite(path, edit):
-    """Rewrite an entry with ``edit(meta_list, arrays)`` applied and a *valid* checksum (as a planter could)."""
+    """Rewrite an entry with ``edit(meta_list, arrays)`` applied and a *valid* HMAC: what a planter who
+    could read the user's key could do (the content checks behind the HMAC must still hold)."""
     with np.load(path, allow_pickle=False) as archive:
         files = {k: archive[k] for k in archive.files}
     meta = json.loads(str(files.pop("__meta__")))
-    files.pop("__checksum__")
+    files.pop("__mac__")
     edit(meta, files)
     text = json.dumps(meta)
-    np.savez(path.with_suffix(""), __meta__=np.array(text), __checksum__=np.array(cache._checksum(text, files)),
-             **files)
+    np.savez(path.with_suffix(""), __meta__=np.array(text),
+             __mac__=np.array(cache._mac(cache.secret_key(), text, files)), **files)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "flip_payload", "other_key", "old_version"])

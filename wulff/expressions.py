@@ -15,16 +15,37 @@ the sympy expression node by node from a whitelist:
 
 Attribute access, subscripts, lambdas, comprehensions, strings (except as the name or digits of a
 sympy ``Symbol``/``Integer``/``Float``/``Rational`` in srepr text) and every other node are rejected
-with a ValueError naming what was found. A power of two numbers with a huge exponent is rejected too
-(``9**9**9`` would otherwise hang in exact integer arithmetic).
+with a ValueError naming what was found. A formula that is undefined (a division by zero, ``log(0)``:
+sympy's ``zoo`` and ``nan``) or complex (``sqrt(-1)``) is refused too.
+
+Exact arithmetic is bounded, because sympy evaluates numbers as it builds: ``9**9**9``,
+``Pow(Integer(9), Integer(99999999))`` or ``factorial(Integer(10**8))`` would not terminate. Before
+any constructor runs on numbers, the parser refuses
+
+* a numeric exponent above :data:`MAX_NUMERIC_EXPONENT` in absolute value, and any operation whose
+  exact result may need more than :data:`MAX_EXACT_BITS` bits (a power, a product or sum of fractions);
+* a factorial-like function (gamma, loggamma, factorial, binomial above :data:`MAX_EXACT_ARGUMENT`;
+  digamma, polygamma and the incomplete gammas above 100) of a rational number, which sympy expands
+  exactly;
+* and a parse gives up after :data:`MAX_PARSE_SECONDS` in all (each step being bounded, this bounds
+  the whole).
+
+Text read back from the disk cache (:func:`parse_srepr`) is bounded further: at most
+:data:`MAX_SREPR_LENGTH` characters, integers of at most :data:`MAX_LITERAL_DIGITS` digits, floats with
+a decimal exponent and precision below :data:`MAX_FLOAT_EXPONENT` / :data:`MAX_FLOAT_PRECISION`, and
+symbol names that are Python identifiers, not keywords, builtins or constructor names (and, when the
+caller says which, only the symbols it expects), so that the code sympy generates from a formula can
+never name something else.
 """
 from __future__ import annotations
 
 import ast
+import builtins
 import keyword
 import operator
 import re
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 
 import numpy as np
 import sympy as sp
@@ -65,15 +86,68 @@ _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
 #: |exponent| above which a power of two numbers is refused (exact arithmetic would not terminate in time)
 MAX_NUMERIC_EXPONENT = 10_000
+#: the most bits an exact rational built from numbers may need (10**9999 has 33,216)
+MAX_EXACT_BITS = 1 << 17
+#: the largest |rational argument| of the functions that sympy evaluates exactly at rationals, at a cost
+#: that grows with the argument (gamma(n) = (n-1)!; digamma, polygamma and the incomplete gammas expand
+#: into sums, ~0.1 s at 100 and minutes at 10^5)
+MAX_EXACT_ARGUMENT = 10_000
+_EXACT_ARGUMENT_BOUNDS = {sp.gamma: MAX_EXACT_ARGUMENT, sp.loggamma: MAX_EXACT_ARGUMENT,
+                          sp.factorial: MAX_EXACT_ARGUMENT, sp.binomial: MAX_EXACT_ARGUMENT,
+                          sp.digamma: 100, sp.polygamma: 100, sp.lowergamma: 100, sp.uppergamma: 100}
+#: wall-clock seconds after which a parse gives up (each step is bounded above; this bounds their sum)
+MAX_PARSE_SECONDS = 5.0
+#: bounds on text read back from the disk cache (:func:`parse_srepr`)
+MAX_SREPR_LENGTH = 100_000
+MAX_LITERAL_DIGITS = 1000
+MAX_FLOAT_EXPONENT = 10_000
+MAX_FLOAT_PRECISION = 10_000
+#: keyword arguments the literal constructors accept in srepr text
+_SYMBOL_ASSUMPTIONS = frozenset({
+    "positive", "negative", "nonnegative", "nonpositive", "real", "extended_real", "integer", "finite",
+    "nonzero", "zero", "rational", "odd", "even", "prime", "commutative", "complex", "imaginary",
+    "extended_positive", "extended_negative", "extended_nonnegative", "extended_nonpositive"})
+_LITERAL_KEYWORDS = {"Symbol": _SYMBOL_ASSUMPTIONS, "Dummy": _SYMBOL_ASSUMPTIONS | {"dummy_index"},
+                     "Float": frozenset({"precision"}), "Integer": frozenset(), "Rational": frozenset()}
+
+
+def _exact_bits(value) -> int:
+    """Bits of an exact rational's numerator and denominator (0 for anything else)."""
+    if isinstance(value, sp.Rational):
+        return int(value.p).bit_length() + int(value.q).bit_length()
+    return 0
+
+
+def check_exact_size(func, args, reject: Callable[[str], ValueError]) -> None:
+    """Raise ``reject(message)`` when building ``func(*args)`` could run exact arithmetic beyond the
+    bounds of the module docstring (a huge power, a huge product of fractions, (10**8)!)."""
+    if func in (sp.Pow, operator.pow) and len(args) == 2 and all(isinstance(a, sp.Basic) for a in args):
+        base, exponent = args
+        if base.is_number and exponent.is_number:
+            if exponent.is_comparable and abs(exponent) > MAX_NUMERIC_EXPONENT:
+                raise reject(f"the numeric exponent {exponent} is too large (at most {MAX_NUMERIC_EXPONENT})")
+            if exponent.is_Rational and abs(int(exponent.p)) * _exact_bits(base) > MAX_EXACT_BITS:
+                raise reject(f"the power of a {_exact_bits(base)}-bit number to {exponent} is too large "
+                             f"(at most {MAX_EXACT_BITS} bits)")
+        return
+    if sum(_exact_bits(a) for a in args) > MAX_EXACT_BITS:
+        raise reject(f"the numbers are too large (at most {MAX_EXACT_BITS} bits together)")
+    bound = _EXACT_ARGUMENT_BOUNDS.get(func) if isinstance(func, type) else None
+    for a in args if bound is not None else ():
+        if isinstance(a, sp.Rational) and abs(a) > bound:
+            raise reject(f"{func.__name__} of {a} is too large to evaluate exactly (arguments at most {bound})")
 
 
 class _Builder:
     """Builds a sympy expression from an :mod:`ast` tree, admitting only whitelisted nodes."""
 
-    def __init__(self, namespace: Mapping[str, object], what: str, max_nodes: int):
+    def __init__(self, namespace: Mapping[str, object], what: str, max_nodes: int,
+                 symbols: Collection[str] | None = None):
         self.namespace = namespace
         self.what = what
         self.budget = max_nodes
+        self.symbols = None if symbols is None else frozenset(symbols)
+        self.deadline = time.monotonic() + MAX_PARSE_SECONDS
 
     def reject(self, message: str) -> ValueError:
         return ValueError(f"{self.what}: {message}")
@@ -82,6 +156,8 @@ class _Builder:
         self.budget -= 1
         if self.budget < 0:
             raise self.reject("expression too large")
+        if time.monotonic() > self.deadline:
+            raise self.reject(f"gave up after {MAX_PARSE_SECONDS:g} s (too much exact arithmetic)")
         method = getattr(self, f"visit_{type(node).__name__}", None)
         if method is None:
             raise self.reject(f"{type(node).__name__} is not allowed (only numbers, the names "
@@ -116,8 +192,7 @@ class _Builder:
         if op is None:
             raise self.reject(f"the operator {type(node.op).__name__} is not allowed")
         left, right = self.expression(node.left), self.expression(node.right)
-        if op is operator.pow and left.is_number and right.is_number and abs(right) > MAX_NUMERIC_EXPONENT:
-            raise self.reject(f"the numeric exponent {right} is too large (at most {MAX_NUMERIC_EXPONENT})")
+        check_exact_size(op, (left, right), self.reject)
         return op(left, right)
 
     def visit_Call(self, node: ast.Call):
@@ -132,7 +207,9 @@ class _Builder:
                               f"allowed: {self.allowed_names()}")
         if node.keywords:
             raise self.reject(f"{name}(...) takes no keyword arguments here")
-        return func(*[self.build(arg) for arg in node.args])
+        args = [self.build(arg) for arg in node.args]
+        check_exact_size(func, args, self.reject)
+        return func(*args)
 
     def literal(self, name: str, node: ast.Call):
         """Symbol('rho', positive=True), Integer(2), Rational(1, 2), Float('0.5', precision=53)."""
@@ -140,11 +217,43 @@ class _Builder:
         kwargs = {k.arg: self.plain_constant(k.value, allow_str=False) for k in node.keywords}
         if None in kwargs:
             raise self.reject(f"{name}(**...) is not allowed")
-        if name in ("Symbol", "Dummy") and not (args and isinstance(args[0], str) and _NAME.match(args[0])):
-            raise self.reject(f"{name} needs a plain name; got {args!r}")
-        if name not in ("Symbol", "Dummy") and any(isinstance(a, str) and not _is_number_text(a) for a in args):
+        unknown = set(kwargs) - _LITERAL_KEYWORDS[name]
+        if unknown:
+            raise self.reject(f"{name} takes no keyword {sorted(unknown)[0]!r} here")
+        if name in ("Symbol", "Dummy"):
+            if len(args) != 1 or not isinstance(args[0], str):
+                raise self.reject(f"{name} needs one plain name; got {args!r}")
+            self.check_symbol_name(args[0])
+        elif any(isinstance(a, str) and not _is_number_text(a) for a in args):
             raise self.reject(f"{name} needs digits; got {args!r}")
+        self.check_literal_size(name, args, kwargs)
         return _LITERAL_CONSTRUCTORS[name](*args, **kwargs)
+
+    def check_symbol_name(self, name: str) -> None:
+        """A symbol's name becomes a variable in the code sympy generates (lambdify): it must be an
+        identifier that shadows nothing (no keyword, builtin, constructor or private name) and, when
+        the caller says which symbols it expects, one of those."""
+        if (not _NAME.match(name) or keyword.iskeyword(name) or name.startswith("_")
+                or hasattr(builtins, name) or name in self.namespace):
+            raise self.reject(f"{name!r} is not an allowed symbol name")
+        if self.symbols is not None and name not in self.symbols:
+            raise self.reject(f"unexpected symbol {name!r}; expected {', '.join(sorted(self.symbols))}")
+
+    def check_literal_size(self, name: str, args: list, kwargs: dict) -> None:
+        """Numbers in srepr text stay small: digits, a float's decimal exponent and precision."""
+        for a in args:
+            if isinstance(a, bool) or isinstance(a, str) and name in ("Symbol", "Dummy"):
+                continue
+            text = str(abs(a)) if isinstance(a, int) else a
+            digits = len(re.sub(r"[eE].*", "", text).replace(".", "").replace("/", "").lstrip("+-"))
+            if digits > MAX_LITERAL_DIGITS:
+                raise self.reject(f"{name} with {digits} digits is too large (at most {MAX_LITERAL_DIGITS})")
+            exponent = re.search(r"[eE]([+-]?\d+)$", text)
+            if exponent and abs(int(exponent.group(1))) > MAX_FLOAT_EXPONENT:
+                raise self.reject(f"{name}({text!r}) is too large (decimal exponent at most {MAX_FLOAT_EXPONENT})")
+        for key, value in kwargs.items():
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_FLOAT_PRECISION:
+                raise self.reject(f"{name}({key}={value}) is too large (at most {MAX_FLOAT_PRECISION})")
 
     def plain_constant(self, node: ast.AST, *, allow_str: bool):
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
@@ -166,7 +275,8 @@ def _is_number_text(text: str) -> bool:
     return bool(re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?\d+/\d+", text))
 
 
-def _parse(text: str, namespace: Mapping[str, object], what: str, max_length: int):
+def _parse(text: str, namespace: Mapping[str, object], what: str, max_length: int,
+           symbols: Collection[str] | None = None):
     if not isinstance(text, str):
         raise TypeError(f"{what} must be a string; got {type(text).__name__}")
     if len(text) > max_length:
@@ -176,7 +286,7 @@ def _parse(text: str, namespace: Mapping[str, object], what: str, max_length: in
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise ValueError(f"{what}: cannot parse {text!r} as a formula ({type(exc).__name__})") from exc
     try:
-        return _Builder(namespace, what, max_nodes=max_length).build(tree)
+        return _Builder(namespace, what, max_nodes=max_length, symbols=symbols).build(tree)
     except RecursionError as exc:
         raise ValueError(f"{what}: the expression is nested too deeply") from exc
 
@@ -198,6 +308,10 @@ def parse_expression(text: str, variables: Mapping[str, object], *, what: str = 
     value = _parse(text, namespace, what, max_length)
     if not isinstance(value, sp.Basic):
         raise ValueError(f"{what}: {text!r} is a function, not an expression")
+    if value.has(sp.zoo, sp.nan):
+        raise ValueError(f"{what}: {text!r} is undefined (a division by zero or a pole such as log(0))")
+    if value.has(sp.I):
+        raise ValueError(f"{what}: {text!r} is not real (it contains the imaginary unit)")
     return value
 
 
@@ -210,10 +324,13 @@ def srepr_namespace(extra: Mapping[str, Callable] | None = None) -> dict[str, ob
 
 
 def parse_srepr(text: str, namespace: Mapping[str, object] | None = None, *,
-                what: str = "cached formula") -> sp.Basic:
+                what: str = "cached formula", symbols: Collection[str] | None = None) -> sp.Basic:
     """Rebuild a sympy expression from its ``sympy.srepr`` text, admitting only the constructors in
-    ``namespace`` (default :func:`srepr_namespace`): a planted cache file cannot run code."""
-    return _parse(text, srepr_namespace() if namespace is None else namespace, what, max_length=1_000_000)
+    ``namespace`` (default :func:`srepr_namespace`): a planted cache file cannot run code. The text
+    is bounded as the module docstring says (length, numbers, exact arithmetic, symbol names; with
+    ``symbols``, only those names), so it cannot hang the parser or break the generated code either."""
+    return _parse(text, srepr_namespace() if namespace is None else namespace, what,
+                  max_length=MAX_SREPR_LENGTH, symbols=symbols)
 
 
 def as_expression(value, variables: Mapping[str, object], *, what: str) -> sp.Basic:
@@ -232,4 +349,5 @@ def as_expression(value, variables: Mapping[str, object], *, what: str) -> sp.Ba
 
 
 __all__ = ["parse_expression", "parse_number", "parse_srepr", "srepr_namespace", "as_expression",
-           "USER_FUNCTIONS", "CONSTANTS", "MAX_NUMERIC_EXPONENT"]
+           "check_exact_size", "USER_FUNCTIONS", "CONSTANTS", "MAX_NUMERIC_EXPONENT", "MAX_EXACT_BITS",
+           "MAX_EXACT_ARGUMENT", "MAX_SREPR_LENGTH"]

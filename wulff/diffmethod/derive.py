@@ -22,7 +22,7 @@ import numpy as np
 import sympy as sp
 import torch
 
-from wulff.cache import cached
+from wulff.cache import cached, check_not_above, definition_radius, spot_checks
 from wulff.certificate import UNIT_ROUNDOFF, Certificate, check_adversary, exact_scale, factor_below
 from wulff.distributions import IID, Distribution
 from wulff.distributions import r as r_symbol
@@ -418,7 +418,7 @@ def eval_srepr(text: str) -> sp.Expr:
     """Rebuild a sympy expression from its srepr (a cached formula) with the restricted parser of
     :mod:`wulff.expressions`: only sympy's expression classes and wulff's special functions are
     admitted, so a planted cache entry cannot run code. Nothing is passed to ``eval``."""
-    return parse_srepr(text, _srepr_names())
+    return parse_srepr(text, _srepr_names(), symbols=("rho", "p"))
 
 
 @functools.cache
@@ -438,6 +438,57 @@ def _check_payload(payload: dict) -> None:
     if closed is not None:
         eval_srepr(closed["radius"])
         eval_srepr(closed["Phi"])
+
+
+#: relative tolerance of the re-check of a payload read from disk (:func:`_check_loaded`); the reference
+#: quadrature is within 4e-3 of the exact radius for every named family, d = 1 ... 3072
+LOADED_RTOL = 1e-2
+#: rho where a payload read from disk is re-checked, besides random ones (:func:`wulff.cache.spot_checks`)
+_CHECK_RHO = (0.5 + 1e-6, 0.51, 0.6, 0.75, 0.9, 0.99, 0.999, 0.99999, 1 - 1e-9)
+
+
+def _phi_upper(law, p: np.ndarray) -> np.ndarray:
+    """An upper bound on Phi(p) = min_c (c p + E(gamma - c)_+) (Definition G.4): the minimum over c at
+    the law's approximate quantile, the atoms next to it and the top of the support."""
+    sign, M = law.sign, law.magnitude
+    c = np.maximum(np.asarray(sign.quantile(M, p), dtype=float), 0.0)
+    candidates = [c]
+    kinks = np.sort(sign.kinks(M))
+    if kinks.size:
+        i = np.searchsorted(kinks, c)
+        candidates += [kinks[np.clip(i + k, 0, kinks.size - 1)] for k in (-1, 0, 1)]
+    values = [x * p + law.stop_loss(x) for x in candidates]
+    top = sign.sup(M)
+    if math.isfinite(top):
+        values.append(top * p)
+    return np.min(values, axis=0)
+
+
+def _check_loaded(payload: dict, q: Distribution, adversary: str) -> None:
+    """Re-check a payload read from disk against its own definition before it is used (wulff.cache):
+    formulas in rho and p only, envelope lines on or above the stop-loss of the law of gamma rebuilt
+    from q (Definition G.4), the radius at fixed and random rho within LOADED_RTOL of
+    R(rho) = int_{1-rho}^{1/2} dp / Phi(p) (Theorem G.6), and Phi (which sets the tangent at 1/2) not
+    below the law's at p = 1/2 and at the rho <= 0.99 among those. Raises on any disagreement."""
+    _check_payload(payload)
+    if payload["kind"] == "unsupported":
+        return
+    form = next(f for f in [q, *q.equivalent_forms()] if f.structure() == payload["structure"])
+    law = gamma_law(form, adversary)
+    lines = payload["envelope"]
+    if lines is not None:
+        c = np.maximum(np.asarray(lines["c"], dtype=float), 0.0)
+        needed = np.where(c >= law.sign.sup(law.magnitude), 0.0, law.stop_loss(c))  # gamma <= sup
+        check_not_above(needed, lines["e"], what="the stop-loss under an envelope line", rtol=1e-9)
+        if lines["infinite_at_one"] and not law.magnitude.tail_integral_diverges:
+            raise ValueError("the envelope claims an infinite radius at rho = 1; the law's tail does not diverge")
+    radius_unit, Phi_unit = _unit_functions(payload)[:2]
+    rho_points = spot_checks(_CHECK_RHO, 0.5 + 1e-6, 1 - 1e-9, 4)
+    reference = definition_radius(lambda x: _phi_upper(law, x), rho_points)
+    check_not_above(radius_unit(rho_points), reference, what="a cached radius", rtol=LOADED_RTOL)
+    p_points = np.append(1 - rho_points[rho_points <= 0.99], 0.5)  # where the law's quantiles are accurate
+    check_not_above(_phi_upper(law, p_points) * (1 - LOADED_RTOL), Phi_unit(p_points), what="the law's Phi",
+                    rtol=0.0)
 
 
 def _method(payload: dict) -> str:
@@ -517,7 +568,8 @@ def derive(q: Distribution, adversary: str, *, cache: bool = True) -> Certificat
         raise TypeError(f"q must be a wulff distribution; got {type(q).__name__}")
     adversary = check_adversary(adversary)
     key = cache_key(q, adversary)
-    payload = cached(key, lambda: _build_payload(q, adversary), disk=cache, validate=_check_payload) \
+    payload = cached(key, lambda: _build_payload(q, adversary), disk=cache,
+                     validate=lambda loaded: _check_loaded(loaded, q, adversary)) \
         if cache else _build_payload(q, adversary)
     return _certificate(payload, q, adversary, key)
 

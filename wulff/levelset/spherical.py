@@ -5,11 +5,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..cache import cached
+from ..cache import cached, check_not_above, spot_rows
 from ..certificate import Certificate, check_adversary
 from ..distributions import Distribution, Radial
 from .shifts import shift_of
-from .table import TABLE_VERSION, build_table, lookup, table_on, tail_bound
+from .table import (
+    GRID_RATIO,
+    MAX_HALF_NODES,
+    TABLE_VERSION,
+    build_table,
+    initial_half_nodes,
+    lookup,
+    table_on,
+    tail_bound,
+    tangent_slope,
+)
 
 METHOD = "level-set table (Theorem T.1, Algorithms 1-2)"
 
@@ -55,7 +65,31 @@ def table_for(radial: Radial) -> dict:
     """The (cached) unit-scale table of a Radial(g, 2) with increasing g."""
     shift = shift_of(radial)
     key = ("wulff.levelset.table", TABLE_VERSION, radial.structure_key(scale=False))
-    return cached(key, lambda: build_table(shift, radial.radius_law, radial.d))
+    return cached(key, lambda: build_table(shift, radial.radius_law, radial.d),
+                  validate=lambda table: _check_loaded_table(table, shift, radial))
+
+
+def _check_loaded_table(table: dict, shift, radial: Radial) -> None:
+    """Re-check a table read from disk (wulff.cache) against Algorithm 1 before it is used: radii on
+    the geometric grid, p non-increasing in (0, 1/2], the law's tangent slope, a quadrature size
+    build_table could have chosen, and at fixed and random rows p_i at most the sound p of
+    Theorem T.1 recomputed at eps_i (:func:`tail_bound`). Raises on any disagreement."""
+    radii, p = np.asarray(table["radii"], dtype=float), np.asarray(table["p"], dtype=float)
+    if radii.ndim != 1 or radii.shape != p.shape or not radii.size:
+        raise ValueError("a level-set table needs radii and p of one length")
+    if not (np.all(radii > 0) and np.all(np.isfinite(radii))
+            and np.allclose(radii[1:] / radii[:-1], GRID_RATIO, rtol=1e-9, atol=0.0)):
+        raise ValueError("the table's radii are not the geometric grid of Algorithm 1")
+    if not (np.all(p > 0) and np.all(p <= 0.5) and np.all(np.diff(p) <= 0)):
+        raise ValueError("the table's p are not non-increasing in (0, 1/2]")
+    check_not_above(tangent_slope(radial.radius_law, radial.d), table["slope"], what="the tangent slope",
+                    rtol=1e-12)
+    half_nodes = int(table["half_nodes"])
+    if not initial_half_nodes(radial.d) <= half_nodes <= MAX_HALF_NODES:
+        raise ValueError(f"the table's quadrature size {half_nodes} is not one build_table chooses")
+    rows = spot_rows(radii.size, 24)
+    check_not_above(p[rows], tail_bound(shift, radial.radius_law, radial.d, radii[rows], half_nodes),
+                    what="a cached p_i", rtol=1e-6)
 
 
 def derive(q: Distribution, adversary: str = "l2") -> LevelSetCertificate:

@@ -40,7 +40,7 @@ from .verified import VerifiedEnvelope
 #: the payload kinds :func:`_build_payload` writes
 KINDS = ("closed-form", "closed-form+quadrature", "quadrature", "unsupported")
 #: bump when the payload format or the mathematics changes (invalidates disk caches)
-CACHE_VERSION = 6
+CACHE_VERSION = 7
 #: relative margin taken off closed-form radii evaluated in floating point, on top of the
 #: condition-number term of :func:`_guard_near_half` (an estimate; see there)
 CLOSED_FORM_MARGIN = 1e-8

@@ -12,8 +12,10 @@ and Gauss-Legendre quadrature in y = log r gives the mass and E[M; cell] of ever
 
     E(M - t)_+ = sum over the cells above t of (E[M; cell] - t P[cell]) + a partial cell,
 
-with the crossing point located by bisection (|h| is monotone on a cell). Mass beyond the outer
-cells is bounded by adaptive quadrature and added, so the stop-loss values are upper bounds.
+with the crossing point located by bisection (|h| is monotone on a cell). Cells are halved until
+the quadrature agrees with itself on the halves, and that difference is added as the cell's error
+estimate. Mass beyond the outer cells is bounded by adaptive quadrature and added, so the stop-loss
+values are upper bounds.
 """
 from __future__ import annotations
 
@@ -33,6 +35,14 @@ from wulff.special import lambdify_numpy
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(16)
 #: lines are placed only where the tail probability exceeds this (far above the lost mass)
 P_FLOOR = 1e-200
+#: a cell is halved while its two quadratures differ by more than this share of it
+#: (:meth:`ProfileMagnitude._refined_cells`), at most MAX_REFINEMENTS times, up to MAX_CELLS cells
+CELL_TOLERANCE = 1e-9
+MAX_REFINEMENTS = 40
+MAX_CELLS = 20000
+#: an error estimate this small is never refined (underflowing densities are noise at 1e-308; the
+#: lines stop at P_FLOOR, far above)
+NEGLIGIBLE = 1e-250
 
 
 class ConstantMagnitude:
@@ -77,12 +87,43 @@ class ConstantMagnitude:
         return np.array([self.m]), np.array([1.0])
 
 
+def _tail_quantiles(tail, u: np.ndarray, guess: np.ndarray, upper: bool) -> np.ndarray:
+    """x with tail(x) = u (tail = cdf for the lower tail, sf for the upper), where the law's own
+    quantile ``guess`` is off by more than a factor 2 in probability (an inverse that rounds 1 - u to
+    1 far in a tail, e.g. the inverse Beta of a BetaPrime with d = 150528): those are found again by
+    bisection in log x on ``tail`` itself. Only cell boundaries: accuracy affects tightness, not
+    soundness (the cells' quadrature is checked by :meth:`ProfileMagnitude._refined_cells`)."""
+    x = np.array(guess, dtype=float)
+    with np.errstate(all="ignore"):
+        found = np.asarray(tail(x), dtype=float)
+        bad = ~(np.isfinite(x) & (x > 0) & (np.abs(np.log(found / u)) <= math.log(2.0)))
+    if not bad.any():
+        return x
+    lo, hi = np.full(int(bad.sum()), -_LOG_X_LIMIT), np.full(int(bad.sum()), _LOG_X_LIMIT)
+    target = u[bad]
+    for _ in range(_BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        with np.errstate(all="ignore"):
+            beyond = np.asarray(tail(np.exp(mid)), dtype=float) > target  # cdf above u: x is too big
+        if upper:  # sf above u: x is too small
+            lo, hi = np.where(beyond, mid, lo), np.where(beyond, hi, mid)
+        else:
+            lo, hi = np.where(beyond, lo, mid), np.where(beyond, mid, hi)
+    x[bad] = np.exp(0.5 * (lo + hi))
+    return x
+
+
+#: |log x| bracket and steps of :func:`_tail_quantiles` (a resolution of 1400 / 2^64 in log x)
+_LOG_X_LIMIT, _BISECTION_STEPS = 700.0, 64
+
+
 def _quantile_boundaries(law: RadiusLaw) -> np.ndarray:
     """Cell boundaries of R: quantiles fine in the bulk and the near tails, coarse in the far tails."""
     if isinstance(law, (GammaPowerLaw, BetaPrimePowerLaw)):
         u = np.unique(np.concatenate([np.geomspace(1e-300, 1e-16, 71)[:-1], np.geomspace(1e-16, 0.5, 301),
                                       np.linspace(0.01, 0.5, 50)]))
-        x = np.concatenate([np.asarray(law.ppf(u), dtype=float), np.asarray(law.isf(u), dtype=float)])
+        x = np.concatenate([_tail_quantiles(law.cdf, u, law.ppf(u), upper=False),
+                            _tail_quantiles(law.sf, u, law.isf(u), upper=True)])
     elif isinstance(law, BallRadiusLaw):
         x = np.asarray(law.ppf(np.linspace(0.0, 1.0, 801)[1:]), dtype=float)
     else:  # numeric law: its tabulated window holds all but ~e^-60 of the mass
@@ -141,18 +182,46 @@ class ProfileMagnitude:
         probe = np.sort(np.concatenate([x, np.sqrt(x[:-1]) * np.sqrt(x[1:])]))  # geometric means, no overflow
         critical = self._sign_changes(self._dh, probe) + self._sign_changes(self._signed, probe)
         x = np.unique(np.concatenate([x, critical]))
-        y = np.log(x)
-        self.y = y
-        self.values = self.h(x)  # |h| at the boundaries; monotone on each cell
-        mid, half = 0.5 * (y[1:] + y[:-1]), 0.5 * (y[1:] - y[:-1])
-        nodes = mid[:, None] + half[:, None] * _NODES[None, :]
-        dens = self._density_y(nodes) * (half[:, None] * _WEIGHTS[None, :])
-        self.mass = dens.sum(axis=1)
-        self.moment = (dens * self.h(np.exp(nodes))).sum(axis=1)
-        self.lost_mass, self.lost_moment = self._outer_tails(y[0], y[-1])
+        self.y, self.mass, self.moment, self.error = self._refined_cells(np.log(x))
+        self.values = self.h(np.exp(self.y))  # |h| at the boundaries; monotone on each cell
+        self.lost_mass, self.lost_moment = self._outer_tails(self.y[0], self.y[-1])
         if not math.isfinite(self.lost_moment) or not math.isfinite(self.moment.sum()):
             raise NotImplementedError(f"E|h(R)| is infinite for h = {self.expr} under {self.law.describe()}")
         self._runs = self._monotone_runs()
+
+    def _cell_integrals(self, ya: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(P[cell], E[M; cell]) of the cells [ya, yb] in y = log r, by 16-node Gauss-Legendre."""
+        mid, half = 0.5 * (yb + ya), 0.5 * (yb - ya)
+        nodes = mid[:, None] + half[:, None] * _NODES[None, :]
+        dens = self._density_y(nodes) * (half[:, None] * _WEIGHTS[None, :])
+        return dens.sum(axis=1), (dens * self.h(np.exp(nodes))).sum(axis=1)
+
+    def _refined_cells(self, y: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(boundaries, masses, moments, error estimates) of cells on which 16-node Gauss-Legendre
+        agrees with the same rule on the two halves: a cell where they differ by more than
+        :data:`CELL_TOLERANCE` of its share (plus :data:`NEGLIGIBLE`) is halved, and so on (at most
+        :data:`MAX_REFINEMENTS` rounds, until :data:`MAX_CELLS`; the tolerance sits above the noise of
+        a density whose logarithm is a difference of terms near 10^6 at d = 150528). The halves' values
+        are kept; the error estimate of a cell is
+        |Delta moment| + sup|h| |Delta mass| (what a stop-loss term E[M - t; cell], t <= sup|h|,
+        can be off by), and :meth:`stop_loss` adds it. A cell boundary set too coarse where the
+        density is sharp (a radius law at d = 150528 puts all its mass in a few percent of r) can
+        no longer hide mass from the quadrature."""
+        for refinement in range(MAX_REFINEMENTS + 1):
+            ya, yb = y[:-1], y[1:]
+            mid = 0.5 * (ya + yb)
+            coarse_mass, coarse_moment = self._cell_integrals(ya, yb)
+            left_mass, left_moment = self._cell_integrals(ya, mid)
+            right_mass, right_moment = self._cell_integrals(mid, yb)
+            mass, moment = left_mass + right_mass, left_moment + right_moment
+            with np.errstate(all="ignore"):
+                top = np.nan_to_num(np.maximum(self.h(np.exp(ya)), self.h(np.exp(yb))), posinf=0.0)
+                error = np.abs(coarse_moment - moment) + top * np.abs(coarse_mass - mass)
+                coarse = error > CELL_TOLERANCE * (moment + top * mass) + NEGLIGIBLE
+            if refinement == MAX_REFINEMENTS or not coarse.any() or y.size > MAX_CELLS:
+                break
+            y = np.unique(np.concatenate([y, mid[coarse]]))
+        return y, mass, moment, error
 
     def _outer_tails(self, y_lo: float, y_hi: float) -> tuple[float, float]:
         """Upper bounds on P and E[M; .] outside [e^y_lo, e^y_hi], by adaptive quadrature + its error."""
@@ -185,15 +254,16 @@ class ProfileMagnitude:
         step = np.sign(np.diff(self.values))
         direction = np.where(step == 0, 1.0, step)  # flat cells join increasing runs
         cuts = np.concatenate([[0], np.nonzero(np.diff(direction) != 0)[0] + 1, [len(step)]])
-        runs = []
+        runs, self._run_errors = [], []
         for a, b in zip(cuts[:-1], cuts[1:]):
             vb, yb = self.values[a:b + 1], self.y[a:b + 1]
-            mass, mom = self.mass[a:b], self.moment[a:b]
+            mass, mom, err = self.mass[a:b], self.moment[a:b], self.error[a:b]
             if direction[a] < 0:
-                vb, yb, mass, mom = vb[::-1], yb[::-1], mass[::-1], mom[::-1]
+                vb, yb, mass, mom, err = vb[::-1], yb[::-1], mass[::-1], mom[::-1], err[::-1]
             suffix_mass = np.concatenate([np.cumsum(mass[::-1])[::-1], [0.0]])
             suffix_mom = np.concatenate([np.cumsum(mom[::-1])[::-1], [0.0]])
             runs.append((np.maximum.accumulate(vb), yb, suffix_mass, suffix_mom))
+            self._run_errors.append((err, np.concatenate([np.cumsum(err[::-1])[::-1], [0.0]])))
         return runs
 
     # -- summaries ----------------------------------------------------------------------------------
@@ -260,20 +330,23 @@ class ProfileMagnitude:
         rounding error is at most (n + 32) u S, S = (the same sums with + instead of -, and the
         crossing cell's moment and mass), n the number of cells, u = 2^-53 (sums of n nonnegative
         terms, each node value a few ulps off); that is added, together with a relative 1e-12.
-        What this does *not* bound is the Gauss-Legendre error of each cell (16 nodes on cells
-        between quantiles of R in log r, where the integrand is smooth): it is estimated, and the
-        verified mode (:mod:`.verified`) recomputes the lines in mpmath.
+        The Gauss-Legendre error of each cell (16 nodes on cells between quantiles of R in log r)
+        is *estimated*, not bounded: the difference from the same rule on the cell's halves
+        (:meth:`_refined_cells`), added for every cell the sum covers; the verified mode
+        (:mod:`.verified`) recomputes the lines in mpmath.
         """
         t = np.asarray(t, dtype=float)
         flat = t.ravel()
         out = np.zeros_like(flat)
         scale = np.zeros_like(flat)
-        for v, yb, smass, smom in self._runs:
+        quadrature = np.zeros_like(flat)  # the cells' quadrature error estimates (_refined_cells)
+        for (v, yb, smass, smom), (err, serr) in zip(self._runs, self._run_errors):
             k = np.searchsorted(v, flat, side="right") - 1  # v[k] <= t < v[k+1]: cell k crosses t
             full = np.where(k < 0, 0, np.clip(k + 1, 0, len(v) - 1))
             out += smom[full] - flat * smass[full]
             cross = (k >= 0) & (k < len(v) - 1)
             cell = np.clip(k, 0, len(v) - 2)
+            quadrature += serr[full] + np.where(cross, err[cell], 0.0)
             scale += smom[full] + flat * smass[full] + np.where(
                 cross, (smom[cell] - smom[cell + 1]) + flat * (smass[cell] - smass[cell + 1]), 0.0)
             if cross.any():
@@ -283,7 +356,7 @@ class ProfileMagnitude:
                 out[idx] += self._partial(a, b, tt)
         out += self.lost_moment  # mass beyond the outer cells, counted fully
         rounding = (len(self.mass) + 32) * 2.0 ** -53 * scale
-        return (np.maximum(out, 0.0) * (1 + 1e-12) + rounding).reshape(t.shape)
+        return (np.maximum(out, 0.0) * (1 + 1e-12) + rounding + quadrature).reshape(t.shape)
 
     def sf(self, t) -> np.ndarray:
         """Approximate P(M > t) (for placing lines; soundness does not depend on it)."""

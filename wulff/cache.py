@@ -167,7 +167,8 @@ def _warn(message: str, *, once: bool = False) -> None:
     if once and message in _warned:
         return
     _warned.add(message)
-    warnings.warn(message, CacheEntryWarning, stacklevel=4)
+    # no source line under it (a user sees one line); every refusal is shown, not once per call site
+    warnings.warn_explicit(message, CacheEntryWarning, filename="wulff.cache", lineno=0, module="wulff.cache")
 
 
 def _usable_secret() -> bytes | None:

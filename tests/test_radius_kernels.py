@@ -11,6 +11,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import sympy as sp
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from wulff.catalog import ADVERSARIES, FAMILY_NAMES
 from wulff.diffmethod.laws import RademacherSum
 from wulff.diffmethod.magnitude import ConstantMagnitude
 from wulff.distributions import registry
+from wulff.uniform import derive_uniform
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -299,3 +301,81 @@ def test_every_named_pair_has_the_central_difference_as_its_gradient_where_smoot
     wulff.certified_radius(_named(name), x, adversary).sum().backward()
     numeric = (best.radius(rho + h) - best.radius(rho - h)) / (2 * h)
     assert x.grad.item() == pytest.approx(float(numeric), rel=2e-3)
+
+
+# -- small d: every named family and a declared iid density, every kind of input (issue 25, item 2) ----
+#: a declared iid density with a bounded, non-constant phi' (the convex-order IID x linf row)
+LOG_COSH = "IID(log cosh)"
+SMALL_D_PAIRS = [(name, d, adv) for name in (*FAMILY_NAMES, LOG_COSH) for d in (1, 2, 3) for adv in ADVERSARIES]
+SMALL_D_RHO = np.array([0.3, 0.5, 0.5 + 1e-9, 0.6, 0.9, 0.999, 1 - 1e-12, 1 - 2 ** -52])
+
+
+def _small(name: str, d: int):
+    if name == LOG_COSH:
+        return D.IID(sp.log(sp.cosh(D.t)), d, lam=1.0)
+    return registry.build(name, d, lam=1.0, **registry.example_parameters(name, d))
+
+
+@pytest.mark.parametrize("name, d, adversary", SMALL_D_PAIRS)
+def test_small_d_every_input_kind_gives_the_batch_radius(name, d, adversary):
+    """Python floats, 0-d arrays and 0-d tensors, float64 / float32 tensors with and without grad: the
+    radius of the numpy batch (torch's own special functions within TORCH_AGREEMENT, a narrow dtype
+    rounded toward zero), no crash at d = 2 or 3 (a one-line envelope's reversed, single-element break
+    array reached torch with a negative stride)."""
+    q = _small(name, d)
+    try:
+        best = wulff.best_certificate(q, adversary)
+    except NotImplementedError:
+        return
+    batch = wulff.certified_radius(q, SMALL_D_RHO, adversary)
+    rtol = TORCH_AGREEMENT.get(name, 1e-12)
+    for r, value in zip(SMALL_D_RHO.tolist(), batch):
+        assert float(wulff.certified_radius(q, r, adversary)) == value
+        zero_d = wulff.certified_radius(q, np.array(r), adversary)
+        assert zero_d.shape == () and float(zero_d) == value
+        assert float(wulff.certified_radius(q, torch.tensor(r, dtype=torch.float64), adversary)) == \
+            pytest.approx(value, rel=rtol, abs=0)
+        assert best.winner(r).shape == () and (best.winner(r).item() is None) == (value == 0)
+    tensor = wulff.certified_radius(q, torch.tensor(SMALL_D_RHO), adversary)
+    np.testing.assert_allclose(tensor.numpy(), batch, rtol=rtol, atol=0)
+    narrow = torch.tensor(SMALL_D_RHO, dtype=torch.float32)
+    got = wulff.certified_radius(q, narrow, adversary)
+    assert got.dtype == torch.float32
+    assert torch.all(got.double() <= wulff.certified_radius(q, narrow.double(), adversary))
+    x = torch.tensor(SMALL_D_RHO, requires_grad=True)
+    y = wulff.certified_radius(q, x, adversary)
+    y.sum().backward()
+    np.testing.assert_allclose(y.detach().numpy(), tensor.numpy(), rtol=0, atol=0)
+    assert torch.all(torch.isfinite(x.grad))
+
+
+def test_a_float_rho_next_to_one_works_for_power_inf_at_d150528():
+    """winner and certified_radius with a plain float (a 0-d array reached the envelope, which
+    answered with a 1-d array: a shape mismatch)."""
+    q = D.PowerInf(150528, a=150568.0, lam=1.0)
+    best = wulff.best_certificate(q, "linf")
+    rho = 1 - 2 ** -52
+    value = float(wulff.certified_radius(q, rho, "linf"))
+    assert value == float(best.radius(np.array([rho]))[0]) > 0
+    assert best.winner(rho).item() in best.labels
+    assert best.winner(np.array(rho)).item() in best.labels
+
+
+# -- the uniform ball's torch table (issue 25, item 4) ------------------------------------------------
+def _dense_rho() -> np.ndarray:
+    near = 1 - 1e-14 + np.arange(-2000, 2000) * 2.0 ** -53  # adjacent floats around 1 - 1e-14
+    rho = np.concatenate([np.linspace(0.5, 1.0, 100001), 0.5 + np.geomspace(1e-16, 0.5, 20000),
+                          1 - np.geomspace(1e-16, 0.5, 20000), near])
+    rho = np.unique(rho)
+    return rho[(rho > 0.5) & (rho <= 1.0)]
+
+
+@pytest.mark.parametrize("d", [2, 10, 3072, 150528])
+def test_the_ball_torch_table_is_below_the_formula_and_nondecreasing(d):
+    cert = derive_uniform(D.UniformBall(d, lam=1.0), "l2")
+    rho = _dense_rho()
+    formula = cert.radius(rho)
+    table = cert.radius(torch.tensor(rho)).numpy()
+    assert np.all(table <= formula), (rho[table > formula], (table / formula - 1)[table > formula])
+    assert np.all(np.diff(table) >= 0), rho[1:][np.diff(table) < 0]
+    assert np.all(table >= formula * (1 - 2e-7))  # the table stays close (tangents between grid points)

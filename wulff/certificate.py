@@ -338,6 +338,8 @@ class Certificate:
         if isinstance(rho, (float, int, np.floating, np.integer)) and not isinstance(rho, bool):
             return np.array(self._scalar_radius(float(rho)))  # a 0-d array, as for any other input
         arr, lo = checked_rho(rho)
+        if not arr.ndim:  # a 0-d array: the kernels' batch path, so that it equals the same rho in a batch
+            return self._guarded_radius(arr.reshape(1), lo).reshape(())
         return self._guarded_radius(arr, lo)
 
     def _guarded_radius(self, arr: np.ndarray, lo: float | None = None) -> np.ndarray:
@@ -509,10 +511,11 @@ class Certificate:
           ten). Cost: one mpmath stop-loss per line active on [1 - rho, 1/2] (a few near rho = 1/2,
           about 200 at rho = 0.6, about 2000 near rho = 1), each from microseconds (discrete laws)
           to about a second (a sphere coordinate times a profile); lines are memoized.
-        * Otherwise (level set tables): the float path's value. Its soundness rests on the table's
-          own margins, whose estimated part (the step-halving error estimate of the Neyman-Pearson
-          integrals) is stated in :mod:`wulff.levelset.table`. :attr:`verified_method` says which
-          case applies.
+        * A level-set table (``verified_unit`` a :class:`wulff.levelset.verified.LevelSetVerifier`):
+          the Neyman-Pearson radius of Theorem T.1 solved in mpmath at the given rho and checked at
+          ``dps`` digits, within 1e-9 relative of the exact radius (:mod:`wulff.levelset.verified`
+          states what is estimated). Otherwise (a table built without its radial form): the float
+          path's value. :attr:`verified_method` says which case applies.
         """
         if dps < 30:
             raise ValueError(f"dps must be >= 30; got {dps}")
@@ -537,7 +540,9 @@ class Certificate:
         """How :meth:`verified_radius` evaluates this certificate."""
         if self.formula is not None:
             return "mpmath closed form" + (", mpmath envelope beyond" if self.verified_unit else "")
-        return "mpmath envelope lines" if self.verified_unit is not None else "float path (level-set table)"
+        if self.verified_unit is None:
+            return "float path (level-set table)"
+        return getattr(self.verified_unit, "method", "mpmath envelope lines")
 
     def latex(self) -> str:
         """The radius formula in LaTeX (a description when there is no formula)."""

@@ -95,11 +95,28 @@ def _ball_l2(rho, d):
     The larger of the two is returned.
     """
     b = 0.5 * (d + 1)
-    log_f_half = (2.0 - 2.0 * b) * np.log(2.0) - special.betaln(b, b)
-    tangent = 2.0 * (rho - 0.5) / (np.exp(log_f_half) * (1 + 1e-10))
     x = special.betaincinv(b, b, 0.75 - 0.5 * rho)
-    formula = 4.0 * (0.5 - x) * (1 - _SHAVE) - 2.0 ** 11 * np.finfo(float).eps / 2
-    return np.maximum(formula, tangent)
+    formula = 4.0 * (0.5 - x) * (1 - _SHAVE) - _BETAINCINV_ALLOWANCE
+    return np.maximum(formula, _ball_l2_tangent(rho, d))
+
+
+#: the absolute error allowed for scipy's betaincinv in :func:`_ball_l2` (2^11 u, an estimate)
+_BETAINCINV_ALLOWANCE = 2.0 ** 11 * np.finfo(float).eps / 2
+
+
+def _ball_l2_tangent(rho, d):
+    """The tangent of Theorem S.1 at rho = 1/2, 2 (rho - 1/2) / f(1/2) with f(1/2) rounded up
+    (:func:`_ball_l2`); numpy or torch, the same operations (so the same floats) in both."""
+    return 2.0 * (rho - 0.5) / _ball_l2_tangent_denominator(d)
+
+
+@functools.lru_cache(maxsize=64)
+def _ball_l2_tangent_denominator(d: int) -> float:
+    """f(1/2) = 2^(2 - 2b) / B(b, b), b = (d + 1)/2, the Beta(b, b) density at 1/2, computed in log
+    space and rounded up by 1e-10."""
+    b = 0.5 * (d + 1)
+    log_f_half = (2.0 - 2.0 * b) * np.log(2.0) - special.betaln(b, b)
+    return float(np.exp(log_f_half) * (1 + 1e-10))
 
 
 def _formula(name: str, d: int) -> sp.Expr:
@@ -140,6 +157,21 @@ def _ball_l2_table(d: int) -> TangentTable:
     return TangentTable(lambda rho: _ball_l2(rho, d), lambda p: 1.0 / _ball_l2_slope(1.0 - p, d), TABLE_P_GRID)
 
 
+#: what the torch table of the ball gives up so that it stays below the numpy formula: the table's
+#: grid values carry the formula's betaincinv error (at most the allowance, by the same estimate)
+#: and so does the formula at any other rho, so twice the allowance, doubled again for the
+#: tangents' own roundings
+_TABLE_BELOW_FORMULA = 4 * _BETAINCINV_ALLOWANCE
+
+
+def _ball_l2_torch(rho: torch.Tensor, d: int) -> torch.Tensor:
+    """The torch kernel of Theorem S.1: max(table - 4 * allowance, tangent at 1/2). Never above the
+    numpy formula :func:`_ball_l2` (whose betaincinv error the allowance bounds, an estimate) and
+    nondecreasing in rho: the table is (:class:`~wulff.diffmethod.envelope.TangentTable`), a
+    constant shift keeps it so, and the tangent at 1/2 is the very one numpy takes the maximum with."""
+    return torch.maximum(_ball_l2_table(d).torch(rho) - _TABLE_BELOW_FORMULA, _ball_l2_tangent(rho, d))
+
+
 #: (support norm, adversary) -> (name, unit radius, its slope dR/drho, theorem)
 _CASES = {
     ("inf", "l1"): ("cube-l1", _cube_l1, _cube_l1_slope, "Theorem N.3"),
@@ -161,7 +193,7 @@ def derive_uniform(q: Distribution, adversary: str) -> Certificate:
     d = q.d
     if name == "ball-l2":
         radius_unit = lambda rho: unit(rho, d)  # noqa: E731
-        radius_unit_torch = lambda rho: _ball_l2_table(d).torch(rho)  # noqa: E731  (built on first use)
+        radius_unit_torch = lambda rho: _ball_l2_torch(rho, d)  # noqa: E731  (the table built on first use)
     else:
         kernel = _Multiple(unit, d, 2.0 if name == "cube-l1" else -2.0 * (1 - _SHAVE))
         radius_unit, radius_unit_torch = kernel, kernel.torch

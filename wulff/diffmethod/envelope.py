@@ -37,15 +37,16 @@ def _log1p_ratio(x: np.ndarray) -> np.ndarray:
 
 def _piece_integral(c: np.ndarray, e: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """int_a^b dp / (c p + e) = (b - a) / (c a + e) * log(1 + x) / x, x = c (b - a) / (c a + e)
-    (0 when a >= b; inf when c a + e = 0 < b - a)."""
-    width = np.maximum(b - a, 0.0)
+    (0 when a >= b; inf when c a + e = 0 < b - a). The broadcast shape of the inputs, 0-d included."""
+    shape = np.broadcast(c, e, a, b).shape
+    width = np.atleast_1d(np.maximum(b - a, 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         scaled = width / (c * a + e)
-        out = scaled * _log1p_ratio(np.atleast_1d(c * scaled))
+        out = scaled * _log1p_ratio(c * scaled)
     bad = np.isnan(out)
     if bad.any():  # 0/0 (empty piece) or inf * 0
-        out[bad] = np.where(width[bad] == 0, 0.0, np.inf)
-    return out
+        out[bad] = np.where(np.broadcast_to(width, out.shape)[bad] == 0, 0.0, np.inf)
+    return out.reshape(shape)
 
 
 def _piece_integral_torch(c, e, a, b):
@@ -62,8 +63,10 @@ class OnDevice:
     """Constant float64 arrays copied to a torch device once (per device) and kept."""
 
     def __init__(self, **arrays: np.ndarray):
-        #: the host copies (contiguous float64)
-        self.arrays = {name: np.ascontiguousarray(value, dtype=np.float64) for name, value in arrays.items()}
+        #: the host copies (fresh contiguous float64 with positive strides: np.ascontiguousarray keeps
+        #: a reversed view of one element as it is, stride -8, which torch cannot take)
+        self.arrays = {name: np.array(value, dtype=np.float64, order="C", copy=True)
+                       for name, value in arrays.items()}
         self._copies: dict = {}
 
     def on(self, device) -> dict:
@@ -240,6 +243,13 @@ class TangentTable:
 
     with R_i rounded down and the slopes rounded toward the safe side (Algorithm 2's "round rho down",
     refined by the slope). Outside the grid the formula itself is used. Tabulated in p = 1 - rho.
+
+    Monotone in rho, rounding included: the tabulated values are made nonincreasing in p (each
+    replaced by the smallest value at a smaller p, which only lowers them: the true R decreases in p,
+    and a formula's last-digit noise need not), and between the grid rhos 1 - p[j] < 1 - p[j-1] the
+    larger tangent is capped at values[j-1]. Each tangent is a chain of correctly rounded monotone
+    operations in p0, so the table is nondecreasing within a cell, lies in [values[j], values[j-1]]
+    there, and is hence nondecreasing across cells too.
     """
 
     def __init__(self, radius_unit, Phi, p_grid: np.ndarray):
@@ -249,7 +259,7 @@ class TangentTable:
             values = np.asarray(radius_unit(1.0 - p), dtype=float) * (1.0 - ROUNDING_MARGIN)
             slope = 1.0 / np.asarray(Phi(p), dtype=float)
         ok = np.isfinite(values) & np.isfinite(slope) & (slope > 0)
-        self.p, self.values, self.slope = p[ok], values[ok], slope[ok]
+        self.p, self.values, self.slope = p[ok], np.minimum.accumulate(values[ok]), slope[ok]
         self._locator = Locator(self.p)
         self._formula = radius_unit
         self._device = OnDevice(p=self.p, values=self.values, slope=self.slope)
@@ -278,9 +288,12 @@ class TangentTable:
             left_slope, right_slope
 
     def _between(self, j, p0, table=None):
-        """The larger of the two tangents (numpy, or torch with ``table``)."""
+        """The larger of the two tangents, capped at the value of the larger grid rho (numpy, or
+        torch with ``table``)."""
         left, right, _, _ = self._tangents(j, p0, table)
-        return np.maximum(left, right) if table is None else torch.maximum(left, right)
+        if table is None:
+            return np.minimum(np.maximum(left, right), self.values[j - 1])
+        return torch.minimum(torch.maximum(left, right), table["values"][j - 1])
 
     def slope_torch(self, rho: torch.Tensor) -> torch.Tensor:
         """d/drho of the tabulated radius on rho's device: the slope of the tangent that wins."""

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("private_cache")
 
 ADVERSARIES = ("l1", "l2", "linf")
 NEAR_HALF = [0.5 + 10.0 ** -k for k in range(15, 2, -1)]
-NEAR_ONE = [1 - 10.0 ** -k for k in range(3, 16)]
+NEAR_ONE = [1 - 10.0 ** -k for k in range(3, 16)] + [1 - 2.0 ** -52, 1 - 2.0 ** -53]
 GRID = np.array(sorted(NEAR_HALF + [0.6, 0.9, 0.99] + NEAR_ONE))
 
 
@@ -183,3 +183,24 @@ def test_grid_at_d3072_finite_monotone_and_below_mpmath_at_three_points():
                 if cert.formula is not None and cert.verified_unit is None:
                     cheap = probe if "BetaIncInv" not in str(cert.formula) else probe[1:2]
                     assert np.all(cert.radius(cheap) <= cert.verified_radius(cheap)), (q.name, adversary)
+
+
+# -- issue 25, item 1: the grid at d = 150528, a just above d, hugging rho = 1 ---------------------------
+@pytest.mark.parametrize("b", [1, 40])
+def test_grid_at_d150528_power_inf_direct_certificates_below_theorem_o2(b):
+    """Every direct certificate of PowerInf(d, d + b) against every adversary, read against linf
+    (the norm conversions of Table A.1), on the grid: finite, nondecreasing, and below the mpmath
+    reference of Theorem O.2 at the rho next to 1 (tests/test_tail_soundness.py)."""
+    from test_tail_soundness import power_inf_reference
+
+    d = 150528
+    q = D.PowerInf(d, d + b, lam=1)
+    near = [r for r in GRID if r >= 1 - 1e-12]
+    exact = np.array(power_inf_reference(d, d + b, near))
+    for adversary in ADVERSARIES:
+        for cert in _direct_certificates(q, adversary):
+            linf = cert.converted("linf")
+            values = linf.radius(GRID)
+            assert np.all(np.isfinite(values)) and np.all(np.diff(values) >= 0), adversary
+            at_the_top = linf.radius(np.array(near))
+            assert np.all(at_the_top <= exact), (adversary, at_the_top / exact - 1)

@@ -152,3 +152,55 @@ def test_binomial_sign_sum_lines_hold_at_large_d_and_in_the_far_tail(d):
     for i in picks:
         c, e = float(envelope.c[i]), float(envelope.e[i])
         assert e >= stop_loss(c), (d, i, c, e, float(stop_loss(c)))
+
+
+def discrete_sign_sum_radius(m, d: int, rho: float, dps: int = 40):
+    """Theorem G.6 for gamma = m (2 Bin(d, 1/2) - d), written here independently of the library:
+    Phi(p) = m E[S; top p] is piecewise linear (one piece per support value of S, from the top), and
+    int_{1 - rho}^{1/2} dp / Phi(p) is a sum of logarithms. ``m`` an mpmath number or a rational."""
+    with mpmath.workdps(dps + 10):
+        m, p0 = mpmath.mpf(m), 1 - mpmath.mpf(rho)
+        half, total, below, head = mpmath.mpf(1) / 2, mpmath.mpf(0), mpmath.mpf(0), mpmath.mpf(0)
+        for heads in range(d, -1, -1):  # s = 2 heads - d from the top; Phi(below) = head
+            s = 2 * heads - d
+            top = min(below + mpmath.binomial(d, heads) / mpmath.mpf(2) ** d, half)
+            lo = max(below, p0)
+            if top > lo:
+                at_lo, at_top = head + m * s * (lo - below), head + m * s * (top - below)
+                total += mpmath.log(at_top / at_lo) / (m * s) if s else (top - lo) / head
+            head, below = head + m * s * (top - below), top
+            if below >= half:
+                return total
+    raise AssertionError("the support of S reaches p = 1/2")
+
+
+def test_verified_iid_profile_near_half_finishes():
+    """Found by the soundness audit (issue 25): log cosh against l1 near rho = 1/2 ran mpmath out of
+    memory (tanh(e^y) at a far node y of an infinite quadrature piece needs ~e^y digits). The exact
+    radius is bracketed without the library: gamma = +-tanh|X|, X ~ sech(x) / pi, so
+    Phi(1/2) = E gamma_+ = 1 / pi and |Phi'| <= sup |gamma| = 1 give
+    pi delta <= R <= -log(1 - pi delta) for delta = rho - 1/2 (Theorem G.6)."""
+    from sympy import cosh, log
+
+    rho = 0.5 + 1.9e-13
+    cert = derive(D.IID(log(cosh(D.t)), 8, lam=1.0), "l1")
+    verified = float(cert.verified_radius(rho))
+    with mpmath.workdps(40):
+        delta = mpmath.mpf(rho) - mpmath.mpf(1) / 2
+        low, high = mpmath.pi * delta, -mpmath.log(1 - mpmath.pi * delta)
+    assert verified <= high
+    assert verified >= low * (1 - 1e-9)
+    assert float(cert.radius(rho)) <= verified * (1 + 1e-9)
+
+
+def test_verified_pareto_linf_is_tight_near_one():
+    """Found by the audit (issue 25): Pareto against linf with a + 1 not dyadic (a = 5.39, d = 2)
+    gave a verified radius 0.3 % below the float one at rho = 1 - 2^-53. The certificate is Theorem
+    G.6 for the dominating law (a + 1)(2 Bin(d, 1/2) - d), whose radius is computed here exactly."""
+    rho = 1 - 2.0 ** -53
+    cert = derive(D.Pareto(2, 5.39, lam=1.0), "linf")
+    exact = discrete_sign_sum_radius(mpmath.mpf(639) / 100, 2, rho)
+    verified = float(cert.verified_radius(rho))
+    assert verified <= exact
+    assert verified >= exact * (1 - 1e-9)
+    assert float(cert.radius(rho)) <= verified * (1 + 1e-9)

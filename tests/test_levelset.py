@@ -200,3 +200,37 @@ def test_numeric_radius_law_path_reproduces_the_gaussian():
     p = tail_bound(PowerShift(0.5, 2.0, 0.0), law, d, eps)
     np.testing.assert_allclose(p, norm.sf(eps), rtol=1e-6)
     assert np.all(p <= norm.sf(eps) * (1 + 1e-9))
+
+
+# ---------------------------------------------------------------------------------------------
+# verified mode (issue 25): the Neyman-Pearson radius recomputed in mpmath at the given rho
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("rho", [0.6, 1 - 1e-12])
+def test_verified_level_set_radius_is_the_gaussian_radius(rho):
+    """Within 1e-9 of lam Phi^{-1}(rho) (mpmath, 40 digits), never above it, never below the table:
+    also past the table's end (rho > 1 - 1e-10), where the float path returns its last radius."""
+    import mpmath
+
+    lam = 0.37
+    cert = derive(Gaussian(12, lam=lam), "l2")
+    assert "Neyman-Pearson" in cert.verified_method
+    with mpmath.workdps(40):
+        exact = lam * mpmath.sqrt(2) * mpmath.erfinv(2 * mpmath.mpf(rho) - 1)
+    verified = float(cert.verified_radius(rho))
+    assert exact * (1 - 1e-9) <= verified <= exact
+    assert float(cert.radius(rho)) <= verified
+
+
+def test_cli_derive_verify_covers_the_level_set_certificate(capsys):
+    from wulff.cli import main
+
+    assert main(["derive", "Gaussian", "--d", "12", "--lam", "0.37", "--adversary", "l2",
+                 "--rho", "0.9", "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "verified mode: mpmath Neyman-Pearson radius (Theorem T.1)" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("0.9 ")]
+    assert len(rows) == 2  # the closed form of the differential method, then the level-set table
+    exact = 0.37 * norm.ppf(0.9)
+    for _rho, value, verified, ratio in rows:
+        assert float(value) <= float(verified) and float(ratio) <= 1.0
+        assert abs(float(verified) / exact - 1) < 1e-9

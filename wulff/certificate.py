@@ -568,6 +568,7 @@ class Certificate:
         def converted_verified(rho, dps):  # R / C rounded toward 0 (never up); inf stays inf
             value = float(verified(rho, dps)) * factor
             return value if value >= SMALLEST_KEPT_RADIUS else 0.0  # factor_below's bound needs normals
+        converted_verified.method = getattr(verified, "method", "mpmath envelope lines")
 
         return Certificate(
             adversary=target, lam=self.lam, d=self.d,

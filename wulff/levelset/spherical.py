@@ -20,6 +20,7 @@ from .table import (
     tail_bound,
     tangent_slope,
 )
+from .verified import LevelSetVerifier
 
 METHOD = "level-set table (Theorem T.1, Algorithms 1-2)"
 
@@ -40,16 +41,22 @@ class LevelSetCertificate(Certificate):
     whenever 1 - rho <= p_i. Between grid points rho is rounded down (Algorithm 2); the tangent bound
     (rho - 1/2) / Phi(1/2) covers rho closer to 1/2 than the first grid point; past the last grid
     point the last radius is returned, and rho = 1 gives inf (q has full support, so a set of
-    q-measure zero has measure zero under every shift).
+    q-measure zero has measure zero under every shift). ``radial`` (the Radial(g, 2) form, as
+    :func:`derive` passes it) gives the certificate its verified mode: the Neyman-Pearson radius
+    recomputed in mpmath at the given rho (:mod:`.verified`).
     """
 
-    def __init__(self, table: dict, *, lam: float, d: int, source: str):
+    def __init__(self, table: dict, *, lam: float, d: int, source: str, radial: Radial | None = None):
         self.table = table
         self._on_device: dict = {}
+        verified = None if radial is None else LevelSetVerifier(radial, self._unit_at)
         super().__init__(adversary="l2", method=METHOD, lam=lam, d=d, radius_unit=self._unit,
                          radius_unit_torch=self._unit_torch,
                          formula=None, Phi=None, tight=False, source=source,
-                         theorem="Theorem T.1, Algorithms 1 and 2")
+                         theorem="Theorem T.1, Algorithms 1 and 2", verified_unit=verified)
+
+    def _unit_at(self, rho: float) -> float:
+        return float(self._unit(np.array([rho]))[0])
 
     def _unit(self, rho: np.ndarray) -> np.ndarray:
         return np.where(rho >= 1.0, np.inf, lookup(self.table, rho))
@@ -104,7 +111,7 @@ def derive(q: Distribution, adversary: str = "l2") -> LevelSetCertificate:
     if radial.d < 2:  # W_d has no spread in d = 1 (Lemma U.1): the quadrature's error bound cannot close
         raise NotImplementedError("the level set tables need d >= 2; in d = 1 the differential method's "
                                   "certificates (Theorem M.1) apply")
-    return LevelSetCertificate(table_for(radial), lam=q.lam, d=q.d, source=repr(q))
+    return LevelSetCertificate(table_for(radial), lam=q.lam, d=q.d, source=repr(q), radial=radial)
 
 
 def certified_tail(q: Distribution, radius, *, half_nodes: int | None = None) -> np.ndarray:

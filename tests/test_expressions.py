@@ -113,3 +113,69 @@ def test_cli_derive_in_a_subprocess(marker, tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "error" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 24, item 8: undefined formulas; item 3: bounded reading of cached formulas
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "why"), [("abs(t)/0", "undefined"), ("log(0) + abs(t)", "undefined"),
+                                           ("abs(t) + 0/0", "undefined"), ("abs(t)**3 + sqrt(-1)", "not real"),
+                                           ("abs(t) * log(-1)", "not real")])
+def test_undefined_or_complex_formulas_are_refused(text, why):
+    with pytest.raises(ValueError, match=f"phi: .* is {why}"):
+        parse_expression(text, {"t": sp.Symbol("t")}, what="phi")
+
+
+@pytest.mark.parametrize("command", [["derive", "abs(t)/0", "--d", "2"],
+                                     ["compare", "--d", "8", "--psi", "abs(t)/0", "--families", "Laplace",
+                                      "--adversary", "l1"]])
+def test_cli_undefined_formula_is_a_one_line_error(command, capsys, monkeypatch):
+    """`wulff derive "abs(t)/0"` and `wulff compare --psi "abs(t)/0"` ended in KeyError 'ComplexInfinity'."""
+    monkeypatch.setenv("WULFF_CACHE_DIR", "off")
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "undefined" in err and "abs(t)/0" in err
+
+
+def test_exact_arithmetic_in_user_text_is_bounded():
+    t = sp.Symbol("t")
+    for text, message in [("abs(t) * (10**9999)**9999", "too large"), ("abs(t) * gamma(10**9)", "gamma of"),
+                          ("abs(t) + 9**99999", "exponent")]:
+        with pytest.raises(ValueError, match=message):
+            parse_expression(text, {"t": t}, what="phi")
+    assert parse_expression("abs(t)**3 / gamma(200)", {"t": t}) == sp.Abs(t) ** 3 / sp.factorial(199)
+
+
+RHO_TEXT = "Symbol('rho', positive=True)"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("Pow(Integer(9), Integer(99999999))", "exponent"),
+    ("Pow(Pow(Integer(2), Integer(10000)), Integer(10000))", "too large"),
+    ("factorial(Integer(100000000))", "factorial of"),
+    ("gamma(Integer(100000000))", "gamma of"),
+    ("lowergamma(Integer(100000), Integer(1))", "lowergamma of"),
+    ("polygamma(Integer(300), Integer(300))", "polygamma of"),
+    ("Integer(" + "9" * 1001 + ")", "digits"),
+    ("floor(Float('1e100000000', precision=53))", "decimal exponent"),
+    ("Float('1.5', precision=1000000000)", "precision"),
+    ("Symbol('lambda')", "'lambda' is not an allowed symbol name"),
+    ("Symbol('exp')", "'exp' is not an allowed symbol name"),
+    ("Symbol('print')", "'print' is not an allowed symbol name"),
+    ("Symbol('__class__')", "not an allowed symbol name"),
+    ("Symbol('rho', evaluate=False)", "keyword 'evaluate'"),
+    ("Mul(Symbol('x'), " + RHO_TEXT + ")", "unexpected symbol 'x'"),
+    ("Add(" + ", ".join([RHO_TEXT] * 30_000) + ")", "longer than"),
+])
+def test_cached_formulas_are_read_with_bounds(text, message):
+    """What the restricted parser admits from a cache file can neither hang it (exact arithmetic) nor
+    break the code sympy generates from it (symbol names), and it answers at once."""
+    with pytest.raises(ValueError, match=message):
+        parse_srepr(text, symbols=("rho", "p"))
+
+
+def test_cached_formulas_within_the_bounds_still_read():
+    rho = sp.Symbol("rho", positive=True)
+    expr = (sp.Rational(150527, 2) * sp.gamma(sp.Rational(3, 2)) * (rho - sp.Rational(1, 2)) ** 2
+            + 2 ** sp.Rational(7, 2) * sp.log(2 * rho - 1) + sp.Float("0.25", 53))
+    assert parse_srepr(sp.srepr(expr), symbols=("rho", "p")) == expr

@@ -139,3 +139,25 @@ def test_radial_gaussian_matches_iid_gaussian():
     """Radial(r^2/2, 2) is the Gaussian: its coordinates are N(0, lam^2)."""
     x = draw(D.Radial(D.r ** 2 / 2, 2, 10, lam=1.3))
     assert_law(x[:, 4], stats.norm(scale=1.3).cdf)
+
+
+@pytest.mark.parametrize("d,a,u", [(150528, 150568.0, 1e-17), (150528, 150568.0, 1e-300), (3072, 3112.0, 1e-20),
+                                   (4, 9.0, 1e-18)])
+def test_beta_prime_quantiles_far_in_both_tails(d, a, u):
+    """ppf and isf of the BetaPrime radius law invert the CDF and the survival function even where
+    1 - u rounds to 1 (once, ppf(1e-17) at d = 150528 came back as 0.99 instead of ~1250)."""
+    import mpmath as mp
+
+    law = D.PowerInf(d, a=a, lam=1.0).radius_law
+    mp.mp.dps = 40
+
+    def cdf(x):  # R ~ BetaPrime(d, a - d): P(R <= x) = I_{x / (1 + x)}(d, a - d), computed independently
+        return mp.betainc(d, a - d, 0, mp.mpf(x) / (1 + mp.mpf(x)), regularized=True)
+
+    def sf(x):  # P(R > x) = P(1 - B < 1 / (1 + x)) with 1 - B ~ Beta(a - d, d) (1 - cdf cannot resolve 1e-300)
+        return mp.betainc(a - d, d, 0, 1 / (1 + mp.mpf(x)), regularized=True)
+
+    lower, upper = float(law.ppf(u)), float(law.isf(u))
+    assert 0 < lower < upper
+    assert abs(cdf(lower) / u - 1) < 1e-6
+    assert abs(sf(upper) / u - 1) < 1e-6

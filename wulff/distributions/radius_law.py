@@ -181,13 +181,16 @@ class BetaPrimePowerLaw(RadiusLaw):
         _, b1 = self._to_beta(x)
         return special.betainc(self.beta, self.alpha, b1)
 
+    # B = cR^k/(1 + cR^k) ~ Beta(alpha, beta) and 1 - B ~ Beta(beta, alpha): each of B and 1 - B is inverted
+    # from its own tail probability (betainccinv for the upper one), never from 1 - u, which rounds to 1
+    # for u < 2^-53 and would put the far tail at the wrong end.
     def ppf(self, u):
-        b = special.betaincinv(self.alpha, self.beta, u)
-        return self._from_beta(b, special.betaincinv(self.beta, self.alpha, 1 - np.asarray(u, dtype=float)))
+        return self._from_beta(special.betaincinv(self.alpha, self.beta, u),
+                               special.betainccinv(self.beta, self.alpha, u))
 
     def isf(self, u):
-        b1 = special.betaincinv(self.beta, self.alpha, u)
-        return self._from_beta(special.betaincinv(self.alpha, self.beta, 1 - np.asarray(u, dtype=float)), b1)
+        return self._from_beta(special.betainccinv(self.alpha, self.beta, u),
+                               special.betaincinv(self.beta, self.alpha, u))
 
     def logpdf(self, x):
         x = np.asarray(x, dtype=float)

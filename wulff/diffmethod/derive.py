@@ -22,7 +22,7 @@ import numpy as np
 import sympy as sp
 import torch
 
-from wulff.cache import cached, check_not_above, definition_radius, spot_checks
+from wulff.cache import cached, check_not_above, definition_radius, spot_checks, spot_rows
 from wulff.certificate import UNIT_ROUNDOFF, Certificate, check_adversary, exact_scale, factor_below
 from wulff.distributions import IID, Distribution
 from wulff.distributions import r as r_symbol
@@ -466,8 +466,9 @@ def _phi_upper(law, p: np.ndarray) -> np.ndarray:
 
 def _check_loaded(payload: dict, q: Distribution, adversary: str) -> None:
     """Re-check a payload read from disk against its own definition before it is used (wulff.cache):
-    formulas in rho and p only, envelope lines on or above the stop-loss of the law of gamma rebuilt
-    from q (Definition G.4), the radius at fixed and random rho within LOADED_RTOL of
+    formulas in rho and p only, envelope lines (the first, the last, evenly spaced and random ones) on
+    or above the stop-loss of the law of gamma rebuilt from q (Definition G.4), the radius at fixed
+    and random rho within LOADED_RTOL of
     R(rho) = int_{1-rho}^{1/2} dp / Phi(p) (Theorem G.6), and Phi (which sets the tangent at 1/2) not
     below the law's at p = 1/2 and at the rho <= 0.99 among those. Raises on any disagreement."""
     _check_payload(payload)
@@ -477,18 +478,25 @@ def _check_loaded(payload: dict, q: Distribution, adversary: str) -> None:
     law = gamma_law(form, adversary)
     lines = payload["envelope"]
     if lines is not None:
-        c = np.maximum(np.asarray(lines["c"], dtype=float), 0.0)
+        rows = spot_rows(np.size(lines["c"]), 32)
+        c = np.maximum(np.asarray(lines["c"], dtype=float)[rows], 0.0)
         needed = np.where(c >= law.sign.sup(law.magnitude), 0.0, law.stop_loss(c))  # gamma <= sup
-        check_not_above(needed, lines["e"], what="the stop-loss under an envelope line", rtol=1e-9)
+        check_not_above(needed, np.asarray(lines["e"], dtype=float)[rows], rtol=1e-9,
+                        what="the stop-loss under an envelope line")
         if lines["infinite_at_one"] and not law.magnitude.tail_integral_diverges:
             raise ValueError("the envelope claims an infinite radius at rho = 1; the law's tail does not diverge")
     radius_unit, Phi_unit = _unit_functions(payload)[:2]
     rho_points = spot_checks(_CHECK_RHO, 0.5 + 1e-6, 1 - 1e-9, 4)
-    reference = definition_radius(lambda x: _phi_upper(law, x), rho_points)
-    check_not_above(radius_unit(rho_points), reference, what="a cached radius", rtol=LOADED_RTOL)
     p_points = np.append(1 - rho_points[rho_points <= 0.99], 0.5)  # where the law's quantiles are accurate
-    check_not_above(_phi_upper(law, p_points) * (1 - LOADED_RTOL), Phi_unit(p_points), what="the law's Phi",
-                    rtol=0.0)
+    at_points = {}
+
+    def phi(x):  # one pass of the law's (costly) quantiles over the quadrature nodes and p_points
+        values = _phi_upper(law, np.concatenate([x, p_points]))
+        at_points["Phi"] = values[x.size:]
+        return values[:x.size]
+    reference = definition_radius(phi, rho_points)
+    check_not_above(radius_unit(rho_points), reference, what="a cached radius", rtol=LOADED_RTOL)
+    check_not_above(at_points["Phi"] * (1 - LOADED_RTOL), Phi_unit(p_points), what="the law's Phi", rtol=0.0)
 
 
 def _method(payload: dict) -> str:

@@ -15,12 +15,11 @@ ROOT = Path(wulff.__file__).parent
 
 #: layer of each top-level part of the package, from the bottom up
 LAYERS = {
-    "errors": 0, "catalog": 0, "expressions": 0, "special": 0, "cache": 0, "checks": 0, "progress": 0,
-    "locking": 0,
+    "errors": 0, "catalog": 0, "expressions": 0, "special": 0, "cache": 0, "progress": 0, "locking": 0,
     "distributions": 1, "splitting": 1,
     "certificate": 2,
     "diffmethod": 3, "levelset": 3, "uniform": 3,
-    "selector": 4,
+    "selector": 4, "smoothing": 4,
     "certify": 5, "train": 5, "advisor": 5, "experiment": 5,
     "cli": 6, "__main__": 6,
 }
@@ -92,3 +91,17 @@ def test_no_import_cycle():
     for start in sorted(edges):
         if start not in state:
             visit(start, [start])
+
+
+def test_every_declared_layer_exists():
+    parts = {path.relative_to(ROOT).parts[0].removesuffix(".py") for path in ROOT.rglob("*.py")}
+    stale = sorted(set(LAYERS) - parts)
+    assert not stale, f"layers declared for parts that do not exist: {stale}"
+
+
+def test_train_and_certify_do_not_import_each_other():
+    """What both need (the noisy forward pass, the soft smoothed classifier, PGD) lives below them in
+    wulff.smoothing; training never reaches into certification for it."""
+    crossing = [(m, n) for m, targets in graph().items() for n in targets
+                if m.startswith("wulff.train") and n.startswith("wulff.certify")]
+    assert not crossing, "train -> certify imports: " + ", ".join(f"{m} -> {n}" for m, n in crossing)

@@ -14,7 +14,7 @@ DistributedDataParallel sees one forward per backward.
   ``weight`` = 6 (the reference code's value).
 * ``smoothadv`` -- adversarial training of the smoothed classifier (Salman et al., 2019): x' maximizes
   CE(G(x'), y) over ||x' - x|| <= eps by ``steps`` PGD steps of size 2 eps / steps on fixed draws
-  (:func:`wulff.certify.attack.pgd_smoothed`, l1 with the sparse step of the reference code), then the
+  (:func:`wulff.smoothing.pgd_smoothed`, l1 with the sparse step of the reference code), then the
   loss is CE(G(x'), y) on the same draws. eps grows linearly over the first half of training:
   epoch e (from 0) of E uses eps min(1, (e + 1) / ceil(E / 2)). Defaults: ``m`` = 4 draws,
   ``steps`` = 20, ``eps`` = 0.5 (in the adversary's norm, input units), ``adversary`` = the noise's
@@ -53,10 +53,10 @@ import torch
 import torch.nn.functional as F
 
 from wulff.catalog import ADVERSARIES
-from wulff.certify.attack import draw_noise, full_precision, noisy_logits, pgd_smoothed, soft_log_probs
 from wulff.distributions import Distribution
 from wulff.errors import parse_number
 from wulff.selector import certified_radius
+from wulff.smoothing import draw_noise, full_precision, noisy_inputs, noisy_logits, pgd_smoothed, soft_log_probs
 from wulff.splitting import SplittingNoise
 
 #: the norm each named family is built for (the paper's pairing); others go by their structure
@@ -90,17 +90,6 @@ def _radius(q: Distribution, rho: torch.Tensor, adversary: str) -> torch.Tensor:
     """The certified radius at soft probability rho, through :func:`wulff.certified_radius` (a torch
     tensor in, a tensor on its device out, carrying the gradient dR/drho)."""
     return certified_radius(q, rho, adversary)
-
-
-def noisy_inputs(q: Distribution | SplittingNoise, x: torch.Tensor,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """x + delta with one fresh delta ~ q per example; for DSSN noise the splitting transform
-    T(x, s) at one uniform offset per example (:meth:`wulff.splitting.SplittingNoise.random_offsets`),
-    the distribution its certificate averages over."""
-    if isinstance(q, SplittingNoise):
-        return q.random_offsets(x, generator)
-    noise = q.sample(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
-    return x + noise.view_as(x)
 
 
 def noisy_loss(model: torch.nn.Module, q: Distribution | SplittingNoise, x: torch.Tensor, y: torch.Tensor,

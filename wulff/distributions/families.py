@@ -2,158 +2,198 @@
 :class:`Radial` or :class:`Uniform`, so ``isinstance(q, Laplace)`` holds and ``repr(q)`` rebuilds q.
 Every one takes ``d`` and exactly one of ``lam=`` or ``sigma=`` (sigma^2 = E||delta||_2^2 / d).
 
-The names, shape parameters, defaults and example values live in the light table
-:data:`wulff.catalog.FAMILIES`; :mod:`wulff.distributions.registry` builds a family from its name.
+A family is one declaration plus one class. The declaration (:class:`wulff.catalog.FamilyInfo`:
+structure, norm, shape parameters with their rules, defaults and examples, natural adversary, level
+sets) lives in the light table :data:`wulff.catalog.FAMILIES`, where ``wulff --help`` reads it
+without sympy; a family defined outside wulff may carry it as the class attribute ``declaration``,
+which registers it. The class writes only the profile formula (:meth:`NamedFamily.profile_formula`);
+:class:`NamedFamily` reads the declaration for the constructor's signature, its parameter checks and
+error messages, and the structural class's arguments. :mod:`wulff.distributions.registry` builds a
+family from its name.
 """
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
+from typing import ClassVar
+
 import sympy as sp
 
-from wulff.catalog import FAMILIES
+from wulff.catalog import FAMILIES, FamilyInfo, register_family
 
 from .base import check_dimension, check_real
 from .structures import IID, Radial, Uniform
 from .symbols import r, t
 
+#: the family classes by name, in catalog order (a registered family's class is added when defined)
+FAMILY_CLASSES: dict[str, type[NamedFamily]] = {}
 
-def _j_below_d(j, d: int) -> float:
-    return check_real("j", j, high=d, rule=f"j < d = {d}")
+
+def _signature(info: FamilyInfo) -> inspect.Signature:
+    """(d, <shape parameters in order, with their defaults>, lam=None, sigma=None), from the declaration."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    shape = [inspect.Parameter(p.name, kind, annotation=float,
+                               default=inspect.Parameter.empty if p.default is None else p.default)
+             for p in info.parameters]
+    return inspect.Signature([inspect.Parameter("d", kind, annotation=int), *shape,
+                              inspect.Parameter("lam", kind, default=None, annotation=float | None),
+                              inspect.Parameter("sigma", kind, default=None, annotation=float | None)])
+
+
+def checked_shape(info: FamilyInfo, d: int, values: Mapping[str, object]) -> dict[str, float]:
+    """The shape parameters as floats, each checked against its declared rule (a ValueError "a must
+    satisfy a > d/k = 4 (normalizable); got a = 4"), in the order the rules read one another."""
+    context: dict[str, float] = {"d": d, **info.fixed}
+    for parameter in info.validation_order():
+        low, high = parameter.limits(context)
+        context[parameter.name] = check_real(parameter.name, values[parameter.name], low=low, high=high,
+                                             rule=parameter.rule(context))
+    return {key: context[key] for key in info.shape}
+
+
+def _structural_class(cls: type) -> type:
+    """IID, Radial or Uniform: the first class of the MRO that is not a named family."""
+    return next(c for c in cls.__mro__ if not issubclass(c, NamedFamily))
 
 
 class NamedFamily:
-    """Marks a named family of Table A.1 (a mixin in front of IID, Radial or Uniform)."""
+    """Marks a named family of Table A.1 (a mixin in front of IID, Radial or Uniform) and builds it
+    from its declaration: ``Family(d, <shape parameters>, lam=None, sigma=None)``."""
 
+    #: the family's declaration (from :data:`wulff.catalog.FAMILIES`, or given by the class itself)
+    declaration: ClassVar[FamilyInfo | None] = None
     #: the shape parameters besides d, lam and sigma, in constructor order
     shape_parameters: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        info = FAMILIES.get(cls.__name__)
-        if info is not None:
-            cls.shape_parameters = info.shape
+        own = cls.__dict__.get("declaration")
+        info = own if own is not None else FAMILIES.get(cls.__name__)
+        if info is None:  # an intermediate class (ExpRadialFamily): no family of its own
+            return
+        structural = _structural_class(cls)
+        if not isinstance(info, FamilyInfo) or info.name != cls.__name__ or info.structure != structural.kind:
+            raise ValueError(f"family class {cls.__name__} ({structural.__name__}) does not match its declaration "
+                             f"{info!r}")
+        if own is not None:
+            register_family(own)
+        cls.declaration = info
+        cls.shape_parameters = info.shape
+        cls.__signature__ = _signature(info)
+        FAMILY_CLASSES[info.name] = cls
+
+    def __init__(self, *args, **kwargs):
+        info = type(self).declaration
+        if info is None:
+            raise TypeError(f"{type(self).__name__} is not a declared family; instantiate one of its subclasses")
+        try:
+            given = type(self).__signature__.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{info.name}{type(self).__signature__}: {exc}") from None
+        given.apply_defaults()
+        values = dict(given.arguments)
+        d = check_dimension(values["d"])
+        shape = checked_shape(info, d, values)
+        exact = {key: sp.nsimplify(value) for key, value in {**info.fixed, **shape}.items()}
+        common = {"lam": values["lam"], "sigma": values["sigma"], "name": info.name, "params": shape,
+                  "sigma_condition": info.sigma_condition({"d": d, **info.fixed, **shape})}
+        structural = self.structural_class
+        if structural is Uniform:
+            Uniform.__init__(self, info.norm, d, **common)
+        elif structural is Radial:
+            Radial.__init__(self, self.profile_formula(**exact), info.norm, d, **common)
+        else:
+            IID.__init__(self, self.profile_formula(**exact), d, **common)
+
+    @staticmethod
+    def profile_formula(**shape) -> sp.Expr:
+        """The profile at unit scale in the exact shape (and fixed) parameters: phi(t) for an iid
+        family, g(r) for a radial one (a uniform family has none)."""
+        raise NotImplementedError
 
     @property
     def structural_class(self) -> type:
         """IID, Radial or Uniform: the structure this family is a case of (cache keys use it)."""
-        return next(c for c in type(self).__mro__ if not issubclass(c, NamedFamily))
-
-    def _shape(self, **values) -> dict[str, float]:
-        return {k: values[k] for k in self.shape_parameters}
+        return _structural_class(type(self))
 
 
 class Gaussian(NamedFamily, IID):
     """q ∝ exp(-||x/lam||_2^2 / 2)."""
 
-    def __init__(self, d: int, lam: float | None = None, sigma: float | None = None):
-        IID.__init__(self, t ** 2 / 2, d, lam=lam, sigma=sigma, name="Gaussian")
+    @staticmethod
+    def profile_formula() -> sp.Expr:
+        return t ** 2 / 2
 
 
 class Laplace(NamedFamily, IID):
     """q ∝ exp(-||x/lam||_1)."""
 
-    def __init__(self, d: int, lam: float | None = None, sigma: float | None = None):
-        IID.__init__(self, sp.Abs(t), d, lam=lam, sigma=sigma, name="Laplace")
+    @staticmethod
+    def profile_formula() -> sp.Expr:
+        return sp.Abs(t)
 
 
 class ExpP(NamedFamily, IID):
     """q ∝ exp(-||x/lam||_p^p), iid coordinates, any p > 0 (Corollaries M.3, M.4)."""
 
-    def __init__(self, d: int, p: float, lam: float | None = None, sigma: float | None = None):
-        p = check_real("p", p, low=0.0, rule="p > 0")
-        IID.__init__(self, sp.Abs(t) ** sp.nsimplify(p), d, lam=lam, sigma=sigma, name="ExpP", params={"p": p})
+    @staticmethod
+    def profile_formula(p) -> sp.Expr:
+        return sp.Abs(t) ** p
 
 
 class Pareto(NamedFamily, IID):
     """q ∝ prod_i (1 + |x_i|/lam)^-(a+1), a > 0 (Theorem Q.1); sigma finite for a > 2."""
 
-    def __init__(self, d: int, a: float, lam: float | None = None, sigma: float | None = None):
-        a = check_real("a", a, low=0.0, rule="a > 0")
-        IID.__init__(self, (sp.nsimplify(a) + 1) * sp.log(1 + sp.Abs(t)), d, lam=lam, sigma=sigma,
-                     name="Pareto", params={"a": a}, sigma_condition="a > 2")
+    @staticmethod
+    def profile_formula(a) -> sp.Expr:
+        return (a + 1) * sp.log(1 + sp.Abs(t))
 
 
 class ExpRadialFamily(NamedFamily, Radial):
-    """q ∝ ||x/lam||^-j exp(-||x/lam||^k) in the norm ``NORM``: R^k ~ Gamma((d - j)/k) (Lemma U.3).
-    Subclasses fix the norm (and may drop j, keeping j = 0)."""
+    """q ∝ ||x/lam||^-j exp(-||x/lam||^k) in the declared norm: R^k ~ Gamma((d - j)/k) (Lemma U.3).
+    Subclasses fix the norm (and may fix j = 0)."""
 
-    NORM: int | str = 2
-
-    def __init__(self, d: int, k: float = 1, j: float = 0, lam: float | None = None, sigma: float | None = None):
-        d = check_dimension(d)
-        k = check_real("k", k, low=0.0, rule="k > 0")
-        j = _j_below_d(j, d)
-        g = r ** sp.nsimplify(k) + sp.nsimplify(j) * sp.log(r)
-        Radial.__init__(self, g, self.NORM, d, lam=lam, sigma=sigma, name=type(self).__name__,
-                        params=self._shape(k=k, j=j))
+    @staticmethod
+    def profile_formula(k, j) -> sp.Expr:
+        return r ** k + j * sp.log(r)
 
 
 class ExpInf(ExpRadialFamily):
     """q ∝ ||x/lam||_inf^-j exp(-||x/lam||_inf^k), k > 0, j < d (Theorems N.1, N.2, N.4, N.5)."""
 
-    NORM = "inf"
-
 
 class Exp2(ExpRadialFamily):
     """q ∝ ||x/lam||_2^-j exp(-||x/lam||_2^k), k > 0, j < d (Theorem R.1, Example T.2)."""
-
-    NORM = 2
 
 
 class Exp1(ExpRadialFamily):
     """q ∝ exp(-||x/lam||_1^k), k > 0 (Theorems P.1, P.3)."""
 
-    NORM = 1
-
-    def __init__(self, d: int, k: float = 1, lam: float | None = None, sigma: float | None = None):
-        super().__init__(d, k, 0, lam=lam, sigma=sigma)
-
 
 class PowerRadialFamily(NamedFamily, Radial):
-    """q ∝ (1 + ||x/lam||^k)^-a in the norm ``NORM``: R^k ~ BetaPrime(d/k, a - d/k); a > d/k, finite
+    """q ∝ (1 + ||x/lam||^k)^-a in the declared norm: R^k ~ BetaPrime(d/k, a - d/k); a > d/k, finite
     sigma for a > (d+2)/k. Subclasses fix the norm (and may fix k = 1)."""
 
-    NORM: int | str = 2
-
-    def __init__(self, d: int, a: float, k: float = 1, lam: float | None = None, sigma: float | None = None):
-        d = check_dimension(d)
-        k = check_real("k", k, low=0.0, rule="k > 0")
-        a = check_real("a", a, low=d / k, rule=f"a > d/k = {d / k:g} (normalizable)")
-        Radial.__init__(self, sp.nsimplify(a) * sp.log(1 + r ** sp.nsimplify(k)), self.NORM, d, lam=lam,
-                        sigma=sigma, name=type(self).__name__, params=self._shape(a=a, k=k),
-                        sigma_condition=f"a > (d + 2)/k = {(d + 2) / k:g}")
+    @staticmethod
+    def profile_formula(a, k) -> sp.Expr:
+        return a * sp.log(1 + r ** k)
 
 
 class PowerInf(PowerRadialFamily):
     """q ∝ (1 + ||x/lam||_inf)^-a, a > d; sigma finite for a > d + 2 (Theorems O.1, O.2)."""
 
-    NORM = "inf"
-
-    def __init__(self, d: int, a: float, lam: float | None = None, sigma: float | None = None):
-        super().__init__(d, a, 1, lam=lam, sigma=sigma)
-
 
 class Power2(PowerRadialFamily):
     """q ∝ (1 + ||x/lam||_2^k)^-a, a > d/k; sigma finite for a > (d + 2)/k (Example T.3)."""
-
-    NORM = 2
 
 
 class UniformCube(NamedFamily, Uniform):
     """Uniform on [-lam, lam]^d (Theorems N.3, N.6)."""
 
-    def __init__(self, d: int, lam: float | None = None, sigma: float | None = None):
-        Uniform.__init__(self, "inf", d, lam=lam, sigma=sigma, name="UniformCube")
-
 
 class UniformBall(NamedFamily, Uniform):
     """Uniform on the l2 ball of radius lam (Theorem S.1)."""
 
-    def __init__(self, d: int, lam: float | None = None, sigma: float | None = None):
-        Uniform.__init__(self, 2, d, lam=lam, sigma=sigma, name="UniformBall")
-
-
-#: the family classes by name (the order of :data:`wulff.catalog.FAMILIES`)
-FAMILY_CLASSES: dict[str, type[NamedFamily]] = {name: globals()[name] for name in FAMILIES}
 
 #: every named family with its example shape parameters (numbers, or functions of d): kept for
 #: older code; :mod:`wulff.distributions.registry` is the interface

@@ -11,33 +11,51 @@ through :func:`build`. Shape parameters given as strings are read with ``float()
 A shape parameter the paper gives no default for is required, except with ``examples=True`` (for
 ``wulff derive``, ``wulff distributions`` and the demo), which fills in the documented example
 value of :data:`wulff.catalog.FAMILIES` (e.g. ExpP p = 1.5, Pareto a = 4, PowerInf a = d + 10).
+
+Every fact comes from the family's one declaration (:class:`wulff.catalog.FamilyInfo`); a family
+class defined elsewhere with its own ``declaration`` is registered when its class is defined, and
+:func:`unregister` removes it again.
 """
 from __future__ import annotations
 
 import numbers
 
-from wulff.catalog import FAMILIES, FAMILY_NAMES, FamilyInfo, canonical_family
+from wulff.catalog import FAMILIES, FamilyInfo, canonical_family, unregister_family
+from wulff.catalog import family_names as _catalog_names
 from wulff.errors import ParameterError, parse_number
 
 
 def _info(name) -> FamilyInfo:
     canonical = canonical_family(name)
     if canonical is None:
-        raise ParameterError(f"unknown distribution {name!r}; choose one of {', '.join(FAMILY_NAMES)} "
+        raise ParameterError(f"unknown distribution {name!r}; choose one of {', '.join(_catalog_names())} "
                              "(any case)")
     return FAMILIES[canonical]
 
 
 def family_names() -> tuple[str, ...]:
-    """The names of the named families, as their classes spell them."""
-    return FAMILY_NAMES
+    """The names of the named families (built-in and registered), as their classes spell them."""
+    return _catalog_names()
 
 
 def family(name: str) -> type:
     """The class of the named family ``name``, matched in any case ("laplace", "LAPLACE" -> Laplace)."""
     from . import families
 
-    return families.FAMILY_CLASSES[_info(name).name]
+    info = _info(name)
+    if info.name not in families.FAMILY_CLASSES:
+        raise ParameterError(f"the family {info.name} is declared but has no class (define a NamedFamily "
+                             f"subclass named {info.name})")
+    return families.FAMILY_CLASSES[info.name]
+
+
+def unregister(name: str) -> None:
+    """Forget a registered family (its declaration and class); a built-in family is a ValueError."""
+    from . import families
+
+    known = canonical_family(name)
+    unregister_family(name)
+    families.FAMILY_CLASSES.pop(known, None)
 
 
 def shape_parameters(name: str) -> tuple[str, ...]:
@@ -123,7 +141,7 @@ def spec(q) -> dict:
     from .families import NamedFamily
 
     if not isinstance(q, NamedFamily):
-        raise ParameterError(f"only a named family ({', '.join(FAMILY_NAMES)}) can be saved as a spec; "
+        raise ParameterError(f"only a named family ({', '.join(_catalog_names())}) can be saved as a spec; "
                              f"got {q!r}")
     return {"name": q.name, "params": {k: float(v) for k, v in q.params.items()}, "d": int(q.d),
             "lam": float(q.lam)}
@@ -147,5 +165,5 @@ def from_spec(data: dict):
     return build(data["name"], int(d), lam=_number("spec", "lam", data["lam"]), **params)
 
 
-__all__ = ["family", "family_names", "shape_parameters", "default_parameters", "example_parameters",
+__all__ = ["family", "family_names", "unregister", "shape_parameters", "default_parameters", "example_parameters",
            "check_parameters", "build", "spec", "from_spec"]

@@ -1,6 +1,8 @@
 """Monte Carlo certification of smoothed classifiers (Cohen et al., 2019) with any certificate the
 library derives (Yang et al., 2020, Section 6).
 
+* :class:`SmoothedClassifier` — the interface both smoothed classifiers implement (one voting loop,
+  the hooks :func:`certify_dataset` calls; :mod:`wulff.certify.classifier`).
 * :class:`Smoothed` — ``predict`` and ``certify`` for one input; radii against l1, l2 and linf from
   one sampling pass, via the best certificate (:mod:`wulff.selector`); ``certify_adaptive`` stops
   as soon as a sequential test valid at every look has decided (:mod:`wulff.certify.adaptive`).
@@ -20,6 +22,7 @@ from .analysis import (
     radius_grid,
     upper_envelopes,
 )
+from .classifier import SmoothedClassifier
 from .dataset import certify_dataset, shard_indices
 from .derandomized import DerandomizedSmoothed, dssn_certification, smoothed_classifier
 from .results import Results, ResultWriter, merge_results, read_results, shard_path
@@ -31,4 +34,5 @@ __all__ = [
     "ResultWriter", "merge_results", "read_results", "shard_path", "Curve", "certified_accuracy",
     "markdown_table", "plot_curves", "radius_grid", "upper_envelopes", "clopper_pearson_lower",
     "two_class_test_passes", "DerandomizedSmoothed", "dssn_certification", "smoothed_classifier",
+    "SmoothedClassifier",
 ]

@@ -33,9 +33,8 @@ from wulff.distributions.base import check_integer
 from wulff.progress import tqdm
 
 from .adaptive import check_radii
-from .derandomized import CLOSED_COLUMN, DerandomizedSmoothed, result_columns
+from .classifier import SmoothedClassifier, check_adversaries
 from .results import MAGIC, Results, ResultWriter, read_results
-from .smoothed import Smoothed, check_certify_arguments
 
 
 def shard_indices(dataset_size: int, skip: int, shard: int, num_shards: int) -> range:
@@ -109,7 +108,7 @@ def input_generator(device: torch.device, seed: int, index: int) -> torch.Genera
     return torch.Generator(device=device).manual_seed((int(seed) * 1_000_003 + int(index)) % (2 ** 63))
 
 
-def certify_dataset(smoothed: Smoothed | DerandomizedSmoothed, dataset: Sequence, out: str | os.PathLike, *,
+def certify_dataset(smoothed: SmoothedClassifier, dataset: Sequence, out: str | os.PathLike, *,
                     n0: int | None = None, n: int | None = None, alpha: float | None = None, batch_size: int,
                     adversaries=("l1", "l2", "linf"), skip: int = 1,
                     shard: int = 0, num_shards: int = 1, seed: int = 0, meta: dict | None = None,
@@ -134,15 +133,7 @@ def certify_dataset(smoothed: Smoothed | DerandomizedSmoothed, dataset: Sequence
     alpha = 0 (a certificate without failure probability); its rows add a ``closed`` column (1 where the
     closed ball of the radius is certified: :func:`~wulff.certify.derandomized.closed_ball_certified`).
     """
-    deterministic = isinstance(smoothed, DerandomizedSmoothed)
-    if deterministic:  # every offset is evaluated: no selection, no estimation sample size, no alpha
-        if adaptive:
-            raise ValueError("adaptive certification is a sequential test on noisy samples; DSSN certifies "
-                             "exactly from its N offsets: leave adaptive=False")
-        n0, n, alpha = 0, smoothed.q.offsets, 0.0
-        batch_size = check_integer("batch_size", batch_size, minimum=1)
-    else:
-        n0, n, alpha, batch_size = check_certify_arguments(n0, n, alpha, batch_size)
+    n0, n, alpha, batch_size = smoothed.check_sampling(n0, n, alpha, batch_size, adaptive)
     if not isinstance(adaptive, bool):
         raise TypeError(f"adaptive must be True or False; got {adaptive!r}")
     radii = check_radii(radii)
@@ -152,7 +143,7 @@ def certify_dataset(smoothed: Smoothed | DerandomizedSmoothed, dataset: Sequence
         raise ValueError(f"radii must be >= 0; got {list(radii)}")
     if max_inputs is not None:
         max_inputs = check_integer("max_inputs", max_inputs, minimum=1)
-    adversaries = Smoothed._check_adversaries(adversaries)
+    adversaries = check_adversaries(adversaries)
     indices = shard_indices(len(dataset), skip, shard, num_shards)
     q = smoothed.q
     settings = dict(meta or {})
@@ -162,7 +153,7 @@ def certify_dataset(smoothed: Smoothed | DerandomizedSmoothed, dataset: Sequence
         alpha=alpha, adversaries=list(adversaries), skip=skip, seed=seed,
         dataset_size=len(dataset), indices_total=len(range(0, len(dataset), skip)),
         shard=shard, num_shards=num_shards)
-    if deterministic:  # absent for Monte Carlo runs, so their older files still resume
+    if smoothed.deterministic:  # absent for Monte Carlo runs, so their older files still resume
         settings.update(deterministic=True)
     if adaptive:  # absent for certify, so files written before adaptive existed still resume
         settings.update(adaptive=True, radii=None if radii is None else list(radii))
@@ -170,7 +161,7 @@ def certify_dataset(smoothed: Smoothed | DerandomizedSmoothed, dataset: Sequence
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             settings["sigma"] = q.sigma
-    columns = result_columns(adversaries, out) if deterministic else None  # DSSN: + the closed-ball flag
+    columns = smoothed.result_columns(adversaries, out)  # DSSN: + the closed-ball flag
     settings = resumable_settings(out, settings)
     with ResultWriter(out, settings, adversaries, columns=columns) as writer:
         todo = [i for i in indices if i not in writer.done]
@@ -185,23 +176,15 @@ def certify_dataset(smoothed: Smoothed | DerandomizedSmoothed, dataset: Sequence
                 x, label = dataset[index]
                 start = time.perf_counter()
                 generator = input_generator(smoothed.device, seed, index)
-                if deterministic:
-                    result = smoothed.certify(x, adversaries, batch_size=batch_size)
-                    samples = result.n
-                elif adaptive:
-                    result = smoothed.certify_adaptive(x, n0 + n, alpha, batch_size, adversaries,
-                                                       radii=radii, generator=generator)
-                    samples = result.n
-                else:
-                    result = smoothed.certify(x, n0, n, alpha, batch_size, adversaries, generator=generator)
-                    samples = n0 + n
+                result, samples = smoothed.certify_input(x, n0, n, alpha, batch_size, adversaries,
+                                                         adaptive=adaptive, radii=radii, generator=generator)
                 seconds = time.perf_counter() - start
                 label = int(label)
                 writer.write({"index": index, "label": label, "prediction": result.prediction,
                               "rho_lower": result.rho_lower, "correct": int(result.prediction == label),
                               "seconds": seconds, "samples": samples,
                               **{f"radius_{a}": r for a, r in result.radius.items()},
-                              **({CLOSED_COLUMN: int(result.closed_ball)} if deterministic else {})})
+                              **smoothed.row_extras(result)})
                 bar.update(1)
         finally:
             bar.close()

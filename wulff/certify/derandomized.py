@@ -61,11 +61,11 @@ import numpy as np
 import torch
 
 from wulff.certificate import check_adversary
-from wulff.errors import NonFiniteError
 from wulff.splitting import SplittingNoise
 
+from .classifier import Certification, SmoothedClassifier, check_adversaries, positive_int
 from .results import columns_for
-from .smoothed import Certification, Smoothed, model_device, one_input
+from .smoothed import Smoothed
 
 #: forward passes per batch when none is given
 DEFAULT_BATCH = 1000
@@ -118,7 +118,7 @@ def dssn_certification(counts, noise: SplittingNoise, adversaries=("l1", "l2", "
     ``closed_ball`` as :func:`closed_ball_certified` says."""
     counts = _check_counts(counts, noise)
     top, _ = _top_two(counts)
-    adversaries = Smoothed._check_adversaries(adversaries)
+    adversaries = check_adversaries(adversaries)
     radius = {a: dssn_radius(counts, noise, a) for a in adversaries}
     return DSSNCertification(top, int(counts[top]) / noise.offsets, radius, int(counts[top]), noise.offsets,
                              closed_ball=closed_ball_certified(counts))
@@ -183,10 +183,11 @@ def _check_counts(counts, noise: SplittingNoise) -> np.ndarray:
     return counts
 
 
-class DerandomizedSmoothed:
+class DerandomizedSmoothed(SmoothedClassifier):
     """A base classifier ``model`` smoothed by DSSN ``noise`` (:class:`wulff.splitting.SplittingNoise`)
     over ``num_classes`` classes: exact class probabilities from N = 2 lam Q forward passes per
-    input, and the deterministic certificate of this module's theorem.
+    input, and the deterministic certificate of this module's theorem. The derandomized
+    implementation of :class:`~wulff.certify.classifier.SmoothedClassifier`.
 
     Inputs must lie on the noise's grid (multiples of 1/Q, e.g. raw pixel levels / Q); put any
     normalization inside ``model``. ``autocast`` and ``channels_last`` as for :class:`Smoothed`.
@@ -195,59 +196,25 @@ class DerandomizedSmoothed:
 
     #: no sampling: certify_dataset records n = N, n0 = 0 and alpha = 0 for it
     deterministic = True
+    copies_name = "transformed inputs"
 
     def __init__(self, model: torch.nn.Module, noise: SplittingNoise, num_classes: int, *,
                  device: torch.device | str | None = None, autocast: torch.dtype | None = None,
                  channels_last: bool = False):
-        if not callable(model):
-            raise TypeError(f"model must be a torch.nn.Module (callable); got {type(model).__name__}")
-        if not isinstance(noise, SplittingNoise):
-            raise TypeError(f"noise must be a wulff.splitting.SplittingNoise; got {type(noise).__name__}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}")
-        if autocast is not None and autocast not in (torch.bfloat16, torch.float16):
-            raise ValueError(f"autocast must be None, torch.bfloat16 or torch.float16; got {autocast!r}")
-        self.model = model
-        self.q = noise
-        self.num_classes = num_classes
-        self.device = torch.device(device) if device is not None else (
-            model_device(model) if isinstance(model, torch.nn.Module) else torch.device("cpu"))
-        self.autocast = autocast
-        self.channels_last = bool(channels_last)
+        super().__init__(model, noise, num_classes, device=device, autocast=autocast, channels_last=channels_last)
 
     def class_counts(self, x: torch.Tensor, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
         """The base classifier's votes over the N offsets of one grid input x (int64, length
         num_classes): p_c(x) = counts[c] / N exactly. NonFiniteError on NaN/inf logits."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        batch_size = positive_int("batch_size", batch_size)
         x = self._check_input(x)
         self.q.grid_levels(x)  # off the grid: a ValueError before any forward pass
-        counts = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)
-        finite = True
-        was_training = getattr(self.model, "training", False)
-        if was_training:
-            self.model.eval()
-        try:
-            with torch.inference_mode(), self._autocast():
-                for start in range(0, self.q.offsets, batch_size):  # transformed a batch at a time
-                    offsets = torch.arange(start, min(start + batch_size, self.q.offsets), device=self.device)
-                    batch = self.q.transform(x.unsqueeze(0).expand(len(offsets), *x.shape), offsets)
-                    if self.channels_last and batch.dim() == 4:
-                        batch = batch.contiguous(memory_format=torch.channels_last)
-                    logits = self.model(batch)
-                    if logits.dim() != 2 or logits.shape != (batch.shape[0], self.num_classes):
-                        raise ValueError(f"the model must map a batch of {batch.shape[0]} inputs to logits of "
-                                         f"shape ({batch.shape[0]}, num_classes = {self.num_classes}); "
-                                         f"got {tuple(logits.shape)}")
-                    finite = finite and bool(torch.isfinite(logits).all())
-                    counts += torch.bincount(logits.argmax(dim=1), minlength=self.num_classes)
-        finally:
-            if was_training:
-                self.model.train()
-        if not finite:
-            raise NonFiniteError("the model returned NaN or infinite logits on transformed inputs: its votes "
-                                 "mean nothing, so nothing is predicted or certified (did its training diverge?)")
-        return counts.cpu().numpy()
+        return self._vote(x, self.q.offsets, batch_size)
+
+    def _copies(self, x: torch.Tensor, start: int, size: int, generator) -> torch.Tensor:
+        """T(x, s_j) for the offsets j = start .. start + size - 1, transformed a batch at a time."""
+        offsets = torch.arange(start, start + size, device=self.device)
+        return self.q.transform(x.unsqueeze(0).expand(size, *x.shape), offsets)
 
     def predict(self, x: torch.Tensor, batch_size: int = DEFAULT_BATCH) -> int:
         """g(x): the class with the most offsets' votes (ties to the smallest index). Exact."""
@@ -259,18 +226,33 @@ class DerandomizedSmoothed:
         (:func:`dssn_certification`); ``n`` of the result is N = 2 lam Q, the forward passes used."""
         return dssn_certification(self.class_counts(x, batch_size), self.q, adversaries)
 
-    def _check_input(self, x) -> torch.Tensor:
-        return one_input(x, self.q.d, self.device)
+    # -- the hooks of certify_dataset ------------------------------------------------------------
+    @staticmethod
+    def _check_noise(noise) -> None:
+        if not isinstance(noise, SplittingNoise):
+            raise TypeError(f"noise must be a wulff.splitting.SplittingNoise; got {type(noise).__name__}")
 
-    def _autocast(self):
-        import contextlib
+    def check_sampling(self, n0, n, alpha, batch_size, adaptive: bool) -> tuple[int, int, float, int]:
+        """Every offset is evaluated: no selection, no estimation sample size, no alpha (n0 = 0,
+        n = N, alpha = 0; n0, n and alpha given are ignored); adaptive certification is refused."""
+        if adaptive:
+            raise ValueError("adaptive certification is a sequential test on noisy samples; DSSN certifies "
+                             "exactly from its N offsets: leave adaptive=False")
+        return 0, self.q.offsets, 0.0, positive_int("batch_size", batch_size)
 
-        if self.autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast)
+    def certify_input(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int,
+                      adversaries: tuple[str, ...], *, adaptive: bool = False, radii=None,
+                      generator: torch.Generator | None = None) -> tuple[DSSNCertification, int]:
+        """:meth:`certify` (exact; the sampling settings and the generator play no part)."""
+        result = self.certify(x, adversaries, batch_size=batch_size)
+        return result, result.n
 
-    def __repr__(self) -> str:
-        return f"DerandomizedSmoothed({type(self.model).__name__}, {self.q!r}, num_classes={self.num_classes})"
+    def result_columns(self, adversaries, out: str | os.PathLike) -> list[str]:
+        """:func:`result_columns`: the default columns plus the closed-ball flag."""
+        return result_columns(adversaries, out)
+
+    def row_extras(self, result: DSSNCertification) -> dict:
+        return {CLOSED_COLUMN: int(result.closed_ball)}
 
 
 def smoothed_classifier(model: torch.nn.Module, noise, num_classes: int, **options):

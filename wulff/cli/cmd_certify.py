@@ -34,7 +34,7 @@ SAMPLING_DEFAULTS = {"n0": 64, "n": 100_000, "alpha": 0.001}
 def check_deterministic_arguments(args: argparse.Namespace, smoothed) -> None:
     """A DSSN model is certified exactly from its offsets: --adaptive, --n0, --n and --alpha, which
     set up sampling, are refused when given (never silently ignored)."""
-    if not getattr(smoothed, "deterministic", False):
+    if not smoothed.deterministic:
         return
     given = [f"--{name}" for name in SAMPLING_DEFAULTS if getattr(args, name) is not None]
     given += ["--adaptive"] if args.adaptive else []
@@ -74,7 +74,7 @@ def certify(args: argparse.Namespace) -> int:
             smoothed = smoothed_classifier(model, q, info.num_classes, autocast=amp,
                                            channels_last=args.channels_last)
             check_deterministic_arguments(args, smoothed)
-            sampling = {} if getattr(smoothed, "deterministic", False) else sampling_arguments(args)
+            sampling = {} if smoothed.deterministic else sampling_arguments(args)
             # the model is identified by its weights (model_sha256, added by certify_dataset), never by the
             # checkpoint's path: a retrained model is refused, the same one under another path resumes
             results = certify_dataset(

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                                  meta=training_meta(args.model, info, q), progress=not args.no_progress)
         model.eval()
         smoothed = smoothed_classifier(model, q, info.num_classes)
-        exact = getattr(smoothed, "deterministic", False)  # DSSN: no sampling, nothing adaptive
+        exact = smoothed.deterministic  # DSSN: no sampling, nothing adaptive
         results = certify_dataset(
             smoothed, test_set, run_dir / f"certify_{adversary}.tsv", n0=settings["n0"], n=settings["n"],
             alpha=args.alpha, batch_size=args.batch_size, adversaries=(adversary,), skip=settings["skip"],

@@ -21,3 +21,18 @@ def private_cache(tmp_path_factory):
     mp.setenv("WULFF_CACHE_DIR", str(tmp_path_factory.mktemp("wulff-cache")))
     yield
     mp.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_key(tmp_path_factory):
+    """The tests sign cache entries with a key of their own (WULFF_CACHE_KEY), never the user's
+    ~/.config/wulff/cache.key; a key given in the environment is kept."""
+    import os
+
+    if os.environ.get("WULFF_CACHE_KEY"):
+        yield
+        return
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WULFF_CACHE_KEY", str(tmp_path_factory.mktemp("wulff-key") / "cache.key"))
+    yield
+    mp.undo()

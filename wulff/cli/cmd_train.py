@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from wulff.catalog import DATASETS, FAMILY_NAMES, MODELS
+from wulff.catalog import DATASETS, FAMILY_NAMES, MODELS, OBJECTIVES
 from wulff.cli.checks import nonnegative_float, nonnegative_int, output_folder, positive_float, positive_int
 from wulff.errors import UserError
 from wulff.locking import claims_output
 
-#: the names of wulff.train.objectives.OBJECTIVES (kept here so that --help does not import torch)
-OBJECTIVE_NAMES = ("noise", "stability", "smoothadv", "direct", "consistency", "macer")
+
+def objective_help() -> tuple[str, str]:
+    """The help of --objective and --objective-param, from the declared objectives (wulff.catalog, read
+    when the parser is built: a registered objective is offered too; no torch is imported)."""
+    names = ", ".join(f"{name} ({info.summary})" if info.summary else name for name, info in OBJECTIVES.items())
+    params = "; ".join(f"{name}: {', '.join(info.defaults)}" for name, info in OBJECTIVES.items() if info.defaults)
+    return (f"training loss: {names}; see docs/objectives.md",
+            "objective parameter, repeatable, e.g. --objective-param m=4 --objective-param adversary=l1 "
+            f"({params})")
 
 
 def add_noise_arguments(p: argparse.ArgumentParser) -> None:
@@ -113,14 +120,9 @@ def register(sub) -> None:
                    help=f"{', '.join(MODELS)} (32x32 inputs) or torchvision:<name>, e.g. torchvision:resnet50 "
                    "for ImageNet (needs torchvision); default mlp")
     add_noise_arguments(p)
-    p.add_argument("--objective", default="noise", choices=OBJECTIVE_NAMES,
-                   help="training loss: noise (augmentation, the default), stability (Li et al. 2019), smoothadv "
-                   "(Salman et al. 2019), direct (smoothed log-likelihood), consistency (Jeong & Shin 2020), "
-                   "macer (Zhai et al. 2020, with this noise's own certified radius); see docs/objectives.md")
-    p.add_argument("--objective-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="objective parameter, repeatable, e.g. --objective-param m=4 --objective-param "
-                   "adversary=l1 (stability: weight; smoothadv: m, steps, eps, adversary; direct: m; "
-                   "consistency: m, lambda, eta; macer: m, beta, gamma, weight, adversary)")
+    objective, objective_param = objective_help()
+    p.add_argument("--objective", default="noise", choices=tuple(OBJECTIVES), help=objective)
+    p.add_argument("--objective-param", action="append", default=[], metavar="KEY=VALUE", help=objective_param)
     p.add_argument("--init", default=None, metavar="CHECKPOINT",
                    help="fine-tune: start from this checkpoint's weights (same --model; a head with another "
                    "number of classes is re-initialised); ignored when OUT/checkpoint.pt is resumed")

@@ -38,6 +38,10 @@ DistributedDataParallel sees one forward per backward.
   NaN or infinite logits) makes the loss NaN instead of reaching the certificate, so a diverging MACER
   run stops like any other (:func:`wulff.train.train_smoothed`: "training diverged in epoch N").
 
+Each objective is declared once, in :data:`wulff.catalog.OBJECTIVES` (its parameters, their rules and
+the line ``wulff train --help`` shows), and its loss is the function of :data:`LOSSES` under the same
+name; :func:`register_objective` adds both for an objective defined elsewhere.
+
 Every numeric parameter has a ceiling, declared with the objective (``OBJECTIVES[name].maximum``) and
 named in the error that refuses a larger value: m <= 1024, steps <= 1000, the loss weights <= 1e6,
 beta and gamma <= 1e4, eps <= 1e6.
@@ -46,23 +50,46 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from wulff.catalog import ADVERSARIES
+from wulff import catalog
+from wulff.catalog import (  # noqa: F401  (the objective declarations, importable from here as before)
+    ADVERSARIES,
+    MAX_DRAWS,
+    MAX_EPS,
+    MAX_SCALE,
+    MAX_STEPS,
+    MAX_WEIGHT,
+    OBJECTIVES,
+    ObjectiveInfo,
+)
 from wulff.distributions import Distribution
 from wulff.errors import parse_number
 from wulff.selector import certified_radius
 from wulff.smoothing import draw_noise, full_precision, noisy_inputs, noisy_logits, pgd_smoothed, soft_log_probs
 from wulff.splitting import SplittingNoise
 
-#: the norm each named family is built for (the paper's pairing); others go by their structure
-NATURAL_ADVERSARY = {"Gaussian": "l2", "Exp2": "l2", "Power2": "l2", "UniformBall": "l2", "Laplace": "l1",
-                     "Exp1": "l1", "ExpP": "l1", "Pareto": "l1", "UniformCube": "l1", "ExpInf": "linf",
-                     "PowerInf": "linf"}
+
+class _DeclaredAdversaries(Mapping):
+    """Family name -> the natural adversary its declaration gives (a live view of wulff.catalog.FAMILIES)."""
+
+    def __getitem__(self, name: str) -> str:
+        return catalog.FAMILIES[name].natural_adversary
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(catalog.FAMILIES)
+
+    def __len__(self) -> int:
+        return len(catalog.FAMILIES)
+
+
+#: the norm each named family is built for (the paper's pairing, declared with the family); others go
+#: by their structure
+NATURAL_ADVERSARY: Mapping[str, str] = _DeclaredAdversaries()
 
 
 def natural_adversary(q: Distribution) -> str:
@@ -140,38 +167,7 @@ def macer_loss(logits: torch.Tensor, y: torch.Tensor, q: Distribution, adversary
     return direct_loss(logits, y) + weight * macer_radius_term(logits, y, q, adversary, beta, gamma)
 
 
-# -- the registry -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ObjectiveInfo:
-    """An objective's parameters: defaults (None: filled in from the noise), their rules, and the largest
-    value each numeric one may take (``maximum``: far above any published setting, low enough that a
-    typo such as m=1e9 is refused before it tries to allocate terabytes)."""
-
-    defaults: dict[str, float | int | str | None]
-    integers: tuple[str, ...] = ()
-    positive: tuple[str, ...] = ()
-    maximum: dict[str, float] = field(default_factory=dict)
-
-
-#: the bounds shared by the objectives: m noisy copies per input (memory and time grow as m x batch x d;
-#: the papers use 1 to 16), PGD steps (SmoothAdv uses up to 10), loss weights and MACER's beta, gamma
-#: (the papers use at most 20), and smoothadv's eps (input units)
-MAX_DRAWS, MAX_STEPS, MAX_WEIGHT, MAX_SCALE, MAX_EPS = 1024, 1000, 1e6, 1e4, 1e6
-
-OBJECTIVES: dict[str, ObjectiveInfo] = {
-    "noise": ObjectiveInfo({}),
-    "stability": ObjectiveInfo({"weight": 6.0}, maximum={"weight": MAX_WEIGHT}),
-    "smoothadv": ObjectiveInfo({"m": 4, "steps": 20, "eps": 0.5, "adversary": None}, ("m", "steps"),
-                               ("m", "steps"), {"m": MAX_DRAWS, "steps": MAX_STEPS, "eps": MAX_EPS}),
-    "direct": ObjectiveInfo({"m": 16}, ("m",), ("m",), {"m": MAX_DRAWS}),
-    "consistency": ObjectiveInfo({"m": 2, "lambda": 10.0, "eta": 0.5}, ("m",), ("m",),
-                                 {"m": MAX_DRAWS, "lambda": MAX_WEIGHT, "eta": MAX_WEIGHT}),
-    "macer": ObjectiveInfo({"m": 16, "beta": 16.0, "gamma": 8.0, "weight": 12.0, "adversary": None},
-                           ("m",), ("m", "beta"),
-                           {"m": MAX_DRAWS, "beta": MAX_SCALE, "gamma": MAX_SCALE, "weight": MAX_WEIGHT}),
-}
-
-
+# -- the registry: each objective's declaration is in wulff.catalog.OBJECTIVES, its loss here ------------
 @dataclass(frozen=True)
 class Objective:
     """A named objective with its parameters (defaults filled in); :meth:`loss` evaluates it."""
@@ -189,20 +185,8 @@ class Objective:
         """The loss on the batch (x, y): one forward pass of ``model``. ``epoch`` of ``epochs`` sets the
         eps warm-up of smoothadv, whose attack runs on ``attack_model`` (default ``model``; the trainer
         passes the model without its DistributedDataParallel wrapper)."""
-        p = self.params
-        if self.name == "noise":
-            return noisy_loss(model, q, x, y, generator)
-        if self.name == "smoothadv":
-            return self._smoothadv(model, q, x, y, generator, epoch, epochs, attack_model or model)
-        m = 2 if self.name == "stability" else int(p["m"])
-        logits = noisy_logits(model, x, draw_noise(q, m, x.shape[0], generator, x.device, x.dtype))
-        if self.name == "stability":
-            return stability_loss(logits, y, p["weight"])
-        if self.name == "direct":
-            return direct_loss(logits, y)
-        if self.name == "consistency":
-            return consistency_loss(logits, y, p["lambda"], p["eta"])
-        return macer_loss(logits, y, q, p["adversary"], p["beta"], p["gamma"], p["weight"])
+        return _loss_function(self.name)(self, model, q, x, y, generator, epoch=epoch, epochs=epochs,
+                                         attack_model=attack_model or model)
 
     def eps_at(self, epoch: int, epochs: int) -> float:
         """smoothadv's eps in epoch ``epoch`` (from 0) of ``epochs``: linear warm-up over the first half."""
@@ -222,6 +206,71 @@ class Objective:
             if was_training:
                 attack_model.train()
         return direct_loss(noisy_logits(model, attacked, noise), y)
+
+
+#: the signature of an objective's loss: (objective, model, q, x, y, generator, *, epoch, epochs,
+#: attack_model) -> the scalar loss of the batch (x, y)
+LossFunction = Callable[..., torch.Tensor]
+
+
+def _noisy_logits(model, q: Distribution, x: torch.Tensor, generator, m: int) -> torch.Tensor:
+    """The logits of m noisy copies of the batch in one forward pass: shape (m, B, C)."""
+    return noisy_logits(model, x, draw_noise(q, m, x.shape[0], generator, x.device, x.dtype))
+
+
+def _noise(objective, model, q, x, y, generator, **_) -> torch.Tensor:
+    return noisy_loss(model, q, x, y, generator)
+
+
+def _stability(objective, model, q, x, y, generator, **_) -> torch.Tensor:
+    return stability_loss(_noisy_logits(model, q, x, generator, 2), y, objective.params["weight"])
+
+
+def _smoothadv(objective, model, q, x, y, generator, *, epoch, epochs, attack_model) -> torch.Tensor:
+    return objective._smoothadv(model, q, x, y, generator, epoch, epochs, attack_model)
+
+
+def _direct(objective, model, q, x, y, generator, **_) -> torch.Tensor:
+    return direct_loss(_noisy_logits(model, q, x, generator, int(objective.params["m"])), y)
+
+
+def _consistency(objective, model, q, x, y, generator, **_) -> torch.Tensor:
+    p = objective.params
+    return consistency_loss(_noisy_logits(model, q, x, generator, int(p["m"])), y, p["lambda"], p["eta"])
+
+
+def _macer(objective, model, q, x, y, generator, **_) -> torch.Tensor:
+    p = objective.params
+    logits = _noisy_logits(model, q, x, generator, int(p["m"]))
+    return macer_loss(logits, y, q, p["adversary"], p["beta"], p["gamma"], p["weight"])
+
+
+#: the loss of each objective of wulff.catalog.OBJECTIVES, by name
+LOSSES: dict[str, LossFunction] = {"noise": _noise, "stability": _stability, "smoothadv": _smoothadv,
+                                   "direct": _direct, "consistency": _consistency, "macer": _macer}
+
+
+def _loss_function(name: str) -> LossFunction:
+    if name not in LOSSES:
+        raise ValueError(f"objective {name} is declared but has no loss; add it with "
+                         "wulff.train.objectives.register_objective(name, info, loss)")
+    return LOSSES[name]
+
+
+def register_objective(name: str, info: ObjectiveInfo, loss: LossFunction) -> None:
+    """Add a training objective: its declaration (parameters, rules, ``--help`` line) to
+    :data:`wulff.catalog.OBJECTIVES` and its loss to :data:`LOSSES`; ``wulff train --objective`` then
+    offers it. A name taken by another objective is a ValueError."""
+    if not callable(loss):
+        raise TypeError(f"objective {name}: loss must be a function; got {type(loss).__name__}")
+    catalog.register_objective(name, info)
+    LOSSES[name] = loss
+
+
+def unregister_objective(name: str) -> None:
+    """Remove an objective added by :func:`register_objective` (a built-in one is a ValueError)."""
+    catalog.unregister_objective(name)
+    LOSSES.pop(name, None)
 
 
 def _value(name: str, key: str, value, info: ObjectiveInfo):
@@ -251,6 +300,7 @@ def build_objective(name: str = "noise", params: dict | None = None,
     if key not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {name!r}")
     info = OBJECTIVES[key]
+    _loss_function(key)
     if key != "noise" and q is not None and not isinstance(q, Distribution):
         raise ValueError(f"objective {key} needs a noise distribution to draw from; {type(q).__name__} "
                          "(DSSN) trains with objective noise only")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wulff.catalog import FAMILY_NAMES, canonical_family
+from wulff.catalog import WULFF_CRYSTALS, canonical_family, crystal_families, family_names
 from wulff.certificate import as_rho_array, check_adversary
 from wulff.errors import UserError
 
@@ -36,14 +36,31 @@ from wulff.errors import UserError
 DEFAULT_RHO: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
 #: the CSV header of :meth:`Comparison.write_csv`
 CSV_COLUMNS: tuple[str, ...] = ("family", "parameters", "adversary", "d", "sigma", "rho", "radius", "method")
-#: the Wulff crystal of each adversary's unit ball (Section 5, Example 5.3) and the named families
-#: whose level sets have that shape (or approximate it, for linf: Proposition K.8)
-WULFF_CRYSTAL = {
-    "l1": ("the cube (the linf ball)", ("UniformCube", "ExpInf", "PowerInf")),
-    "l2": ("the l2 ball itself", ("UniformBall", "Gaussian", "Exp2", "Power2")),
-    "linf": ("the zonotope of the vectors {-1, 1}^d, within a constant factor of the l2 ball "
-             "(Proposition K.8)", ("Gaussian", "UniformBall", "Exp2", "Power2")),
-}
+
+
+def wulff_crystal(adversary: str) -> tuple[str, tuple[str, ...]]:
+    """The Wulff crystal of the adversary's unit ball (Section 5, Example 5.3) in words, and the named
+    families whose level sets have that shape (or approximate it, for linf: Proposition K.8), read
+    from each family's declared level sets (:data:`wulff.catalog.FAMILIES`)."""
+    return WULFF_CRYSTALS[adversary][0], crystal_families(adversary)
+
+
+class _Crystals(Mapping):
+    """adversary -> :func:`wulff_crystal` (a live view: a registered family joins its crystal)."""
+
+    def __getitem__(self, adversary: str) -> tuple[str, tuple[str, ...]]:
+        return wulff_crystal(adversary)
+
+    def __iter__(self):
+        return iter(WULFF_CRYSTALS)
+
+    def __len__(self) -> int:
+        return len(WULFF_CRYSTALS)
+
+
+#: the Wulff crystal of each adversary's unit ball and the named families whose level sets have that
+#: shape: :func:`wulff_crystal` for every adversary
+WULFF_CRYSTAL: Mapping[str, tuple[str, tuple[str, ...]]] = _Crystals()
 _P = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
 
 
@@ -295,10 +312,11 @@ def compare(adversary: str, d: int, sigma: float, *, families: Sequence[str] | N
     if n is not None:
         rho = np.append(rho, reachable_rho(n, alpha))
     rho = np.unique(rho)
-    names = list(FAMILY_NAMES if families is None else families)
+    names = list(family_names() if families is None else families)
     unknown = [f for f in names if canonical_family(f) is None]
     if unknown:
-        raise UserError(f"families: unknown {', '.join(map(str, unknown))}; choose from {', '.join(FAMILY_NAMES)}")
+        known = ", ".join(family_names())
+        raise UserError(f"families: unknown {', '.join(map(str, unknown))}; choose from {known}")
     names = list(dict.fromkeys(canonical_family(f) for f in names))
     shape = registry.shared_parameters(names, int(d), params)
     entries = [_entry(name, ", ".join(f"{k}={v:g}" for k, v in shape[name].items()),
@@ -334,7 +352,7 @@ def story(c: Comparison) -> str:
     crystal of the adversary's ball, the slope at rho = 1/2 that it maximizes (Theorem 5.4), where the
     winner changes, and the halfspace (no-go) bound of :func:`halfspace_bound`."""
     found = c.certified
-    crystal, shaped = WULFF_CRYSTAL[c.adversary]
+    crystal, shaped = wulff_crystal(c.adversary)
     lines = [f"Why (Section 5): the Wulff crystal of the {c.adversary} ball is {crystal}. Among noises whose "
              "level sets have the same volumes, the one with Wulff-crystal level sets certifies the largest "
              "radius for hard inputs, those with rho just above 1/2 (Theorem 5.4). Families with that shape "
@@ -410,4 +428,4 @@ def _no_go(c: Comparison) -> str:
 
 
 __all__ = ["DEFAULT_RHO", "CSV_COLUMNS", "Entry", "Comparison", "compare", "reachable_rho", "halfspace_bound",
-           "declared_distribution", "story", "is_bounded"]
+           "declared_distribution", "story", "is_bounded", "wulff_crystal", "WULFF_CRYSTAL"]

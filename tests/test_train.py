@@ -7,6 +7,7 @@ import torch
 from toys import fake_cifar10
 
 import wulff.distributions as D
+from wulff.cli.arguments import parse_params
 from wulff.train import (
     Normalize,
     TrainConfig,
@@ -17,7 +18,6 @@ from wulff.train import (
     load_trained,
     named_distribution,
     noisy_loss,
-    parse_params,
     train_smoothed,
     training_meta,
 )

@@ -7,6 +7,7 @@ way: distributions -> certificate engines (diffmethod, levelset) -> selector -> 
     wulff.certified_radius(q, rho, adversary)       # numpy in -> numpy out; torch in -> torch out
     wulff.best_certificate(q, adversary).winner(rho)
     wulff.compare("l1", d=3072, sigma=0.5)            # which noise to smooth with (wulff.advisor)
+    wulff.load("runs/checkpoint.pt")                   # a trained model, smoothed, ready to certify
 
 Importing ``wulff`` is light: every public name below is loaded on first use (PEP 562), so
 ``wulff --help`` never pays for torch or sympy.
@@ -28,6 +29,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "certified_radius": ("wulff.selector", "certified_radius"),
     "best_certificate": ("wulff.selector", "best_certificate"),
     "compare": ("wulff.advisor", "compare"),
+    "load": ("wulff.certify.loading", "from_checkpoint"),
     "advisor": ("wulff.advisor", None),
     "certify": ("wulff.certify", None),
     "train": ("wulff.train", None),
@@ -35,8 +37,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "errors": ("wulff.errors", None),
 }
 
-__all__ = ["certified_radius", "best_certificate", "compare", "distributions", "diffmethod", "levelset", "certify",
-           "train", "__version__"]
+__all__ = ["certified_radius", "best_certificate", "compare", "load", "distributions", "diffmethod", "levelset",
+           "certify", "train", "__version__"]
 
 
 def __getattr__(name: str):

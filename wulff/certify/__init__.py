@@ -9,6 +9,8 @@ library derives (Yang et al., 2020, Section 6).
 * :class:`DerandomizedSmoothed` — DSSN (Levine & Feizi, 2021): exact l1 certificates for splitting
   noise on quantized inputs from 2 lam Q forward passes (:mod:`wulff.certify.derandomized`);
   :func:`smoothed_classifier` picks it or :class:`Smoothed` from the noise.
+* :func:`from_checkpoint` (also ``wulff.load``) — a trained checkpoint as a smoothed classifier ready
+  to certify; :func:`evaluation_data` — the data set it was trained for.
 * :func:`certify_dataset` — every k-th input of a dataset into a resumable, shardable result file;
   :func:`merge_results` joins shard files.
 * :func:`certified_accuracy`, :func:`upper_envelopes`, :func:`markdown_table`, :func:`plot_curves` —
@@ -25,6 +27,7 @@ from .analysis import (
 from .classifier import SmoothedClassifier
 from .dataset import certify_dataset, shard_indices
 from .derandomized import DerandomizedSmoothed, dssn_certification, smoothed_classifier
+from .loading import evaluation_data, from_checkpoint
 from .results import Results, ResultWriter, merge_results, read_results, shard_path
 from .smoothed import ABSTAIN, Certification, Smoothed
 from .stats import clopper_pearson_lower, two_class_test_passes
@@ -34,5 +37,5 @@ __all__ = [
     "ResultWriter", "merge_results", "read_results", "shard_path", "Curve", "certified_accuracy",
     "markdown_table", "plot_curves", "radius_grid", "upper_envelopes", "clopper_pearson_lower",
     "two_class_test_passes", "DerandomizedSmoothed", "dssn_certification", "smoothed_classifier",
-    "SmoothedClassifier",
+    "SmoothedClassifier", "evaluation_data", "from_checkpoint",
 ]

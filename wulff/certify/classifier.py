@@ -97,8 +97,8 @@ class SmoothedClassifier:
     The noise acts in the model's input space: put any input normalization inside ``model``.
     ``autocast`` (``torch.bfloat16`` or ``torch.float16``) runs the forward passes under mixed
     precision; ``channels_last`` feeds 4-D batches in that memory format. ``meta`` holds plain data on
-    where the model came from (a checkpoint's training metadata, see :func:`wulff.load`); empty when
-    the classifier is built directly.
+    where the model came from (a checkpoint's training metadata, see :func:`wulff.load`) and ``source``
+    the checkpoint's path; {} and None when the classifier is built directly.
     """
 
     #: True when votes are exact (no sampling, no confidence level): certify_dataset then records
@@ -125,6 +125,7 @@ class SmoothedClassifier:
         self.autocast = autocast
         self.channels_last = bool(channels_last)
         self.meta: dict = {}
+        self.source: str | None = None
 
     # -- what an implementation provides --------------------------------------------------------
     @staticmethod

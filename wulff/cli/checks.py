@@ -88,23 +88,3 @@ def output_file(path: str | os.PathLike, argument: str, *, example: str) -> Path
     if target.exists() and not os.access(target, os.W_OK):
         raise UserError(f"{argument}: {target} is not writable")
     return target
-
-
-def load_for_evaluation(args, device):
-    """(model, q, meta, test_set, info, amp) for ``wulff certify`` and ``wulff attack``: the trained
-    checkpoint (read with weights_only=True) on ``device`` with the thread and memory-format settings
-    of ``args``, the split it is evaluated on, and the autocast dtype."""
-    import torch
-
-    from wulff.train import load_dataset, load_trained
-    from wulff.train.checkpoint import check_dataset_fit
-    from wulff.train.threads import apply_threads
-
-    model, q, meta = load_trained(args.checkpoint, device)
-    apply_threads(args.threads, model, meta["input_shape"], device)
-    test_set, info = load_dataset(meta["dataset"], args.split, args.data_dir)
-    check_dataset_fit(meta, info, args.checkpoint)
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[args.autocast]
-    return model, q, meta, test_set, info, amp

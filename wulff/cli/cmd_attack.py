@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from wulff.catalog import ADVERSARIES
-from wulff.cli.checks import load_for_evaluation, nonnegative_float, output_file, positive_int, probability
-from wulff.cli.cmd_train import add_runtime_arguments
+from wulff.cli.arguments import add_evaluation_arguments, add_runtime_arguments, smoothed_from_arguments
+from wulff.cli.checks import nonnegative_float, output_file, positive_int, probability
 from wulff.errors import UserError
 from wulff.locking import OutputLock, removed_on_failure
 
@@ -21,10 +21,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def attack(args: argparse.Namespace) -> int:
-    from wulff.certify import Smoothed
     from wulff.certify.attack_dataset import attack_dataset, robust_accuracy
     from wulff.certify.dataset import evaluation_meta
-    from wulff.distributions import Distribution
     from wulff.train import setup, teardown
     from wulff.train.objectives import natural_adversary
 
@@ -35,17 +33,16 @@ def attack(args: argparse.Namespace) -> int:
             raise UserError("wulff attack runs in one process (every rank would write the same file); run it "
                             "without torchrun, or split the inputs over runs with --skip and separate --out files")
         with OutputLock(out):  # before any work: a second run on this file stops here
-            model, q, meta, test_set, info, amp = load_for_evaluation(args, env.device)
-            if not isinstance(q, Distribution):
+            smoothed, test_set = smoothed_from_arguments(args, env.device)
+            if smoothed.deterministic:  # its transform T(x, s) has no gradient to ascend
                 raise UserError(f"wulff attack needs a model smoothed by a noise distribution; {args.checkpoint} "
-                                f"was trained with {type(q).__name__} (DSSN), which it does not attack")
-            smoothed = Smoothed(model, q, info.num_classes, autocast=amp, channels_last=args.channels_last)
-            adversary = args.adversary or natural_adversary(q)
+                                f"was trained with {type(smoothed.q).__name__} (DSSN), which it does not attack")
+            adversary = args.adversary or natural_adversary(smoothed.q)
             results = attack_dataset(
                 smoothed, test_set, out, eps=args.eps, adversary=adversary, steps=args.steps,
                 samples=args.samples, n=args.n, alpha=args.alpha, batch_size=args.batch_size, skip=args.skip,
                 seed=args.seed, clamp=(0.0, 1.0),
-                meta=evaluation_meta(meta, args.split),
+                meta=evaluation_meta(smoothed.meta, args.split),
                 progress=not args.no_progress, max_inputs=args.max_inputs)
         accuracy = ", ".join(f"{100 * v:.1f} % at eps {e:g}" for e, v in robust_accuracy(results).items())
         print(f"{out}: {len(results)} rows ({adversary}); empirical robust accuracy {accuracy}")
@@ -64,8 +61,7 @@ def register(sub) -> None:
                        "resumable. `wulff report` prints the empirical robust accuracy and raises a soundness "
                        "alarm if an input certified correct at radius r >= eps was broken. One run writes a "
                        "file at a time: a second one on the same file stops at once.")
-    p.add_argument("checkpoint", help="checkpoint.pt written by `wulff train`")
-    p.add_argument("--out", required=True, help="result file (.tsv)")
+    add_evaluation_arguments(p, "attack")
     p.add_argument("--eps", type=nonnegative_float, nargs="+", required=True,
                    help="attack budgets (numbers in [0, 1e12]) in the adversary's norm, input units")
     p.add_argument("--adversary", default=None, choices=ADVERSARIES,
@@ -76,11 +72,5 @@ def register(sub) -> None:
     p.add_argument("--n", type=positive_int, default=1000,
                    help="votes for the smoothed classifier's answers (default 1000)")
     p.add_argument("--alpha", type=probability, default=0.001, help="level of PREDICT's test (default 0.001)")
-    p.add_argument("--batch-size", type=positive_int, default=1000, help="noisy copies per forward pass")
-    p.add_argument("--skip", type=positive_int, default=1, help="attack every SKIP-th input (default 1)")
-    p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--data-dir", default=None, help="local folder of cifar10 / imagenet")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (each input gets its own stream)")
-    p.add_argument("--max-inputs", type=positive_int, default=None, help="stop after this many inputs (>= 1)")
     add_runtime_arguments(p)
     p.set_defaults(handler=run)

@@ -6,15 +6,8 @@ import argparse
 from pathlib import Path
 
 from wulff.catalog import ADVERSARIES
-from wulff.cli.checks import (
-    load_for_evaluation,
-    nonnegative_float,
-    nonnegative_int,
-    output_file,
-    positive_int,
-    probability,
-)
-from wulff.cli.cmd_train import add_runtime_arguments
+from wulff.cli.arguments import add_evaluation_arguments, add_runtime_arguments, smoothed_from_arguments
+from wulff.cli.checks import nonnegative_float, nonnegative_int, output_file, positive_int, probability
 from wulff.errors import UserError
 from wulff.locking import OutputLock, removed_on_failure
 
@@ -59,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def certify(args: argparse.Namespace) -> int:
-    from wulff.certify import certify_dataset, merge_results, shard_path, smoothed_classifier
+    from wulff.certify import certify_dataset, merge_results, shard_path
     from wulff.certify.dataset import evaluation_meta
     from wulff.train import setup, teardown
     from wulff.train.distributed import barrier
@@ -70,9 +63,7 @@ def certify(args: argparse.Namespace) -> int:
         shard, num_shards = (env.rank, env.world_size) if env.distributed else (args.shard, args.num_shards)
         target = out if num_shards == 1 else shard_path(out, shard, num_shards)
         with OutputLock(target):  # before any work: a second run on this file stops here
-            model, q, meta, test_set, info, amp = load_for_evaluation(args, env.device)
-            smoothed = smoothed_classifier(model, q, info.num_classes, autocast=amp,
-                                           channels_last=args.channels_last)
+            smoothed, test_set = smoothed_from_arguments(args, env.device)
             check_deterministic_arguments(args, smoothed)
             sampling = {} if smoothed.deterministic else sampling_arguments(args)
             # the model is identified by its weights (model_sha256, added by certify_dataset), never by the
@@ -80,7 +71,7 @@ def certify(args: argparse.Namespace) -> int:
             results = certify_dataset(
                 smoothed, test_set, target, **sampling, batch_size=args.batch_size,
                 adversaries=args.adversaries, skip=args.skip, shard=shard, num_shards=num_shards, seed=args.seed,
-                meta=evaluation_meta(meta, args.split),
+                meta=evaluation_meta(smoothed.meta, args.split),
                 progress=not args.no_progress, max_inputs=args.max_inputs, adaptive=args.adaptive,
                 radii=args.radii)
         print(f"{target}: {len(results)} rows")
@@ -108,22 +99,16 @@ def register(sub) -> None:
                        "A model trained with DSSN noise is certified exactly from its 2 lam Q offsets "
                        "(no sampling: --n0, --n, --alpha and --adaptive do not apply and are refused). "
                        "One run writes a file at a time: a second one on the same file stops at once.")
-    p.add_argument("checkpoint", help="checkpoint.pt written by `wulff train`")
-    p.add_argument("--out", required=True, help="result file (.tsv)")
-    p.add_argument("--data-dir", default=None, help="local folder of cifar10 / imagenet")
-    p.add_argument("--split", default="test", choices=("train", "test"))
+    add_evaluation_arguments(p, "certify")
     p.add_argument("--n0", type=positive_int, default=None, help="samples that choose the class (default 64)")
     p.add_argument("--n", "--num-samples", dest="n", type=positive_int, default=None,
                    help="samples that estimate it (default 100000); under torchrun spell it --num-samples "
                    "(torchrun's own parser mistakes a bare --n for its options)")
     p.add_argument("--alpha", type=probability, default=None,
                    help="failure probability in (0, 1) (default 0.001)")
-    p.add_argument("--batch-size", type=positive_int, default=1000, help="noisy copies per forward pass")
-    p.add_argument("--skip", type=positive_int, default=1, help="certify every SKIP-th input (default 1)")
     p.add_argument("--adversaries", nargs="+", default=list(ADVERSARIES), choices=ADVERSARIES)
     p.add_argument("--shard", type=nonnegative_int, default=0, help="this shard, 0 .. NUM_SHARDS - 1")
     p.add_argument("--num-shards", type=positive_int, default=1)
-    p.add_argument("--seed", type=int, default=0, help="noise seed (each input gets its own stream)")
     p.add_argument("--adaptive", action="store_true",
                    help="adaptive certification (wulff.certify.adaptive): at most n0 + n samples per input, "
                    "stopping early once decided; same guarantee as CERTIFY")
@@ -131,6 +116,5 @@ def register(sub) -> None:
                    help="with --adaptive: increasing radii (>= 0) of interest against the first of "
                    "--adversaries; an input stops once the largest one it can certify is decided "
                    "(default: stop when going on could raise its radius by at most 1 %%)")
-    p.add_argument("--max-inputs", type=positive_int, default=None, help="stop after this many new rows (>= 1)")
     add_runtime_arguments(p)
     p.set_defaults(handler=run)

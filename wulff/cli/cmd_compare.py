@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 
 from wulff.catalog import ADVERSARIES, FAMILY_NAMES
+from wulff.cli.arguments import add_param_argument, parse_params
 from wulff.cli.checks import output_file, positive_float, positive_int, probability
-from wulff.cli.cmd_train import add_param_argument
 
 
 def run(args: argparse.Namespace) -> int:
     from wulff.advisor import DEFAULT_RHO, compare
     from wulff.errors import UserError
-    from wulff.train.spec import parse_params
 
     csv_path = output_file(args.csv, "--csv", example="compare.csv") if args.csv else None
     plot_path = output_file(args.plot, "--plot", example="compare.png") if args.plot else None

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from wulff.cli.arguments import add_param_argument, parse_params
 from wulff.cli.checks import nonnegative_float, output_folder, positive_float, positive_int, probability
-from wulff.cli.cmd_train import add_param_argument
 from wulff.errors import UserError
 
 DISTRIBUTIONS = ("UniformCube", "Laplace", "Gaussian")
@@ -45,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     from wulff.certify.dataset import IDENTITY_KEY, model_identity
     from wulff.distributions import registry
     from wulff.train import TrainConfig, build_model, load_dataset, train_smoothed, training_meta
-    from wulff.train.spec import parse_params
     from wulff.train.threads import apply_threads
 
     if args.adaptive and any(b <= a for a, b in zip(args.radii, args.radii[1:])):

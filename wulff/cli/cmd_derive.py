@@ -16,7 +16,7 @@ import argparse
 import math
 
 from wulff.catalog import ADVERSARIES, FAMILIES, FAMILY_NAMES, canonical_family
-from wulff.cli.cmd_train import add_param_argument
+from wulff.cli.arguments import add_param_argument, parse_params
 
 STANDARD_RHO = (0.55, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 0.999999)
 #: every shape parameter of some named family (each a --NAME option)
@@ -30,7 +30,6 @@ def build_distribution(args: argparse.Namespace):
     from wulff.distributions import r as r_symbol
     from wulff.distributions.density import PSI_VARIABLES
     from wulff.expressions import parse_expression, parse_number
-    from wulff.train.spec import parse_params
 
     scale = {"lam": args.lam} if args.sigma is None else {"sigma": args.sigma}
     if canonical_family(args.density) is not None:

@@ -15,15 +15,14 @@ from __future__ import annotations
 import argparse
 
 from wulff.catalog import DATASETS
+from wulff.cli.arguments import add_param_argument, add_runtime_arguments, parse_params
 from wulff.cli.checks import output_folder, positive_float, positive_int, probability
-from wulff.cli.cmd_train import add_param_argument
 from wulff.locking import claims_output
 
 
 @claims_output("out", folder=True)  # one run per --out; a run that fails first leaves no empty folder
 def run(args: argparse.Namespace) -> int:
     from wulff.experiment import EXPERIMENTS, Settings, run_experiment
-    from wulff.train.spec import parse_params
     from wulff.train.threads import apply_threads  # noqa: F401  (fail fast if torch is missing)
 
     out = output_folder(args.out, "--out", holds="the models, the result files, the tables and the plots")
@@ -72,8 +71,5 @@ def register(sub) -> None:
     p.add_argument("--radius-scale", type=positive_float, default=None,
                    help="factor from the paper's CIFAR-10 radii to this data (default sqrt(d / 3072))")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: a GPU if there is one)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: 1 for small "
-                   "models)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_runtime_arguments(p, precision=False)
     p.set_defaults(handler=run)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from wulff.catalog import DATASETS, FAMILY_NAMES, MODELS, OBJECTIVES
+from wulff.catalog import DATASETS, MODELS, OBJECTIVES
+from wulff.cli.arguments import add_noise_arguments, add_runtime_arguments, noise_from_arguments
 from wulff.cli.checks import nonnegative_float, nonnegative_int, output_folder, positive_float, positive_int
-from wulff.errors import UserError
 from wulff.locking import claims_output
 
 
@@ -18,45 +18,6 @@ def objective_help() -> tuple[str, str]:
     return (f"training loss: {names}; see docs/objectives.md",
             "objective parameter, repeatable, e.g. --objective-param m=4 --objective-param adversary=l1 "
             f"({params})")
-
-
-def add_noise_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--noise", default="Gaussian", help="named distribution, any case: "
-                   f"{', '.join(FAMILY_NAMES)} (see `wulff distributions`), or DSSN (derandomized splitting "
-                   "noise: exact l1 certificates; takes --lam and --quantization instead of --sigma)")
-    p.add_argument("--sigma", type=positive_float, default=None,
-                   help="noise level sigma = sqrt(E||delta||^2 / d), a number > 0 (required, except for DSSN)")
-    p.add_argument("--lam", type=positive_float, default=None,
-                   help="DSSN: half-width of the uniform noise, with 2 * LAM * QUANTIZATION an integer")
-    p.add_argument("--quantization", type=positive_int, default=None, metavar="Q",
-                   help="DSSN: the inputs are multiples of 1/Q (16 for digits, 255 for 8-bit images)")
-    add_param_argument(p)
-
-
-def noise_from_arguments(args: argparse.Namespace, d: int):
-    """The training noise the arguments name: a named family at --sigma, or DSSN at --lam, --quantization."""
-    from wulff.train.spec import DSSN, named_noise, parse_params
-
-    if args.sigma is None and str(args.noise).strip().upper() != DSSN:
-        raise UserError(f"--sigma is required for --noise {args.noise} (a number > 0)")
-    return named_noise(args.noise, d, sigma=args.sigma, lam=args.lam, params=parse_params(args.param),
-                       quantization=args.quantization)
-
-
-def add_param_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="shape parameter of the distribution, a plain number, e.g. --param k=2 (repeatable)")
-
-
-def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default=None, help="cpu, cuda (this rank's GPU), cuda:N (default: this rank's "
-                   "GPU if there is one, else cpu)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="torch CPU threads (default: 1 for models under 10 M multiply-adds per input, which "
-                   "run fastest on one thread, else torch's default)")
-    p.add_argument("--autocast", choices=("bf16", "fp16"), default=None, help="mixed-precision forward passes")
-    p.add_argument("--channels-last", action="store_true", help="channels_last memory format for images")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 @claims_output("out", folder=True)  # one run per --out; a run that fails first leaves no empty folder

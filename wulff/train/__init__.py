@@ -34,7 +34,6 @@ _LAZY: dict[str, tuple[str, str]] = {
     "distribution_spec": ("wulff.train.spec", "distribution_spec"),
     "named_distribution": ("wulff.train.spec", "named_distribution"),
     "named_noise": ("wulff.train.spec", "named_noise"),
-    "parse_params": ("wulff.train.spec", "parse_params"),
     "TrainConfig": ("wulff.train.trainer", "TrainConfig"),
     "cosine_lr": ("wulff.train.trainer", "cosine_lr"),
     "noisy_loss": ("wulff.train.trainer", "noisy_loss"),

@@ -6,19 +6,9 @@ must be given."""
 from __future__ import annotations
 
 from wulff.distributions import Distribution, registry
-from wulff.errors import UserError, parse_number
+from wulff.errors import UserError
 from wulff.splitting import NAME as DSSN
 from wulff.splitting import SplittingNoise
-
-
-def family_constructor(name: str):
-    """The class of a named family, matched case-insensitively ("laplace" -> Laplace)."""
-    return registry.family(name)
-
-
-def canonical_name(name: str) -> str:
-    """The family's name as its class spells it ("laplace" -> "Laplace")."""
-    return registry.family(name).__name__
 
 
 def shape_parameters(name: str) -> tuple[str, ...]:
@@ -29,12 +19,6 @@ def shape_parameters(name: str) -> tuple[str, ...]:
 def example_parameters(name: str, d: int) -> dict[str, float]:
     """Every shape parameter of the family at dimension d: its paper default, else its example value."""
     return registry.example_parameters(name, d)
-
-
-def check_params(name: str, d: int, params: dict | None) -> dict:
-    """The shape parameters as numbers with defaults filled in; a ParameterError names an unknown or
-    missing one (no example values: training is strict)."""
-    return registry.check_parameters(name, d, params)
 
 
 def named_distribution(name: str, d: int, *, sigma: float | None = None, lam: float | None = None,
@@ -67,14 +51,3 @@ def distribution_from_spec(spec: dict) -> Distribution | SplittingNoise:
     if isinstance(spec, dict) and spec.get("name") == DSSN:
         return SplittingNoise.from_spec(spec)
     return registry.from_spec(spec)
-
-
-def parse_params(items) -> dict:
-    """["k=2", "j=0"] -> {"k": 2.0, "j": 0.0} (command-line shape parameters)."""
-    params = {}
-    for item in items or ():
-        key, sep, value = str(item).partition("=")
-        if not sep or not key:
-            raise UserError(f"a distribution parameter must look like name=value; got {item!r}")
-        params[key.strip()] = parse_number(value, what=f"parameter {key.strip()}", error=UserError)
-    return params

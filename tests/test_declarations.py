@@ -85,8 +85,9 @@ def test_bounds_are_arithmetic_only():
 @pytest.mark.parametrize("make,match", [
     (lambda: FamilyInfo("Odd", "lattice"), "structure must be one of iid, radial, uniform"),
     (lambda: FamilyInfo("Odd", "iid", natural_adversary="l3"), "natural_adversary must be one of l1, l2, linf"),
-    (lambda: FamilyInfo("Odd", "iid", (Parameter("a", above="b"),)), "rule of a reads b"),
-    (lambda: FamilyInfo("Odd", "iid", (Parameter("a"), Parameter("a"))), "must be distinct"),
+    (lambda: FamilyInfo("Odd", "iid", (Parameter("a", above="b", example=1),)), "rule of a reads b"),
+    (lambda: FamilyInfo("Odd", "iid", (Parameter("a", default=1), Parameter("a", default=1))), "must be distinct"),
+    (lambda: FamilyInfo("Odd", "iid", (Parameter("a", above="0"),)), "a needs a default or an example value"),
     (lambda: Parameter("lam"), "other than d, lam, sigma"),
     (lambda: Parameter("a", above="import os"), "declared bound"),
     (lambda: catalog.register_family(FamilyInfo("gaussian", "iid")), "'Gaussian' is already declared"),

@@ -194,6 +194,10 @@ class FamilyInfo:
                              f"{', '.join(names)} (fixed: {', '.join(self.fixed) or 'none'})")
         known = {"d", *names, *self.fixed}
         for parameter in self.parameters:
+            if parameter.default is None and parameter.example is None:
+                raise ValueError(f"family {self.name}: shape parameter {parameter.name} needs a default or an "
+                                 "example value valid at every d (wulff distributions and the demo build every "
+                                 "family)")
             if parameter.reads() - known:
                 raise ValueError(f"family {self.name}: the rule of {parameter.name} reads "
                                  f"{', '.join(sorted(parameter.reads() - known))}, which is not d or a parameter")

@@ -50,6 +50,17 @@ def test_constructors_check_each_declared_rule_with_its_declared_message(name):
             assert cls(D_, lam=1.0, **{**values, parameter.name: inside}).params[parameter.name] == inside
 
 
+@pytest.mark.parametrize("name", catalog.FAMILY_NAMES)
+def test_descriptions_state_the_declared_rules(name):
+    info = catalog.FAMILIES[name]
+    text = info.description()
+    assert text.startswith(info.summary)
+    for parameter in info.parameters:
+        assert parameter.statement() in text.split(", ")
+    assert "p > 0" in catalog.FAMILIES["ExpP"].description().split(", ")
+    assert {"a > d/k", "k = 1"} <= set(catalog.FAMILIES["PowerInf"].description().split(", "))  # a > d
+
+
 def test_a_changed_declaration_changes_the_constructor(monkeypatch):
     stricter = FamilyInfo("Pareto", "iid", (Parameter("a", above="d/2", example=4.0),), sigma_finite=("a", "2"))
     monkeypatch.setattr(D.Pareto, "declaration", stricter)

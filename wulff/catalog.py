@@ -127,6 +127,12 @@ class Parameter:
         high = math.inf if self.below is None else evaluate_bound(self.below, values)
         return low, high
 
+    def statement(self) -> str:
+        """The rule without values, as docs and help state it: "p > 0", "a > d/k", "j < d"."""
+        parts = [f"{self.name} {op} {bound}" for op, bound in ((">", self.above), ("<", self.below))
+                 if bound is not None]
+        return " and ".join(parts)
+
     def rule(self, values: Mapping[str, float]) -> str:
         """The rule as errors state it: "p > 0", "j < d = 4", "a > d/k = 4 (normalizable)"."""
         parts = [_comparison(self.name, op, bound, values)
@@ -166,7 +172,8 @@ class FamilyInfo:
     ``sigma_finite``: (parameter, bound) when sigma is finite only for parameter > bound;
     ``natural_adversary``: the norm the paper pairs it with; ``level_sets``: the norm whose balls
     are its level sets (1, 2, "inf"; None when they are no norm ball), which the Wulff-crystal
-    analysis of Section 5 reads; ``summary``: the density in one line.
+    analysis of Section 5 reads; ``summary``: the density in one line (its rules are added by
+    :meth:`description`).
     """
 
     name: str
@@ -217,6 +224,13 @@ class FamilyInfo:
         """The example values of the parameters without a default (numbers, text in d or functions of d)."""
         return {p.name: p.example for p in self.parameters if p.default is None and p.example is not None}
 
+    def description(self) -> str:
+        """The density and its parameters' rules in one line, e.g. "exp(-||x/lam||_p^p), p > 0"."""
+        rules = [p.statement() for p in self.parameters if p.statement()]
+        read = set().union(*(p.reads() for p in self.parameters))
+        rules += [f"{key} = {value:g}" for key, value in self.fixed.items() if key in read]
+        return ", ".join([self.summary or self.name, *rules])
+
     def parameter(self, key: str) -> Parameter:
         return next(p for p in self.parameters if p.name == key)
 
@@ -251,21 +265,21 @@ _POWER_A = Parameter("a", above="d/k", example=_example_d_plus_10, why="normaliz
 FAMILIES: dict[str, FamilyInfo] = {f.name: f for f in (
     FamilyInfo("Gaussian", "iid", summary="exp(-||x/lam||_2^2 / 2)", natural_adversary="l2", level_sets=2),
     FamilyInfo("Laplace", "iid", summary="exp(-||x/lam||_1)", natural_adversary="l1", level_sets=1),
-    FamilyInfo("ExpP", "iid", (Parameter("p", above="0", example=1.5),), summary="exp(-||x/lam||_p^p), p > 0",
+    FamilyInfo("ExpP", "iid", (Parameter("p", above="0", example=1.5),), summary="exp(-||x/lam||_p^p)",
                natural_adversary="l1"),
     FamilyInfo("ExpInf", "radial", (_POSITIVE_K, _J_BELOW_D), norm="inf",
-               summary="||x/lam||_inf^-j exp(-||x/lam||_inf^k), k > 0, j < d", natural_adversary="linf",
+               summary="||x/lam||_inf^-j exp(-||x/lam||_inf^k)", natural_adversary="linf",
                level_sets="inf"),
     FamilyInfo("Exp2", "radial", (_POSITIVE_K, _J_BELOW_D), norm=2,
-               summary="||x/lam||_2^-j exp(-||x/lam||_2^k), k > 0, j < d", natural_adversary="l2", level_sets=2),
-    FamilyInfo("Exp1", "radial", (_POSITIVE_K,), norm=1, fixed={"j": 0.0}, summary="exp(-||x/lam||_1^k), k > 0",
+               summary="||x/lam||_2^-j exp(-||x/lam||_2^k)", natural_adversary="l2", level_sets=2),
+    FamilyInfo("Exp1", "radial", (_POSITIVE_K,), norm=1, fixed={"j": 0.0}, summary="exp(-||x/lam||_1^k)",
                natural_adversary="l1", level_sets=1),
     FamilyInfo("PowerInf", "radial", (_POWER_A,), norm="inf", fixed={"k": 1.0}, sigma_finite=("a", "(d + 2)/k"),
-               summary="(1 + ||x/lam||_inf)^-a, a > d", natural_adversary="linf", level_sets="inf"),
+               summary="(1 + ||x/lam||_inf)^-a", natural_adversary="linf", level_sets="inf"),
     FamilyInfo("Power2", "radial", (_POWER_A, _POSITIVE_K), norm=2, sigma_finite=("a", "(d + 2)/k"),
-               summary="(1 + ||x/lam||_2^k)^-a, a > d/k", natural_adversary="l2", level_sets=2),
+               summary="(1 + ||x/lam||_2^k)^-a", natural_adversary="l2", level_sets=2),
     FamilyInfo("Pareto", "iid", (Parameter("a", above="0", example=4.0),), sigma_finite=("a", "2"),
-               summary="prod_i (1 + |x_i|/lam)^-(a+1), a > 0", natural_adversary="l1"),
+               summary="prod_i (1 + |x_i|/lam)^-(a+1)", natural_adversary="l1"),
     FamilyInfo("UniformCube", "uniform", norm="inf", summary="uniform on [-lam, lam]^d", natural_adversary="l1",
                level_sets="inf"),
     FamilyInfo("UniformBall", "uniform", norm=2, summary="uniform on the l2 ball of radius lam",

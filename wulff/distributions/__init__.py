@@ -60,6 +60,7 @@ __all__ = [
     "BetaPrimePowerLaw", "BallRadiusLaw", "NumericRadiusLaw", "radius_law", "coordinate_sum",
     "norm", "r", "t", "x", "Profile", "PowerProfile", "LogPowerProfile", "GenericProfile", "parse_profile",
 ]
+__all__ += [name for name in FAMILY_CLASSES if name not in __all__]  # a family class added to families.py
 
 
 def __getattr__(name: str) -> type:

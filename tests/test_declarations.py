@@ -96,6 +96,10 @@ def test_bounds_are_arithmetic_only():
 @pytest.mark.parametrize("make,match", [
     (lambda: FamilyInfo("Odd", "lattice"), "structure must be one of iid, radial, uniform"),
     (lambda: FamilyInfo("Odd", "iid", natural_adversary="l3"), "natural_adversary must be one of l1, l2, linf"),
+    (lambda: FamilyInfo("Odd", "radial"), "a radial or uniform family declares its norm"),
+    (lambda: FamilyInfo("Odd", "iid", norm=2), "an iid one none"),
+    (lambda: FamilyInfo("Odd", "uniform", norm=3), "declares its norm"),
+    (lambda: FamilyInfo("Odd", "iid", level_sets="l2"), "level_sets must be 1, 2, 'inf' or None"),
     (lambda: FamilyInfo("Odd", "iid", (Parameter("a", above="b", example=1),)), "rule of a reads b"),
     (lambda: FamilyInfo("Odd", "iid", (Parameter("a", default=1), Parameter("a", default=1))), "must be distinct"),
     (lambda: FamilyInfo("Odd", "iid", (Parameter("a", above="0"),)), "a needs a default or an example value"),

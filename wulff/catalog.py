@@ -32,6 +32,9 @@ MODELS: tuple[str, ...] = ("mlp", "cnn", "resnet18")
 #: the structural classes a family can be a case of (wulff.distributions.IID, Radial, Uniform)
 STRUCTURES: tuple[str, ...] = ("iid", "radial", "uniform")
 
+#: the norms of radial and uniform families, and of level sets
+NORMS: tuple[int | str, ...] = (1, 2, "inf")
+
 #: the names every family constructor takes besides its shape parameters
 RESERVED: tuple[str, ...] = ("d", "lam", "sigma")
 
@@ -192,6 +195,12 @@ class FamilyInfo:
         if self.structure not in STRUCTURES:
             raise ValueError(f"family {self.name}: structure must be one of {', '.join(STRUCTURES)}; "
                              f"got {self.structure!r}")
+        if (self.norm is None) != (self.structure == "iid") or self.norm not in NORMS + (None,):
+            raise ValueError(f"family {self.name}: a radial or uniform family declares its norm (1, 2 or 'inf'), "
+                             f"an iid one none; got {self.structure} with norm {self.norm!r}")
+        if self.level_sets not in NORMS + (None,):
+            raise ValueError(f"family {self.name}: level_sets must be 1, 2, 'inf' or None; "
+                             f"got {self.level_sets!r}")
         if self.natural_adversary not in ADVERSARIES:
             raise ValueError(f"family {self.name}: natural_adversary must be one of {', '.join(ADVERSARIES)}; "
                              f"got {self.natural_adversary!r}")
@@ -408,4 +417,4 @@ def unregister_objective(name: str) -> None:
 __all__ = ["Parameter", "FamilyInfo", "FAMILIES", "FAMILY_NAMES", "family_names", "canonical_family",
            "register_family", "unregister_family", "WULFF_CRYSTALS", "crystal_families", "natural_adversary_of",
            "ObjectiveInfo", "OBJECTIVES", "OBJECTIVE_NAMES", "register_objective", "unregister_objective",
-           "ADVERSARIES", "DATASETS", "MODELS", "STRUCTURES", "RESERVED", "evaluate_bound", "bound_names"]
+           "ADVERSARIES", "DATASETS", "MODELS", "STRUCTURES", "NORMS", "RESERVED", "evaluate_bound", "bound_names"]

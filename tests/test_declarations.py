@@ -234,3 +234,15 @@ def test_a_declared_objective_without_a_loss_is_named():
         catalog.unregister_objective("lossless")
     with pytest.raises(ValueError, match="built-in objective"):
         unregister_objective("noise")
+
+
+def test_wulff_train_takes_a_declared_family_and_objective(cubed, toy_objective, tmp_path, capsys):
+    from toys import run_cli
+
+    code, out, err = run_cli(capsys, "train", "--noise", "cubed", "--param", "c=2", "--sigma", "0.5", "--epochs",
+                             "1", "--batch-size", "512", "--objective", "toy", "--objective-param", "m=2",
+                             "--out", tmp_path / "run", "--no-progress", "--threads", "1")
+    assert code == 0, err
+    meta = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["meta"]
+    assert meta["objective"] == {"name": "toy", "params": {"m": 2}}
+    assert meta["distribution"]["name"] == "Cubed" and meta["distribution"]["params"] == {"c": 2.0}

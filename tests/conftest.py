@@ -24,15 +24,18 @@ def private_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def private_cache_key(tmp_path_factory):
+def private_cache_key():
     """The tests sign cache entries with a key of their own (WULFF_CACHE_KEY), never the user's
-    ~/.config/wulff/cache.key; a key given in the environment is kept."""
+    ~/.config/wulff/cache.key; one per user that outlives the run, so a cache directory reused by the
+    next run stays valid. A key given in the environment is kept."""
     import os
+    import tempfile
+    from pathlib import Path
 
     if os.environ.get("WULFF_CACHE_KEY"):
         yield
         return
     mp = pytest.MonkeyPatch()
-    mp.setenv("WULFF_CACHE_KEY", str(tmp_path_factory.mktemp("wulff-key") / "cache.key"))
+    mp.setenv("WULFF_CACHE_KEY", str(Path(tempfile.gettempdir()) / f"wulff-test-key-{os.getuid()}" / "cache.key"))
     yield
     mp.undo()

@@ -7,12 +7,14 @@ the model (:class:`wulff.train.models.Normalize`) so that noise is added before 
   ``test_batch``), as unpacked from ``cifar-10-python.tar.gz``. The batches are pickles, so they are
   read by :class:`RestrictedUnpickler`, which builds numpy arrays, lists, dicts, bytes, str and
   numbers and refuses anything else (a planted batch cannot run code).
-* ``imagenet`` an ImageFolder layout ``ROOT/train/<wnid>/*.JPEG`` and ``ROOT/val/<wnid>/*.JPEG``
-  (needs torchvision).
+* ``imagenet`` an ImageFolder layout ``ROOT/train/<wnid>/*.JPEG`` and ``ROOT/val/<wnid>/*.JPEG``.
+  The test split is read with Pillow and numpy through the reference codebases' test transform
+  (:func:`imagenet_test_transform`), so certification needs no torchvision; training needs it.
 """
 from __future__ import annotations
 
 import io
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,24 +169,116 @@ def load_cifar10(split: str = "train", root: str | None = None) -> tuple[TensorD
 IMAGENET_INFO = DatasetInfo("imagenet", (3, 224, 224), 1000, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
+#: file endings of images in an ImageNet folder (torchvision's ImageFolder list), compared in lower case
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+#: the reference codebases' test transform: the shorter side resized to this, then a centre crop of
+#: :attr:`IMAGENET_INFO` ``input_shape`` (Cohen et al. 2019 and Yang et al. 2020, their ``datasets.py``)
+IMAGENET_RESIZE = 256
+IMAGENET_HINT = "put ImageNet there as ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG"
+
+
+def image_folder_samples(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """(class names, (image path, class number) pairs) of an ImageFolder layout ``folder/<class>/...``:
+    classes numbered in sorted order of their folder names, images in sorted order below each (sub
+    folders included), as torchvision's ImageFolder does, so class numbers match models trained there."""
+    classes = sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
+    if not classes:
+        raise FileNotFoundError(f"no class folders in {folder}: {IMAGENET_HINT}")
+    samples = []
+    for number, name in enumerate(classes):
+        for root, _, files in sorted(os.walk(folder / name, followlinks=True)):
+            samples += [(Path(root) / f, number) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    if not samples:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) below {folder}: {IMAGENET_HINT}")
+    return classes, samples
+
+
+def _pillow():
+    try:
+        from PIL import Image
+    except ImportError:
+        raise UserError("reading ImageNet images needs Pillow: pip install 'wulff[imagenet]' (or pip install "
+                        "Pillow)") from None
+    return Image
+
+
+def resize_shorter_side(image, size: int):
+    """``image`` (PIL) with its shorter side ``size`` and the aspect ratio kept (the longer side
+    truncated, as torchvision's ``Resize(size)`` computes it), bilinear as torchvision's default for
+    PIL images; an image already that size is returned as it is."""
+    width, height = image.size
+    short, long = sorted((width, height))
+    new_short, new_long = size, int(size * long / short)
+    new_size = (new_short, new_long) if width <= height else (new_long, new_short)
+    if new_size == (width, height):
+        return image
+    return image.resize(new_size, _pillow().BILINEAR)
+
+
+def center_crop(image, size: int):
+    """The central ``size`` x ``size`` square of ``image`` (PIL), offsets rounded as torchvision's
+    ``CenterCrop`` rounds them (Python's ``round``)."""
+    width, height = image.size
+    if width < size or height < size:
+        raise ValueError(f"center_crop needs an image of at least {size} x {size}; got {width} x {height}")
+    left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
+def imagenet_test_transform(image) -> torch.Tensor:
+    """The reference codebases' ImageNet test transform, with Pillow and numpy: RGB, shorter side
+    resized to 256 (bilinear), centre crop 224, pixels scaled to [0, 1], shape (3, 224, 224)."""
+    image = center_crop(resize_shorter_side(image.convert("RGB"), IMAGENET_RESIZE), IMAGENET_INFO.input_shape[1])
+    pixels = np.asarray(image, dtype=np.uint8)
+    return torch.from_numpy(pixels.transpose(2, 0, 1).copy()).float().div_(255.0)
+
+
+class ImageFolderTestSet(Dataset):
+    """The images of an ImageFolder layout (:func:`image_folder_samples`) through
+    :func:`imagenet_test_transform`, read one at a time with Pillow (no torchvision). An image that
+    cannot be decoded is a :class:`~wulff.errors.UserError` naming its file."""
+
+    def __init__(self, folder: str | Path):
+        _pillow()
+        self.folder = Path(folder)
+        self.classes, self.samples = image_folder_samples(self.folder)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        image_module = _pillow()
+        try:
+            with image_module.open(path) as image:
+                return imagenet_test_transform(image), label
+        except (OSError, ValueError, image_module.DecompressionBombError) as exc:
+            raise UserError(f"{path}: not a readable image ({exc})") from None
+
+
+def _imagenet_info(num_classes: int) -> DatasetInfo:
+    return IMAGENET_INFO if num_classes == 1000 else DatasetInfo(
+        "imagenet", IMAGENET_INFO.input_shape, num_classes, IMAGENET_INFO.mean, IMAGENET_INFO.std)
+
+
 def load_imagenet(split: str = "train", root: str | None = None):
-    """ImageNet from ``root/train`` and ``root/val`` class folders (torchvision's ImageFolder)."""
-    hint = "put ImageNet there as ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG"
+    """ImageNet from ``root/train`` and ``root/val`` class folders. The test split (``val``) is read
+    with Pillow and numpy (:class:`ImageFolderTestSet`: the reference codebases' resize 256, centre crop
+    224), so certification needs no torchvision; training uses torchvision's random crops and flips."""
     if root is None:
-        raise FileNotFoundError(f"ImageNet needs --data-dir: {hint}")
+        raise FileNotFoundError(f"ImageNet needs --data-dir: {IMAGENET_HINT}")
     folder = Path(root) / ("train" if split == "train" else "val")
     if not folder.is_dir():
-        raise FileNotFoundError(f"no ImageNet folder {folder}: {hint}")
+        raise FileNotFoundError(f"no ImageNet folder {folder}: {IMAGENET_HINT}")
+    if split != "train":
+        dataset = ImageFolderTestSet(folder)
+        return dataset, _imagenet_info(len(dataset.classes))
     try:
         from torchvision import datasets, transforms
     except ImportError as exc:
-        raise ImportError("ImageNet loading needs torchvision (pip install torchvision)") from exc
-    if split == "train":
-        tf = transforms.Compose([transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(),
-                                 transforms.ToTensor()])
-    else:
-        tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])
+        raise ImportError("training on ImageNet needs torchvision for its random crops (pip install "
+                          "torchvision); certifying reads ROOT/val without it") from exc
+    tf = transforms.Compose([transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(),
+                             transforms.ToTensor()])
     dataset = datasets.ImageFolder(str(folder), transform=tf)
-    info = IMAGENET_INFO if len(dataset.classes) == 1000 else DatasetInfo(
-        "imagenet", IMAGENET_INFO.input_shape, len(dataset.classes), IMAGENET_INFO.mean, IMAGENET_INFO.std)
-    return dataset, info
+    return dataset, _imagenet_info(len(dataset.classes))

@@ -53,18 +53,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from wulff.certificate import Certificate
 
+from .sequential import cs_lower, cs_upper
 from .stats import check_alpha, clopper_pearson_lower, clopper_pearson_upper
+from .two_class import ONE_CLASS, two_class_radius
 
 #: at most this many selection votes (n0 = max(1, min(MAX_SELECTION, n_max // 10)))
 MAX_SELECTION = 100
-#: the first look of the estimation schedule (doubling from there)
-FIRST_LOOK = 500
+#: the first look of the anytime procedure (estimation samples; LOOK_RATIO more at each look)
+FIRST_LOOK = 100
+#: the anytime procedure looks again once the estimation samples have grown by this factor
+LOOK_RATIO = 1.1
+#: the first look of the Bonferroni schedule (doubling from there)
+BONFERRONI_FIRST_LOOK = 500
+#: the procedures: a confidence sequence, or Clopper-Pearson on a doubling schedule with alpha split
+METHODS = ("anytime", "bonferroni")
+#: the default procedure (chosen by measurement: benchmarks/certify_adaptive.py, docs/compare.md)
+DEFAULT_METHOD = "anytime"
+#: the share of alpha spent on p_B's bounds (runner-up and the rest, half each) when the selection
+#: shows three or more plausible classes; p_A's bound gets the rest
+TWO_CLASS_SHARE = 0.1
 #: the share of alpha spent on the last look (the rest is split over the earlier ones)
 FINAL_SHARE = 0.5
 #: rule (c): stop when the optimistic final radius is at most (1 + RELATIVE_GAIN) x the current one
@@ -84,7 +97,7 @@ def schedule(n_max: int) -> tuple[int, ...]:
     m = int(n_max) - selection_size(n_max)
     if m < 1:
         raise ValueError(f"n_max must be at least 2 (selection plus estimation); got n_max = {n_max}")
-    looks, n = [], min(FIRST_LOOK, m)
+    looks, n = [], min(BONFERRONI_FIRST_LOOK, m)
     while n < m:
         looks.append(n)
         n *= 2
@@ -106,10 +119,12 @@ class SequentialOutcome:
     """The result of :func:`certify_sequential`.
 
     ``candidate`` is the selected class; ``abstained`` says whether the answer is ABSTAIN;
-    ``rho_lower`` / ``rho_upper`` are the bounds at the last look taken (its level alpha_j);
-    ``radius`` maps each adversary to R_a(rho_lower) (0.0 on abstention); ``top_count`` of
-    ``n_estimation`` estimation votes went to the candidate; ``n`` counts every sample drawn,
-    selection included; ``looks`` is the number of looks taken; ``reason`` why it stopped.
+    ``rho_lower`` / ``rho_upper`` are the bounds on p_A at the last look taken; ``rho_b_upper`` the
+    upper bound on the runner-up's probability p_B (1 - rho_lower when only p_A was bounded);
+    ``radius`` maps each adversary to its radius (0.0 on abstention) and ``form`` to the form that
+    gave it (:func:`wulff.certify.two_class.two_class_radius`); ``top_count`` of ``n_estimation``
+    estimation votes went to the candidate; ``n`` counts every sample drawn, selection included;
+    ``looks`` is the number of looks taken; ``reason`` why it stopped; ``method`` the procedure.
     """
 
     candidate: int
@@ -122,6 +137,69 @@ class SequentialOutcome:
     n: int
     looks: int
     reason: str
+    rho_b_upper: float = 1.0
+    form: dict[str, str] = field(default_factory=dict)
+    method: str = "anytime"
+
+
+def anytime_schedule(n_max: int) -> tuple[int, ...]:
+    """The looks of the anytime procedure: FIRST_LOOK estimation samples, then LOOK_RATIO times more
+    at each look (rounded up), then m = n_max - n0 (just (m,) when m <= FIRST_LOOK). Needs n_max >= 2."""
+    m = int(n_max) - selection_size(n_max)
+    if m < 1:
+        raise ValueError(f"n_max must be at least 2 (selection plus estimation); got n_max = {n_max}")
+    looks, n = [], min(FIRST_LOOK, m)
+    while n < m:
+        looks.append(n)
+        n = max(n + 1, math.ceil(n * LOOK_RATIO))
+    looks.append(m)
+    return tuple(looks)
+
+
+def looks_of(method: str, n_max: int) -> tuple[int, ...]:
+    """The cumulative estimation sample sizes at which ``method`` looks."""
+    return anytime_schedule(n_max) if check_method(method) == "anytime" else schedule(n_max)
+
+
+def check_method(method) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
+    return method
+
+
+class SequentialBound:
+    """One side ("lower" or "upper") of one Bernoulli mean, valid at every look of ``method`` at once
+    with probability at least 1 - ``level``.
+
+    * "bonferroni": Clopper-Pearson at look j at level alpha_j (:func:`look_levels`; union bound).
+    * "anytime": the confidence sequence of :mod:`wulff.certify.sequential` at level
+      (1 - FINAL_SHARE) level at every look (its running best: the running intersection of a
+      confidence sequence keeps its coverage), and at the last look also Clopper-Pearson at
+      FINAL_SHARE level; both hold together with probability >= 1 - level (union bound over the
+      two events), so the better of the two is returned there. With one look: Clopper-Pearson at level.
+    """
+
+    def __init__(self, method: str, side: str, level: float, looks: int):
+        self.method, self.side, self.looks = check_method(method), side, looks
+        self.final = level if looks == 1 else level * FINAL_SHARE
+        self.sequence_level = level - self.final
+        self.levels = look_levels(level, looks)
+        self.best = 0.0 if side == "lower" else 1.0
+
+    def _better(self, a: float, b: float) -> float:
+        return max(a, b) if self.side == "lower" else min(a, b)
+
+    def at(self, successes: int, trials: int, look: int) -> float:
+        """The bound after ``trials`` samples with ``successes`` at look ``look`` (0-based)."""
+        fixed = clopper_pearson_lower if self.side == "lower" else clopper_pearson_upper
+        if self.method == "bonferroni":
+            return fixed(successes, trials, self.levels[look])
+        last = look == self.looks - 1
+        if self.sequence_level > 0:
+            sequence = cs_lower if self.side == "lower" else cs_upper
+            self.best = self._better(self.best, sequence(successes, trials, self.sequence_level))
+        return self._better(self.best, fixed(successes, trials, self.final)) if last else self.best
+
 
 
 def check_radii(radii) -> tuple[float, ...] | None:
@@ -150,58 +228,87 @@ def grid_thresholds(certificate: Certificate, radii: Sequence[float]) -> np.ndar
     return np.array([max(certificate.inverse_radius(r), above_half) for r in radii])
 
 
+def plural(selection: np.ndarray, candidate: int) -> bool:
+    """Three or more plausible classes: the selection votes name at least two classes besides the
+    candidate. Only then are p_B's bounds paid for (the selection is independent of the estimation,
+    so deciding on it costs no validity)."""
+    others = np.delete(np.asarray(selection), candidate)
+    return int(np.count_nonzero(others)) >= 2
+
+
 def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: float,
-                       certificates: Mapping[str, Certificate], radii=None) -> SequentialOutcome:
+                       certificates: Mapping[str, Certificate], radii=None, *,
+                       method: str = DEFAULT_METHOD, two_class: bool = True) -> SequentialOutcome:
     """The sequential CERTIFY of the module docstring.
 
     ``draw(k)`` returns the votes (counts per class) of k fresh noisy samples; ``certificates`` maps
     each adversary to its (best) certificate, the first one being the adversary of ``radii`` and of
-    rule (c). With probability at least 1 - alpha, rho_lower <= p at every look, so the returned
-    class (when not abstaining) and every returned radius are valid, whatever look it stops at.
+    rule (c). ``method`` is "anytime" (a confidence sequence looked at after every look of
+    :func:`anytime_schedule`) or "bonferroni" (Clopper-Pearson on :func:`schedule`, alpha split over
+    the looks). With ``two_class`` and three or more plausible classes (:func:`plural`), p_B is
+    bounded too and the radius is the two-class one (:mod:`wulff.certify.two_class`).
+    With probability at least 1 - alpha every bound holds at every look, so the returned class
+    (when not abstaining) and every returned radius are valid, whatever look it stops at.
     """
     alpha = check_alpha(alpha)
     radii = check_radii(radii)
+    method = check_method(method)
     if not certificates:
         raise ValueError("certificates must name at least one adversary")
-    looks = schedule(n_max)
-    n0, m, levels = selection_size(n_max), looks[-1], look_levels(alpha, len(looks))
-    final = levels[-1]
+    looks = looks_of(method, n_max)
+    n0, m = selection_size(n_max), looks[-1]
     first = next(iter(certificates.values()))
     thresholds = None if radii is None else grid_thresholds(first, radii)
 
     selection = np.asarray(draw(n0))
     candidate = int(np.argmax(selection))
-    used = top = 0
+    runner = int(np.argmax(np.where(np.arange(len(selection)) == candidate, -1, selection)))
+    both = bool(two_class) and plural(selection, candidate)
+    a_level = alpha * (1 - TWO_CLASS_SHARE) if both else alpha
+    a_lower = SequentialBound(method, "lower", a_level, len(looks))
+    a_upper = SequentialBound(method, "upper", a_level, len(looks))
+    used = top = second = 0
     lower = upper = 0.0
     reason = "n_max"
-    for j, n in enumerate(looks, start=1):
+    for j, n in enumerate(looks):
         votes = np.asarray(draw(n - used))
         top += int(votes[candidate])
+        second += int(votes[runner])
         used = n
-        lower = clopper_pearson_lower(top, n, levels[j - 1])
-        upper = clopper_pearson_upper(top, n, levels[j - 1])
+        lower = a_lower.at(top, n, j)
+        upper = a_upper.at(top, n, j)
         hopeful = clopper_pearson_upper(top, n, DECISION_LEVEL)
         if hopeful <= 0.5:
             reason = "abstain: hopeful bound <= 1/2"
             break
-        if j == len(looks):
+        if j == len(looks) - 1:
             break
         if thresholds is not None:
             certified = int(np.count_nonzero(thresholds <= lower))
             if certified == len(thresholds):
                 reason = "every grid radius certified"
                 break
-            reachable = clopper_pearson_lower(min(m, math.ceil(hopeful * m)), m, final)
+            reachable = clopper_pearson_lower(min(m, math.ceil(hopeful * m)), m, a_lower.final)
             if thresholds[certified] > reachable:
                 reason = "next grid radius out of reach"
                 break
         else:
-            optimistic = clopper_pearson_lower(round(top / n * m), m, final)
+            optimistic = clopper_pearson_lower(round(top / n * m), m, a_lower.final)
             now = float(first.radius(lower))
             if float(first.radius(optimistic)) <= (1.0 + RELATIVE_GAIN) * now:
                 reason = "at most 1 % gain by n_max"
                 break
 
+    rho_b = 1.0 - lower
+    if both:  # p_B <= max(p_runner, p_rest), each bounded at TWO_CLASS_SHARE alpha / 2
+        b_level = alpha * TWO_CLASS_SHARE / 2
+        rest = used - top - second
+        rho_b = max(SequentialBound(method, "upper", b_level, len(looks)).at(second, used, j),
+                    SequentialBound(method, "upper", b_level, len(looks)).at(rest, used, j))
     abstained = lower <= 0.5
-    radius = {a: 0.0 if abstained else float(c.radius(lower)) for a, c in certificates.items()}
-    return SequentialOutcome(candidate, abstained, lower, upper, radius, top, used, n0 + used, j, reason)
+    radius, form = {}, {}
+    for a, c in certificates.items():
+        radius[a], form[a] = two_class_radius(c, lower, rho_b) if not abstained else (0.0, ONE_CLASS)
+    return SequentialOutcome(candidate, abstained, lower, upper, radius, top, used, n0 + used, j + 1, reason,
+                             min(rho_b, 1.0), form, method)
+

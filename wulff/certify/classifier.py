@@ -43,6 +43,9 @@ class Certification:
     ``top_count`` the votes among the estimation samples (``n`` minus the selection).
     From :class:`~wulff.certify.derandomized.DerandomizedSmoothed` (DSSN), ``rho_lower`` is the exact
     top-class probability, ``n`` the N = 2 lam Q offsets evaluated and ``top_count`` their votes for it.
+    ``rho_b_upper`` is the upper bound on the runner-up's probability p_B the radius used (None: p_B
+    was not bounded, the p_A form 1 - rho_lower); ``form`` maps each adversary to the form that gave
+    its radius: "p_A", "two-class" or "two-class (differential)" (:mod:`wulff.certify.two_class`).
     """
 
     prediction: int
@@ -50,6 +53,8 @@ class Certification:
     radius: dict[str, float] = field(default_factory=dict)
     top_count: int = 0
     n: int = 0
+    rho_b_upper: float | None = None
+    form: dict[str, str] = field(default_factory=dict)
 
     @property
     def abstained(self) -> bool:

@@ -16,10 +16,11 @@ from wulff.certificate import check_adversary
 from wulff.distributions import Distribution
 from wulff.selector import BestCertificate, best_certificate
 
-from .adaptive import certify_sequential, check_radii
+from .adaptive import DEFAULT_METHOD, TWO_CLASS_SHARE, certify_sequential, check_method, check_radii, plural
 from .attack import pgd_smoothed
 from .classifier import ABSTAIN, Certification, SmoothedClassifier, positive_int
-from .stats import check_alpha, clopper_pearson_lower, two_class_test_passes
+from .stats import check_alpha, clopper_pearson_lower, clopper_pearson_upper, two_class_test_passes
+from .two_class import ONE_CLASS, two_class_radius
 
 __all__ = ["ABSTAIN", "Certification", "Smoothed", "check_certify_arguments"]
 
@@ -68,32 +69,60 @@ class Smoothed(SmoothedClassifier):
         return int(top)
 
     def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int,
-                adversaries=("l1", "l2", "linf"), *,
+                adversaries=("l1", "l2", "linf"), *, two_class: bool = True,
                 generator: torch.Generator | None = None) -> Certification:
         """CERTIFY: n0 noisy votes choose the class c; n fresh votes give the one-sided
         Clopper-Pearson lower bound rho_lower on P(f(x + delta) = c) at level alpha. If rho_lower <= 1/2
         the answer is ABSTAIN, else c with radius R_a(rho_lower) for each adversary a, R_a the best
         certificate of q against a (:meth:`certificate`, built once per adversary).
-        With probability at least 1 - alpha, every returned radius is a true robustness radius."""
+        With probability at least 1 - alpha, every returned radius is a true robustness radius.
+
+        With ``two_class`` (the default), when the n0 votes name three or more classes, the runner-up's
+        probability p_B is bounded too and the radius is the two-class one (Cohen et al.'s Theorem 1
+        in full for the Gaussian; :mod:`wulff.certify.two_class` for every certificate); the result
+        records p_B's bound and the form that gave each radius."""
         n0, n, alpha, batch_size = check_certify_arguments(n0, n, alpha, batch_size)
         adversaries = self._check_adversaries(adversaries)
         selection = self.count_predictions(x, n0, batch_size, generator=generator)
         candidate = int(np.argmax(selection))
         counts = self.count_predictions(x, n, batch_size, generator=generator)
-        top_count = int(counts[candidate])
-        rho_lower = clopper_pearson_lower(top_count, n, alpha)
+        return self._certification(selection, candidate, counts, alpha, adversaries, two_class)
+
+    def _certification(self, selection: np.ndarray, candidate: int, counts: np.ndarray, alpha: float,
+                       adversaries: tuple[str, ...], two_class: bool) -> Certification:
+        """CERTIFY's answer from the estimation ``counts``: the p_A form at level alpha, or, with
+        ``two_class`` and three or more plausible classes in the ``selection`` votes
+        (:func:`~wulff.certify.adaptive.plural`), p_A's bound at (1 - TWO_CLASS_SHARE) alpha and
+        p_B <= max(p_runner-up, p_rest) bounded at TWO_CLASS_SHARE alpha / 2 each (union bound)."""
+        n, top_count = int(counts.sum()), int(counts[candidate])
+        both = two_class and plural(selection, candidate)
+        rho_lower = clopper_pearson_lower(top_count, n, alpha * (1 - TWO_CLASS_SHARE) if both else alpha)
         if rho_lower <= 0.5:
             return Certification(ABSTAIN, rho_lower, {a: 0.0 for a in adversaries}, top_count, n)
-        radius = {a: float(self.certificate(a).radius(rho_lower)) for a in adversaries}
-        return Certification(candidate, rho_lower, radius, top_count, n)
+        if not both:
+            return Certification(candidate, rho_lower, {a: float(self.certificate(a).radius(rho_lower))
+                                                        for a in adversaries}, top_count, n, None,
+                                 {a: ONE_CLASS for a in adversaries})
+        runner = int(np.delete(counts, candidate)[int(np.argmax(np.delete(selection, candidate)))])
+        level = alpha * TWO_CLASS_SHARE / 2
+        rho_b = max(clopper_pearson_upper(runner, n, level),
+                    clopper_pearson_upper(n - top_count - runner, n, level))
+        radius, form = {}, {}
+        for a in adversaries:
+            radius[a], form[a] = two_class_radius(self.certificate(a), rho_lower, rho_b)
+        return Certification(candidate, rho_lower, radius, top_count, n, rho_b, form)
 
     def certify_adaptive(self, x: torch.Tensor, n_max: int, alpha: float, batch_size: int,
-                         adversaries=("l1", "l2", "linf"), *, radii=None,
-                         generator: torch.Generator | None = None) -> Certification:
+                         adversaries=("l1", "l2", "linf"), *, radii=None, method: str = DEFAULT_METHOD,
+                         two_class: bool = True, generator: torch.Generator | None = None) -> Certification:
         """CERTIFY with a sequential test that stops as soon as the answer is decided
         (:mod:`wulff.certify.adaptive`): n0 = max(1, min(100, n_max // 10)) votes choose the class,
-        then Clopper-Pearson bounds are looked at after 500, 1000, 2000, ... estimation samples
-        (K looks, the last at n_max - n0, with half of alpha; the other half split over the rest).
+        then, with ``method="anytime"`` (the default), a confidence sequence valid at every sample
+        size at once (:mod:`wulff.certify.sequential`, half of alpha) is looked at after 100, 110, 121,
+        ... estimation samples and Clopper-Pearson (the other half) at the last look, n_max - n0;
+        ``method="bonferroni"`` looks at Clopper-Pearson bounds after 500, 1000, 2000, ... samples
+        (half of alpha on the last look, the other half split over the rest). With ``two_class``,
+        p_B is bounded too when the selection names three or more classes (as :meth:`certify`).
         The same guarantee as :meth:`certify`: with probability at least 1 - alpha, the returned
         class (unless ABSTAIN) is the smoothed classifier's and every radius R_a(rho_lower) is a true
         robustness radius, wherever it stops.
@@ -111,15 +140,18 @@ class Smoothed(SmoothedClassifier):
         batch_size = positive_int("batch_size", batch_size)
         adversaries = self._check_adversaries(adversaries)
         radii = check_radii(radii)
+        method = check_method(method)
         x = self._check_input(x)
         certificates = {a: self.certificate(a) for a in adversaries}
 
         def draw(k: int) -> np.ndarray:
             return self.count_predictions(x, k, batch_size, generator=generator)
 
-        out = certify_sequential(draw, n_max, alpha, certificates, radii)
+        out = certify_sequential(draw, n_max, alpha, certificates, radii, method=method, two_class=two_class)
         prediction = ABSTAIN if out.abstained else out.candidate
-        return Certification(prediction, out.rho_lower, dict(out.radius), out.top_count, out.n)
+        rho_b = None if out.rho_b_upper == 1.0 - out.rho_lower else out.rho_b_upper
+        return Certification(prediction, out.rho_lower, dict(out.radius), out.top_count, out.n, rho_b,
+                             {} if out.abstained else dict(out.form))
 
     def attack(self, x: torch.Tensor, label: int, eps: float, adversary: str = "l2", *, steps: int = 20,
                samples: int = 16, step_size: float | None = None, clamp: tuple[float, float] | None = None,

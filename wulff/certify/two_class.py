@@ -1,0 +1,101 @@
+"""Two-class certificates: a radius from a lower bound on p_A and an upper bound on p_B (the
+runner-up) instead of p_B = 1 - p_A. The proofs are in docs/soundness.md ("Two-class certificates").
+
+Every wulff certificate R (one class: the smoothed probability of A stays above 1/2 within R(rho)
+when it is at least rho at x) holds for every soft base classifier F: R^d -> [0, 1], not only for
+indicator functions: Theorem G.6 is stated for such F, the Neyman-Pearson lemma behind the
+level-set tables (Theorem T.1) and the overlap bound of uniform noise (Theorems N.3, N.6, S.1) hold
+for randomized tests. Two forms follow, each sound for every certificate it is applied to:
+
+* **generic form** (every certificate; Theorem 2C.1 of docs/soundness.md): with p_A >= a and
+  p_B <= b, b <= 1 - a, the radius R((1 + a - b) / 2). Proof: F = 1 on A, 0 on B, 1/2 on the other
+  classes has E F = p_A + (1 - p_A - p_B) / 2 >= (1 + a - b) / 2; within R of that, E F > 1/2 at
+  x + eta, i.e. P_eta(A) > P_eta(B). For uniform noise this is the overlap-volume bound (P(A) drops
+  by at most the non-overlap mass m(eta), P(B) rises by at most m(eta), the one-class radius being
+  the largest eta with m(eta) < rho - 1/2). It reduces to R(a) at b = 1 - a.
+* **differential form** (certificates of the differential method, i.e. with a ``gamma_law``;
+  Theorem 2C.2): (R(a) + R(1 - b)) / 2. Proof: along a unit path of the adversary's norm, Theorem G.6
+  bounds the rate of change of the probability P of any output set by Phi(P); the norm's ball being
+  symmetric, also along the reversed path, so |dP/dt| <= Phi(P), and applied to the complement,
+  <= Phi(1 - P); Phi~ >= Phi on [0, 1/2] (the certificate's R = lam int_{1-rho}^{1/2} dp / Phi~ (p))
+  bounds both by Phi~(min(P, 1 - P)). With G(P) = lam int_{1/2}^{P} dp / Phi~(min(p, 1 - p))
+  (antisymmetric: G(1 - P) = -G(P), and G = R above 1/2), G(P_t(A)) >= G(a) - t and
+  G(P_t(B)) <= G(b) + t, so P_t(A) > P_t(B) for t < (G(a) - G(b)) / 2 = (R(a) + R(1 - b)) / 2. No
+  symmetry of the noise is needed. For the Gaussian against l2 it is Cohen et al.'s Theorem 1,
+  sigma / 2 (Phi^-1(p_A) - Phi^-1(p_B)); it is at least the generic form (R is convex, Remark G.5).
+* a norm conversion (radius / C) carries over: both forms divide by the same C.
+
+Rounding: the float radii R(.) are lower bounds of their theorems' values; (1 + a - b) / 2 and
+(R(a) + R(1 - b)) / 2 are computed exactly (fractions) and rounded down, so every two-class radius is
+a lower bound. The best two-class radius is the largest over the candidates and forms, and never
+below the one-class R(a).
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+from wulff.certificate import Certificate
+
+#: the form that gave a radius (``Certification.form``)
+ONE_CLASS, GENERIC, DIFFERENTIAL = "p_A", "two-class", "two-class (differential)"
+
+
+def round_down(value: Fraction) -> float:
+    """The largest float <= ``value``."""
+    out = float(value)
+    return math.nextafter(out, -math.inf) if Fraction(out) > value else out
+
+
+def members(certificate: Certificate) -> tuple[Certificate, ...]:
+    """The candidates a (best) certificate takes the maximum over; itself when it is a single one."""
+    return tuple(getattr(certificate, "certificates", None) or (certificate,))
+
+
+def is_differential(certificate: Certificate) -> bool:
+    """A certificate of the differential method (Theorem G.6), maybe read through a norm conversion."""
+    return bool(certificate.gamma_law)
+
+
+def round_up(value: Fraction) -> float:
+    """The smallest float >= ``value``."""
+    out = float(value)
+    return math.nextafter(out, math.inf) if Fraction(out) < value else out
+
+
+def check_bounds(rho_a: float, rho_b: float) -> tuple[float, float]:
+    """0 <= rho_a, rho_b <= 1; rho_b is capped at 1 - rho_a (rounded up: p_B <= 1 - p_A always holds)."""
+    for name, value in (("rho_a", rho_a), ("rho_b", rho_b)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"{name} must be a probability bound in [0, 1]; got {value!r}")
+    return float(rho_a), min(float(rho_b), round_up(1 - Fraction(float(rho_a))))
+
+
+def generic_rho(rho_a: float, rho_b: float) -> float:
+    """(1 + rho_a - rho_b) / 2 rounded down: the probability of the soft classifier of Theorem 2C.1."""
+    return round_down((1 + Fraction(rho_a) - Fraction(rho_b)) / 2)
+
+
+def member_radius(certificate: Certificate, rho_a: float, rho_b: float) -> tuple[float, str]:
+    """The two-class radius of one certificate and its form (the larger of the forms that apply)."""
+    best = (float(certificate.radius(rho_a)), ONE_CLASS)
+    generic = float(certificate.radius(generic_rho(rho_a, rho_b)))
+    if generic > best[0]:
+        best = (generic, GENERIC)
+    if is_differential(certificate) and rho_a > 0.5:
+        mirrored = float(certificate.radius(round_down(1 - Fraction(rho_b))))
+        differential = round_down((Fraction(float(certificate.radius(rho_a))) + Fraction(mirrored)) / 2)
+        if differential > best[0]:
+            best = (differential, DIFFERENTIAL)
+    return best
+
+
+def two_class_radius(certificate: Certificate, rho_a: float, rho_b: float) -> tuple[float, str]:
+    """The certified radius when p_A >= ``rho_a`` and p_B <= ``rho_b`` (p_B the largest probability of
+    any class other than A), with the form that gave it: :data:`ONE_CLASS` (R(rho_a), the p_A form),
+    :data:`GENERIC` or :data:`DIFFERENTIAL` (module docstring). 0.0 unless rho_a > 1/2 (abstain, as
+    CERTIFY). Never below R(rho_a); at rho_b = 1 - rho_a it is R(rho_a) (up to rounding down)."""
+    rho_a, rho_b = check_bounds(rho_a, rho_b)
+    if rho_a <= 0.5:
+        return 0.0, ONE_CLASS
+    return max((member_radius(c, rho_a, rho_b) for c in members(certificate)), key=lambda rf: rf[0])

@@ -173,20 +173,29 @@ def radius_grid(curves_or_runs, adversary: str, points: int = 8) -> np.ndarray:
     return np.round(np.arange(points) * step, 10)
 
 
+#: a file whose presence makes a folder an rs4a result folder (:mod:`wulff.certify.foreign`)
+RS4A_MARKER = "prob_lb.npy"
+
+
 def collect_result_files(paths) -> list[str]:
-    """Result files named directly, plus every *.tsv below named folders (shard files excluded)."""
+    """Result files named directly, plus every *.tsv below named folders (shard files excluded) and
+    every folder below them holding an rs4a result (``prob_lb.npy``, :mod:`wulff.certify.foreign`); a
+    named folder that is an rs4a result is itself one."""
     from pathlib import Path
 
     found = []
     for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(str(f) for f in p.rglob("*.tsv") if ".shard-" not in f.name)
+        if p.is_dir() and (p / RS4A_MARKER).is_file():
+            found.append(str(p))
+        elif p.is_dir():
+            found += sorted([str(f) for f in p.rglob("*.tsv") if ".shard-" not in f.name]
+                            + [str(f.parent) for f in p.rglob(RS4A_MARKER)])
         elif p.exists():
             found.append(str(p))
         else:
             raise FileNotFoundError(f"no result file or folder at {p}")
     if not found:
-        raise FileNotFoundError(f"no result files (*.tsv) in {', '.join(map(str, paths))}")
+        raise FileNotFoundError(f"no result files (*.tsv, or rs4a folders) in {', '.join(map(str, paths))}")
     return found
 
 
@@ -407,24 +416,57 @@ def describe_cost(runs: list[Results]) -> str:
     return "\n".join(lines)
 
 
+def screen_separate(runs: dict[str, Results], adversary: str) -> tuple[dict[str, Results], list[str]]:
+    """(the result sets of ``runs`` (label -> run) a table can show as rows of their own, one warning
+    per set left out): each without its invalid rows (:func:`checked_rows`), left out when it has no
+    valid row or no ``adversary`` radii."""
+    kept, warnings_ = {}, []
+    for label, run in runs.items():
+        run, invalid = checked_rows(run)
+        warnings_ += invalid
+        if not len(run):
+            warnings_.append(f"{_name(run)}: left out: " + ("every row is invalid" if run.invalid_lines
+                                                            else "it has no rows"))
+        elif adversary not in run.adversaries:
+            warnings_.append(f"{_name(run)}: left out: it has no {adversary} radii (it has "
+                             f"{', '.join(run.adversaries)}: pass --adversary {run.adversaries[0]})")
+        else:
+            kept[label] = run
+    return kept, warnings_
+
+
 def report(runs: list[Results], adversary: str, radii=None, *, plot: str | os.PathLike | None = None,
-           title: str | None = None, allow_mixed: bool = False, warn=None) -> str:
+           title: str | None = None, allow_mixed: bool = False, warn=None, separate=None) -> str:
     """The Table-1-style comparison (upper envelope over each distribution's sigmas) as markdown,
     followed by a line with n, alpha and the number of inputs and the forward passes spent
     (:func:`describe_cost`); with ``plot`` also the PNG of
     certified accuracy against radius. Only the files :func:`screen_runs` keeps are combined; its
-    warnings go to ``warn`` (a callable taking one line; default: ignored)."""
+    warnings go to ``warn`` (a callable taking one line; default: ignored). ``separate`` (label ->
+    result set, e.g. results of other codebases) are rows of their own under their label, each its
+    certified accuracy as it is (never combined, never screened for settings: :func:`screen_separate`)."""
     adversary = check_adversary(adversary)
     runs, warnings_ = screen_runs(runs, adversary, allow_mixed=allow_mixed)
-    for line in warnings_:
+    others, more = screen_separate(separate or {}, adversary)
+    for line in warnings_ + more:
         (warn or (lambda _line: None))(line)
-    if not runs:
+    if not runs and not others:
         raise ValueError(f"no complete, compatible test-split result file with {adversary} radii to tabulate"
                          + ("" if allow_mixed else " (pass --allow-mixed to tabulate the files left out)"))
-    table_radii = radius_grid(runs, adversary) if radii is None else np.asarray(radii, dtype=np.float64)
-    table = markdown_table(upper_envelopes(runs, table_radii, adversary), adversary, caption=title)
+    shown = runs + list(others.values())
+    table_radii = radius_grid(shown, adversary) if radii is None else np.asarray(radii, dtype=np.float64)
+    table = markdown_table(_curves(runs, others, table_radii, adversary), adversary, caption=title)
     if plot is not None:
-        largest = max(float(np.max(r.radius(adversary), initial=0.0)) for r in runs)
+        largest = max(float(np.max(r.radius(adversary), initial=0.0)) for r in shown)
         fine = np.linspace(0.0, max(largest, float(table_radii[-1])) * 1.05 or 1.0, 400)
-        plot_curves(upper_envelopes(runs, fine, adversary), adversary, plot, title=title)
-    return table + "\n\n" + describe_runs(runs) + "\n\n" + describe_cost(runs)
+        plot_curves(_curves(runs, others, fine, adversary), adversary, plot, title=title)
+    return table + ("\n\n" + describe_runs(runs) + "\n\n" + describe_cost(runs) if runs else "")
+
+
+def _curves(runs: list[Results], separate: dict[str, Results], radii, adversary: str) -> dict[str, Curve]:
+    """The upper envelopes of ``runs`` (:func:`upper_envelopes`), then one curve per separate result set."""
+    curves = upper_envelopes(runs, radii, adversary) if runs else {}
+    radii = np.atleast_1d(np.asarray(radii, dtype=np.float64))
+    for label, run in separate.items():
+        curves[label] = Curve(label, radii, certified_accuracy(run, radii, adversary),
+                              np.full(len(radii), math.nan))
+    return curves

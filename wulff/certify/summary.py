@@ -8,6 +8,11 @@ wrong on hard ones can beat one that is moderately robust everywhere (Xia et al.
 accuracy as a function of the radius shows where robustness is gained or lost, which is why the
 tables and plots stay the primary view and ACR is printed beside them.
 
+Result sets of the reference codebases (a Cohen et al. 2019 certify log, an rs4a result folder of Yang
+et al. 2020: :mod:`wulff.certify.foreign`) are rows of their own, labelled by path and format, never
+combined with anything; what they record (and do not) is listed under the table
+(:func:`foreign_lines`).
+
 A report compares like with like: files that are no wulff result file are named and left out
 (:func:`read_report_files`), so are rows that hold no valid number (named by file and line:
 :func:`~wulff.certify.analysis.checked_rows`); each attack is held only against certificates of the
@@ -31,6 +36,7 @@ from .attack_dataset import (
     robust_accuracy,
     soundness_alarms,
 )
+from .foreign import COHEN, FORMAT_KEY, NOT_RECORDED, is_cohen_log, is_foreign, known_settings, read_any_results
 from .results import Results, read_results
 
 #: the line printed under the summary table
@@ -53,16 +59,35 @@ def clean_accuracy(run: Results) -> float:
 
 def summary_table(runs: list[Results], adversary: str) -> str:
     """One markdown row per result set: its noise (labelled as its table row, :func:`row_labels`),
-    sigma, inputs, clean accuracy and ACR."""
+    sigma, inputs, clean accuracy and ACR; a result set of another codebase (:func:`foreign_label`)
+    shows what its format records ("not recorded" otherwise)."""
     lines = [f"| result set | noise | sigma | inputs | clean accuracy (%) | ACR ({adversary}) |",
              "|---|---|---:|---:|---:|---:|"]
-    labels = row_labels(row_key(run) for run in runs)
+    labels = row_labels(row_key(run) for run in runs if not is_foreign(run))
     for run in runs:
-        sigma = run.meta.get("sigma")
-        lines.append(f"| {_name(run)} | {labels[row_key(run)]} | "
+        noise = labels[row_key(run)] if not is_foreign(run) else _foreign_noise(run)
+        sigma = run.meta.get("sigma", NOT_RECORDED if is_foreign(run) else None)
+        lines.append(f"| {_name(run)} | {noise} | "
                      f"{sigma if not isinstance(sigma, float) else f'{sigma:g}'} | {len(run)} | "
                      f"{100 * clean_accuracy(run):.1f} | {average_certified_radius(run, adversary):.3f} |")
     return "\n".join(lines)
+
+
+def _foreign_noise(run: Results) -> str:
+    return f"{NOT_RECORDED} (Gaussian in Cohen's codebase)" if run.meta.get(FORMAT_KEY) == COHEN else NOT_RECORDED
+
+
+def foreign_label(run: Results) -> str:
+    """The table row of a result set of another codebase: its path and format."""
+    short = "Cohen log" if run.meta.get(FORMAT_KEY) == COHEN else "rs4a folder"
+    return f"{run.path} [{short}]"
+
+
+def foreign_lines(runs: list[Results]) -> str:
+    """Under the table: per result set of another codebase, what its format records
+    (:func:`~wulff.certify.foreign.known_settings`)."""
+    return ("results from elsewhere (each its own row, not combined with any other):\n"
+            + "\n".join(f"- {run.path}: {known_settings(run)}" for run in runs))
 
 
 @dataclass
@@ -130,12 +155,16 @@ def attack_report(attacks: list[Results], runs: list[Results]) -> tuple[str, lis
 
 
 def read_report_files(paths, warn=None) -> tuple[list[Results], list[Results]]:
-    """(certification files, attack files) read from ``paths``; a file that is neither (notes, an empty
-    or binary file, a bad header, a folder named *.tsv, an unreadable file) is named in a warning
-    given to ``warn`` (a callable taking one line) and left out."""
+    """(certification files, attack files) read from ``paths``; a Cohen certify log or an rs4a result
+    folder (:mod:`wulff.certify.foreign`) counts as a certification file. A path that is none of these
+    (notes, an empty or binary file, a bad header, a folder named *.tsv, an unreadable file) is named in
+    a warning given to ``warn`` (a callable taking one line) and left out."""
     runs, attacks = [], []
     for path in paths:
         try:
+            if Path(path).is_dir() or is_cohen_log(path):
+                runs.append(read_any_results(path))
+                continue
             attack = is_attack_file(path)
             (attacks if attack else runs).append(read_attacks(path) if attack else read_results(path))
         except (OSError, ValueError) as exc:
@@ -169,15 +198,20 @@ def _checked(runs, warn) -> list[Results]:
 def report_with_summary(runs: list[Results], adversary: str, radii=None, *, attacks=(), alarm=None,
                         allow_mixed: bool = False, **options) -> str:
     """:func:`wulff.certify.analysis.report` (``options`` go to it), then the clean accuracy and ACR of
-    each file it tabulates, with :data:`ACR_NOTE`; for ``attacks`` (attack files) the empirical robust
-    accuracy, what each was compared with (:func:`compare_attacks`) and the soundness alarms, each alarm
-    also given to ``alarm`` (a callable taking a line). Invalid rows of any file are named through
-    ``options["warn"]`` and left out of every figure."""
+    each file it tabulates, with :data:`ACR_NOTE`; result sets of other codebases are rows of their own
+    (:func:`foreign_label`), with what they record (:func:`foreign_lines`); for ``attacks`` (attack
+    files) the empirical robust accuracy, what each was compared with (:func:`compare_attacks`) and the
+    soundness alarms, each alarm also given to ``alarm`` (a callable taking a line). Invalid rows of any
+    file are named through ``options["warn"]`` and left out of every figure."""
     warn = options.get("warn") or (lambda _line: None)
-    runs, attacks = _checked(runs, warn), _checked(attacks, warn)
-    text = report(runs, adversary, radii, allow_mixed=allow_mixed, **options)
-    kept, _ = screen_runs(runs, adversary, allow_mixed=allow_mixed)
-    text += "\n\n" + summary_table(kept, adversary) + "\n\n" + ACR_NOTE
+    foreign = {foreign_label(run): run for run in _checked([run for run in runs if is_foreign(run)], warn)}
+    runs, attacks = _checked([run for run in runs if not is_foreign(run)], warn), _checked(attacks, warn)
+    text = report(runs, adversary, radii, allow_mixed=allow_mixed, separate=foreign, **options)
+    kept, _ = screen_runs(runs, adversary, allow_mixed=allow_mixed) if runs else ([], [])
+    shown = [run for run in foreign.values() if len(run) and adversary in run.adversaries]
+    text += "\n\n" + summary_table(kept + shown, adversary) + "\n\n" + ACR_NOTE
+    if shown:
+        text += "\n\n" + foreign_lines(shown)
     if attacks:
         comparison = compare_attacks(attacks, runs)
         text += ("\n\nempirical robust accuracy (PGD on the soft smoothed classifier), each attack held against "

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 def certify(args: argparse.Namespace) -> int:
     from wulff.certify import certify_dataset, merge_results, shard_path
     from wulff.certify.dataset import evaluation_meta
+    from wulff.certify.revisit import read_for_comparison, report_comparison
     from wulff.train import setup, teardown
     from wulff.train.distributed import barrier
 
@@ -62,6 +63,7 @@ def certify(args: argparse.Namespace) -> int:
     try:
         shard, num_shards = (env.rank, env.world_size) if env.distributed else (args.shard, args.num_shards)
         target = out if num_shards == 1 else shard_path(out, shard, num_shards)
+        old = read_for_comparison(args.compare_with, args.skip, args.adversaries) if args.compare_with else None
         with OutputLock(target):  # before any work: a second run on this file stops here
             smoothed, test_set = smoothed_from_arguments(args, env.device)
             check_deterministic_arguments(args, smoothed)
@@ -75,6 +77,8 @@ def certify(args: argparse.Namespace) -> int:
                 progress=not args.no_progress, max_inputs=args.max_inputs, adaptive=args.adaptive,
                 radii=args.radii)
         print(f"{target}: {len(results)} rows")
+        if old is not None:
+            print(report_comparison(old, results, target))
         barrier(env)
         if env.distributed and env.is_main:
             merged = merge_results([shard_path(out, i, num_shards) for i in range(num_shards)], out,
@@ -116,5 +120,10 @@ def register(sub) -> None:
                    help="with --adaptive: increasing radii (>= 0) of interest against the first of "
                    "--adversaries; an input stops once the largest one it can certify is decided "
                    "(default: stop when going on could raise its radius by at most 1 %%)")
+    p.add_argument("--compare-with", default=None, metavar="FILE",
+                   help="an earlier certification of the same model and inputs (a wulff result file, a Cohen "
+                   "et al. certify log or an rs4a result folder, whose row i is input i x --skip): after the "
+                   "run, per input the old and new prediction and radius side by side in OUT.compare.md, and "
+                   "how many radii grew, shrank or changed class")
     add_runtime_arguments(p)
     p.set_defaults(handler=run)

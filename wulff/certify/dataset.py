@@ -66,24 +66,54 @@ def model_fingerprint(model) -> str:
 IDENTITY_KEY = "model_identity"
 
 
-def model_identity(checkpoint_meta: Mapping) -> dict:
+def model_identity(checkpoint_meta: Mapping, noise=None) -> dict:
     """How a model came to be, beyond its noise and weights (``model_sha256``): its ``architecture``,
     the data set it was trained on (``training_data``) and the training ``objective`` with its
     parameters, read from the meta of a checkpoint written by :func:`wulff.train.train_smoothed`
-    (which records an objective only when it is not noise augmentation). Plain data for a result
-    file's header, where ``wulff report`` tells models apart by it."""
+    (which records an objective only when it is not noise augmentation). A model from elsewhere
+    (:func:`wulff.certify.loading.read_model`) adds its file ``format``; ``noise`` (a noise that is not
+    the checkpoint's own: an override, or the command line's noise for a file that records none) adds
+    ``noise``, its name, parameters and sigma. Plain data for a result file's header, where ``wulff
+    report`` tells models apart by it."""
     objective = checkpoint_meta.get("objective") or {"name": "noise", "params": {}}
-    return {"architecture": checkpoint_meta.get("model"), "training_data": checkpoint_meta.get("dataset"),
-            "objective": {"name": objective.get("name"), "params": dict(objective.get("params") or {})}}
+    identity = {"architecture": checkpoint_meta.get("model"), "training_data": checkpoint_meta.get("dataset"),
+                "objective": {"name": objective.get("name"), "params": dict(objective.get("params") or {})}}
+    if checkpoint_meta.get("format") not in (None, "wulff"):
+        identity["format"] = checkpoint_meta["format"]
+    if noise is not None:
+        identity["noise"] = {"name": noise.name, "params": dict(noise.params), "sigma": _sigma_of(noise)}
+    return identity
 
 
-def evaluation_meta(checkpoint_meta: Mapping, split: str) -> dict:
+def _sigma_of(noise) -> float:
+    """sigma of a noise as a float (inf where the family has no second moment)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(noise.sigma)
+
+
+def evaluation_meta(checkpoint_meta: Mapping, split: str, noise=None) -> dict:
     """The header settings of a certify or attack file of the checkpoint whose meta is
     ``checkpoint_meta``, evaluated on ``split``: sigma, architecture, data set and the model's
-    identity (:func:`model_identity`)."""
-    return {"sigma": checkpoint_meta.get("sigma"), "model": checkpoint_meta.get("model"),
+    identity (:func:`model_identity`). ``noise`` is the noise it is evaluated with: where it is not the
+    one the checkpoint records (an override, or a model from elsewhere, which records none), the header's
+    sigma is that noise's and the identity records it."""
+    other = noise is not None and not _same_noise(noise, checkpoint_meta.get("distribution"))
+    sigma = _sigma_of(noise) if other else checkpoint_meta.get("sigma")
+    return {"sigma": sigma, "model": checkpoint_meta.get("model"),
             "dataset": checkpoint_meta.get("dataset"), "split": split,
-            IDENTITY_KEY: model_identity(checkpoint_meta)}
+            IDENTITY_KEY: model_identity(checkpoint_meta, noise if other else None)}
+
+
+def _same_noise(noise, spec) -> bool:
+    """``noise`` is the one the distribution spec ``spec`` (a checkpoint's) describes."""
+    from wulff.train.spec import distribution_spec
+
+    try:
+        return isinstance(spec, Mapping) and json.loads(json.dumps(distribution_spec(noise))) == \
+            json.loads(json.dumps(spec))
+    except (TypeError, ValueError):
+        return False
 
 
 def resumable_settings(out: str | os.PathLike, settings: dict, magic: str = MAGIC) -> dict:

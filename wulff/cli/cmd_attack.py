@@ -42,7 +42,7 @@ def attack(args: argparse.Namespace) -> int:
                 smoothed, test_set, out, eps=args.eps, adversary=adversary, steps=args.steps,
                 samples=args.samples, n=args.n, alpha=args.alpha, batch_size=args.batch_size, skip=args.skip,
                 seed=args.seed, clamp=(0.0, 1.0),
-                meta=evaluation_meta(smoothed.meta, args.split),
+                meta=evaluation_meta(smoothed.meta, args.split, noise=smoothed.q),
                 progress=not args.no_progress, max_inputs=args.max_inputs)
         accuracy = ", ".join(f"{100 * v:.1f} % at eps {e:g}" for e, v in robust_accuracy(results).items())
         print(f"{out}: {len(results)} rows ({adversary}); empirical robust accuracy {accuracy}")

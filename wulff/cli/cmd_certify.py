@@ -73,7 +73,7 @@ def certify(args: argparse.Namespace) -> int:
             results = certify_dataset(
                 smoothed, test_set, target, **sampling, batch_size=args.batch_size,
                 adversaries=args.adversaries, skip=args.skip, shard=shard, num_shards=num_shards, seed=args.seed,
-                meta=evaluation_meta(smoothed.meta, args.split),
+                meta=evaluation_meta(smoothed.meta, args.split, noise=smoothed.q),
                 progress=not args.no_progress, max_inputs=args.max_inputs, adaptive=args.adaptive,
                 radii=args.radii)
         print(f"{target}: {len(results)} rows")

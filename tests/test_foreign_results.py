@@ -169,6 +169,21 @@ def test_export_cohen_writes_cohens_format_and_reads_back_exactly(tmp_path, caps
     assert code == 2 and "add --export cohen" in err
 
 
+def test_export_cohen_refuses_shared_targets_before_writing_and_names_files_it_cannot_export(tmp_path, capsys):
+    rows = [(0, 1, 1, 0.5), (1, 2, 2, 0.25)]
+    write_wulff_results(tmp_path / "runs" / "a" / "certify.tsv", rows)
+    write_wulff_results(tmp_path / "runs" / "b" / "certify.tsv", rows)
+    code, _, err = run_cli(capsys, "report", tmp_path / "runs", "--export", "cohen", "--export-dir",
+                           tmp_path / "out")
+    assert code == 2 and "would be written for both" in err and not (tmp_path / "out").exists()
+    write_wulff_results(tmp_path / "runs" / "c" / "l1only.tsv", rows, adversaries=("l1",))
+    code, out, err = run_cli(capsys, "report", tmp_path / "runs", "--export", "cohen")  # beside each file
+    assert code == 0, err
+    assert "l1only.tsv: not exported: it has no l2 radii" in err
+    assert sorted(p.relative_to(tmp_path / "runs").as_posix() for p in (tmp_path / "runs").rglob("*.cohen.log")) \
+        == ["a/certify.cohen.log", "b/certify.cohen.log"]
+
+
 class _Planted:
     """Pickling this runs ``Path.touch`` on load: what a planted result file would do if unpickled."""
 
@@ -192,6 +207,10 @@ def test_foreign_results_are_read_as_data_and_bounded(tmp_path, capsys, monkeypa
     code, _, err = run_cli(capsys, "report", log, "--adversary", "l2")
     assert code == 2 and f"{log}: left out: line 8: not a row of a Cohen certify log" in err
     assert not marker.exists()
+
+    log.write_text(log.read_text().replace("\n0\t3\t3\t", "\n0\t3\t4\t", 1))  # correct = 1, yet 4 != 3
+    with pytest.raises(ValueError, match=r"line 2: .*correct is 1 but predict 4 != label 3"):
+        read_cohen_log(log)
 
     write_cohen_log(log, COHEN_ROWS)
     monkeypatch.setattr("wulff.certify.foreign.MAX_TEXT_BYTES", 64)

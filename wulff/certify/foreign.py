@@ -125,6 +125,9 @@ def _cohen_row(fields: list[str]) -> tuple[int, int, int, float, int, float, flo
     index, label, prediction, correct = int(fields[0]), int(fields[1]), int(fields[2]), int(fields[4])
     if index < 0 or label < 0 or prediction < -1 or correct not in (0, 1):
         raise ValueError("idx and label must be >= 0, predict >= -1 and correct 0 or 1")
+    if correct != int(prediction == label):
+        relation = "==" if prediction == label else "!="
+        raise ValueError(f"correct is {correct} but predict {prediction} {relation} label {label}")
     radius = printed_lower_bound(fields[3], COHEN_DIGITS)
     return index, label, prediction, radius, correct, timedelta_seconds(fields[5]), float(fields[3])
 
@@ -328,21 +331,33 @@ COHEN_SUFFIX = ".cohen.log"
 
 def export_cohen_logs(runs: list[Results], folder: str | os.PathLike | None = None, warn=None) -> list[Path]:
     """Write each wulff certification result of ``runs`` as a Cohen certify log (:func:`write_cohen_log`)
-    named ``NAME.cohen.log`` after its file ``NAME.tsv``, in ``folder`` (default: beside it); rows
-    holding no valid number are left out (:func:`~wulff.certify.analysis.checked_rows`, each named through
-    ``warn``), as are result sets of other codebases. Returns the files written."""
+    named ``NAME.cohen.log`` after its file ``NAME.tsv``, in ``folder`` (default: beside it). Rows
+    holding no valid number are left out (:func:`~wulff.certify.analysis.checked_rows`), as are result
+    sets of other codebases and files without l2 radii, each named through ``warn``. Before anything is
+    written, a target that exists or that two files would share is refused (FileExistsError). Returns
+    the files written."""
     from .analysis import checked_rows
 
     warn = warn or (lambda _line: None)
-    written = []
+    planned: dict[Path, Results] = {}
     for run in runs:
         if is_foreign(run):
             warn(f"{run.path}: not exported: it is a {run.meta[FORMAT_KEY]} already")
-            continue
+        elif radius_column("l2") not in run.columns:
+            warn(f"{run.path}: not exported: it has no l2 radii (it has {', '.join(run.adversaries)}); Cohen's "
+                 "format holds l2 radii")
+        else:
+            source = Path(run.path)
+            target = (Path(folder) if folder is not None else source.parent) / (source.stem + COHEN_SUFFIX)
+            if target in planned or target.exists():
+                raise FileExistsError(17, "exists already" if target.exists() else
+                                      f"would be written for both {planned[target].path} and {run.path} (drop "
+                                      "--export-dir to write each beside its file)", str(target))
+            planned[target] = run
+    written = []
+    for target, run in planned.items():
         run, invalid = checked_rows(run)
         for line in invalid:
             warn(line.replace("left out of every figure", "not exported"))
-        source = Path(run.path)
-        target = Path(folder) if folder is not None else source.parent
-        written.append(write_cohen_log(run, target / (source.stem + COHEN_SUFFIX)))
+        written.append(write_cohen_log(run, target))
     return written

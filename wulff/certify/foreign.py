@@ -181,8 +181,7 @@ def read_cohen_log(path: str | os.PathLike) -> Results:
                "seconds": np.array(table[5], dtype=np.float64),
                printed_column("l2"): np.array(table[6], dtype=np.float64)}
     _check_unique(path, columns["index"], first_line=2)
-    meta = {FORMAT_KEY: COHEN, "adversaries": ["l2"], "distribution": "Gaussian", "split": "test",
-            DIGITS_KEY: COHEN_DIGITS}
+    meta = {FORMAT_KEY: COHEN, "adversaries": ["l2"], "split": "test", DIGITS_KEY: COHEN_DIGITS}
     return Results(meta, columns, str(path), torn)
 
 

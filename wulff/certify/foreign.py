@@ -181,7 +181,7 @@ def read_cohen_log(path: str | os.PathLike) -> Results:
                "seconds": np.array(table[5], dtype=np.float64),
                printed_column("l2"): np.array(table[6], dtype=np.float64)}
     _check_unique(path, columns["index"], first_line=2)
-    meta = {FORMAT_KEY: COHEN, "adversaries": ["l2"], "split": "test", DIGITS_KEY: COHEN_DIGITS}
+    meta = {FORMAT_KEY: COHEN, "adversaries": ["l2"], DIGITS_KEY: COHEN_DIGITS}
     return Results(meta, columns, str(path), torn)
 
 
@@ -280,7 +280,7 @@ def read_rs4a_folder(path: str | os.PathLike, skip: int = 1) -> Results:
     for norm in ("l1", "l2", "linf"):
         columns[radius_column(norm)] = np.where(certified, np.asarray(arrays[f"radius_{norm}"], np.float64), 0.0)
     columns["correct"] = (prediction == labels).astype(np.int64)
-    meta = {FORMAT_KEY: RS4A, "adversaries": ["l1", "l2", "linf"], "split": "test"}
+    meta = {FORMAT_KEY: RS4A, "adversaries": ["l1", "l2", "linf"]}
     return Results(meta, columns, str(folder))
 
 

@@ -63,17 +63,18 @@ def test_schedule_uses_at_most_n_max_samples():
         assert list(schedule(n_max)) == sorted(set(schedule(n_max)))
 
 
+@pytest.mark.parametrize("method", ["anytime", "bonferroni"])
 @pytest.mark.parametrize("use_grid", [True, False], ids=["radii", "no-radii"])
-def test_returned_radius_exceeds_exact_radius_at_most_at_rate_alpha(gaussian_l2, use_grid):
+def test_returned_radius_exceeds_exact_radius_at_most_at_rate_alpha(gaussian_l2, use_grid, method):
     alpha, inputs, n_max = 0.05, 1200, 100_000
-    rng = np.random.default_rng(12 if use_grid else 13)
+    rng = np.random.default_rng((12 if use_grid else 13) + (method == "bonferroni"))
     thresholds = [gaussian_l2.inverse_radius(r) for r in GRID]
     wrong = certified = 0
     for i in range(inputs):
         p = thresholds[i % len(GRID)] + 1e-4  # just above a grid threshold
         exact = SIGMA * normal.ppf(p)
         out = certify_sequential(bernoulli_votes(p, rng), n_max, alpha, {"l2": gaussian_l2},
-                                 radii=GRID if use_grid else None)
+                                 radii=GRID if use_grid else None, method=method)
         assert out.n <= n_max
         if out.abstained:
             continue
@@ -95,7 +96,8 @@ def test_the_validity_check_has_teeth(gaussian_l2):
     wrong = 0
     for i in range(inputs):
         p = thresholds[i % len(GRID)] + 1e-4
-        out = certify_sequential(bernoulli_votes(p, rng), n_max, naive, {"l2": gaussian_l2}, radii=GRID)
+        out = certify_sequential(bernoulli_votes(p, rng), n_max, naive, {"l2": gaussian_l2}, radii=GRID,
+                                 method="bonferroni")
         wrong += not out.abstained and (out.candidate != 0 or out.radius["l2"] > SIGMA * normal.ppf(p))
     assert wrong / inputs > alpha + 3 * math.sqrt(alpha * (1 - alpha) / inputs)
 

@@ -51,6 +51,7 @@ procedure stopped (not a grid value); the answer is ABSTAIN when that rho_lower 
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -224,8 +225,14 @@ def check_radii(radii) -> tuple[float, ...] | None:
 def grid_thresholds(certificate: Certificate, radii: Sequence[float]) -> np.ndarray:
     """t_i: grid radius r_i is certified when rho_lower >= t_i (t_i = rho_needed(r_i), and just
     above 1/2 for r_i <= 0 so that a certified answer is never an abstention)."""
+    return np.array(_thresholds(certificate, tuple(float(r) for r in radii)))
+
+
+@functools.lru_cache(maxsize=64)
+def _thresholds(certificate: Certificate, radii: tuple[float, ...]) -> tuple[float, ...]:
+    """The thresholds of one grid, computed once per certificate (inputs of a data set share them)."""
     above_half = math.nextafter(0.5, 1.0)
-    return np.array([max(certificate.inverse_radius(r), above_half) for r in radii])
+    return tuple(max(certificate.inverse_radius(r), above_half) for r in radii)
 
 
 def plural(selection: np.ndarray, candidate: int) -> bool:
@@ -266,9 +273,8 @@ def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: flo
     both = bool(two_class) and plural(selection, candidate)
     a_level = alpha * (1 - TWO_CLASS_SHARE) if both else alpha
     a_lower = SequentialBound(method, "lower", a_level, len(looks))
-    a_upper = SequentialBound(method, "upper", a_level, len(looks))
     used = top = second = 0
-    lower = upper = 0.0
+    lower = 0.0
     reason = "n_max"
     for j, n in enumerate(looks):
         votes = np.asarray(draw(n - used))
@@ -276,7 +282,6 @@ def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: flo
         second += int(votes[runner])
         used = n
         lower = a_lower.at(top, n, j)
-        upper = a_upper.at(top, n, j)
         hopeful = clopper_pearson_upper(top, n, DECISION_LEVEL)
         if hopeful <= 0.5:
             reason = "abstain: hopeful bound <= 1/2"
@@ -299,6 +304,7 @@ def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: flo
                 reason = "at most 1 % gain by n_max"
                 break
 
+    upper = SequentialBound(method, "upper", a_level, len(looks)).at(top, used, j)  # reported, not used
     rho_b = 1.0 - lower
     if both:  # p_B <= max(p_runner, p_rest), each bounded at TWO_CLASS_SHARE alpha / 2
         b_level = alpha * TWO_CLASS_SHARE / 2

@@ -45,8 +45,16 @@ MARGIN = 1e-9
 
 def log_mixture_ratio(successes: int, trials: int, p0: float, prior: tuple[float, float] = PRIOR) -> float:
     """log M_n(p0) of the module docstring (+inf at p0 = 0 with successes > 0, and so on)."""
+    return _log_ratio(successes, trials, p0, log_mixture(successes, trials, prior))
+
+
+def log_mixture(successes: int, trials: int, prior: tuple[float, float]) -> float:
+    """log of the mixture likelihood: log B(a + S_n, b + n - S_n) - log B(a, b)."""
     a, b = prior
-    log_mix = float(betaln(a + successes, b + trials - successes) - betaln(a, b))
+    return float(betaln(a + successes, b + trials - successes) - betaln(a, b))
+
+
+def _log_ratio(successes: int, trials: int, p0: float, log_mix: float) -> float:
     log_lik = 0.0
     if successes:
         log_lik += successes * math.log(p0) if p0 > 0 else -math.inf
@@ -59,12 +67,13 @@ def _excluded_end(successes: int, trials: int, alpha: float, prior: tuple[float,
     """The lower end L_n: bisection between an excluded point (log M >= threshold with margin) and
     the estimate S_n / n (inside C_n); returns the excluded point, which lies below the true end."""
     threshold = math.log(1.0 / alpha) * (1.0 + MARGIN) + MARGIN
+    log_mix = log_mixture(successes, trials, prior)
     lo, hi = 0.0, successes / trials
     for _ in range(64):
         mid = 0.5 * (lo + hi)
-        if mid <= lo or mid >= hi:
+        if mid <= lo or mid >= hi or hi - lo <= 1e-15:
             break
-        if log_mixture_ratio(successes, trials, mid, prior) >= threshold:
+        if _log_ratio(successes, trials, mid, log_mix) >= threshold:
             lo = mid
         else:
             hi = mid

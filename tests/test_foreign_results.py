@@ -212,6 +212,15 @@ def test_foreign_results_are_read_as_data_and_bounded(tmp_path, capsys, monkeypa
     with pytest.raises(ValueError, match=r"line 2: .*correct is 1 but predict 4 != label 3"):
         read_cohen_log(log)
 
+    for row, why in (("9" * 30 + "\t1\t1\t0.5\t1\t0:00:01", "idx and label must lie in"),
+                     ("8\t1\t1\t1e999999\t1\t0:00:01", "not a non-negative finite number"),
+                     ("8\t1\t1\t-0.5\t1\t0:00:01", "not a non-negative finite number"),
+                     ("8\t1\t1\t0.5\t1\tyesterday", "not a time as H:MM:SS")):
+        write_cohen_log(log, COHEN_ROWS)
+        log.write_text(log.read_text() + row + "\n")
+        with pytest.raises(ValueError, match=f"line 8: not a row of a Cohen certify log .*{why}"):
+            read_cohen_log(log)
+
     write_cohen_log(log, COHEN_ROWS)
     monkeypatch.setattr("wulff.certify.foreign.MAX_TEXT_BYTES", 64)
     with pytest.raises(ValueError, match=r"more than the 64 a result log may have"):

@@ -53,6 +53,8 @@ RS4A_ARRAYS = ("labels", "preds", "prob_lb", "radius_l1", "radius_l2", "radius_l
 MAX_TEXT_BYTES = 256 * 2 ** 20
 MAX_ROWS = 10_000_000
 MAX_CLASSES = 100_000
+#: the bound on the integers of a row (idx, label, predict), well inside int64
+LARGEST_INT = 2 ** 62
 #: significant digits from which a printed float64 is exact (the shortest round-trip form has at most 17)
 EXACT_DIGITS = 17
 NOT_RECORDED = "not recorded"
@@ -98,8 +100,8 @@ def printed_lower_bound(text: str, digits: int = 1) -> float:
     digits is exact (every float64 prints so exactly). Cohen's ``{:.3}`` drops trailing zeros, so its
     radii are read with ``digits=3``: "0.5" stands for at least 0.4995."""
     value = Decimal(text.strip())
-    if not value.is_finite() or value < 0:
-        raise ValueError(f"{text!r} is not a non-negative number")
+    if not value.is_finite() or value < 0 or not math.isfinite(float(value)):
+        raise ValueError(f"{text!r} is not a non-negative finite number")
     significant = max(len(value.as_tuple().digits), digits)
     if value == 0 or significant >= EXACT_DIGITS:
         return float(value)
@@ -123,8 +125,10 @@ def timedelta_seconds(text: str) -> float:
 def _cohen_row(fields: list[str]) -> tuple[int, int, int, float, int, float, float]:
     """(idx, label, predict, radius as its lower bound, correct, seconds, radius as printed)."""
     index, label, prediction, correct = int(fields[0]), int(fields[1]), int(fields[2]), int(fields[4])
-    if index < 0 or label < 0 or prediction < -1 or correct not in (0, 1):
-        raise ValueError("idx and label must be >= 0, predict >= -1 and correct 0 or 1")
+    if not (0 <= index < LARGEST_INT and 0 <= label < LARGEST_INT and -1 <= prediction < LARGEST_INT
+            and correct in (0, 1)):
+        raise ValueError(f"idx and label must lie in 0 .. {LARGEST_INT - 1}, predict in -1 .. {LARGEST_INT - 1} "
+                         "and correct be 0 or 1")
     if correct != int(prediction == label):
         relation = "==" if prediction == label else "!="
         raise ValueError(f"correct is {correct} but predict {prediction} {relation} label {label}")

@@ -230,6 +230,9 @@ def test_foreign_results_are_read_as_data_and_bounded(tmp_path, capsys, monkeypa
                                                                             ("l1", "l2", "linf")})
     with pytest.raises(ValueError, match=r"labels.npy must hold class numbers"):
         read_rs4a_folder(bad)
+    np.save(bad / "labels.npy", np.array([1e30, 1.0]))
+    with pytest.raises(ValueError, match=r"labels.npy must hold class numbers"):
+        read_rs4a_folder(bad)
     np.save(bad / "radius_l2.npy", np.zeros(3))
     with pytest.raises(ValueError, match=r"radius_l2.npy: shape \(3,\) does not fit 2 inputs"):
         read_rs4a_folder(bad)

@@ -252,8 +252,9 @@ def _rs4a_arrays(folder: Path) -> dict[str, np.ndarray]:
 
 def _class_numbers(values: np.ndarray, what: str) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(values)) or np.any(values != np.round(values)) or np.any(values < 0):
-        raise ValueError(f"{what} must hold class numbers (integers >= 0)")
+    if not np.all(np.isfinite(values)) or np.any(values != np.round(values)) or np.any(values < 0) \
+            or np.any(values >= LARGEST_INT):
+        raise ValueError(f"{what} must hold class numbers (integers in 0 .. {LARGEST_INT - 1})")
     return values.astype(np.int64)
 
 

@@ -454,13 +454,16 @@ def test_a_state_dict_of_the_users_own_network(user_package, cifar, tmp_path, ca
     assert_same_certificates(out, net, cifar, tmp_path)
 
 
+ARCHIVE = ["--dataset", "cifar10", "--sigma", "0.25", "--adversaries", "l2", *SAMPLING]
+
+
 def test_a_torchscript_archive_needs_no_python_code(cifar, tmp_path, capsys):
     net = _user_network(1)
     path = tmp_path / "net.ts"
     torch.jit.save(torch.jit.script(net), path)
     out = tmp_path / "t.tsv"
-    code, _, err = run_cli(capsys, "certify", path, "--dataset", "cifar10", "--noise", "Gaussian", "--sigma",
-                           "0.25", "--data-dir", cifar, "--out", out, "--adversaries", "l2", *SAMPLING)
+    code, _, err = run_cli(capsys, "certify", path, "--format", "torchscript", "--noise", "Gaussian",
+                           "--data-dir", cifar, "--out", out, *ARCHIVE)
     assert code == 0, err
     assert header(out)["model_identity"]["format"] == "torchscript"
     assert_same_certificates(out, net, cifar, tmp_path)
@@ -471,11 +474,53 @@ def test_an_exported_program_of_a_fixed_batch_runs_on_any_batch(cifar, tmp_path,
     path = tmp_path / "net.pt2"
     torch.export.save(torch.export.export(net, (torch.zeros(5, 3, 32, 32),)), path)  # batch fixed at 5
     out = tmp_path / "e.tsv"
-    code, _, err = run_cli(capsys, "certify", path, "--dataset", "cifar10", "--sigma", "0.25", "--data-dir", cifar,
-                           "--out", out, "--adversaries", "l2", *SAMPLING)
+    code, _, err = run_cli(capsys, "certify", path, "--format", "export", "--data-dir", cifar, "--out", out,
+                           *ARCHIVE)
     assert code == 0, err
     assert header(out)["model"] == "export"
     assert_same_certificates(out, net, cifar, tmp_path)
+
+
+def test_an_archive_is_loaded_only_when_its_format_is_named(cifar, tmp_path, capsys, monkeypatch):
+    net = _user_network(4)
+    torch.jit.save(torch.jit.script(net), tmp_path / "net.ts")
+    torch.export.save(torch.export.export(net, (torch.zeros(2, 3, 32, 32),)), tmp_path / "net.pt2")
+    loads = []
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: loads.append(a))
+    monkeypatch.setattr(torch.export, "load", lambda *a, **k: loads.append(a))
+    for name, kind in (("net.ts", "torchscript"), ("net.pt2", "export")):
+        code, _, err = run_cli(capsys, "certify", tmp_path / name, "--data-dir", cifar, "--out",
+                               tmp_path / "a.tsv", *ARCHIVE)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"is a {kind} archive: loading it runs what it holds" in err and f"add --format {kind}" in err
+    assert loads == [] and not (tmp_path / "a.tsv").exists()
+
+
+def test_an_exported_archive_that_torch_would_unpickle_freely_is_refused(cifar, tmp_path, capsys):
+    import zipfile
+
+    net = _user_network(5)
+    good = tmp_path / "net.pt2"
+    torch.export.save(torch.export.export(net, (torch.zeros(2, 3, 32, 32),)), good)
+    with zipfile.ZipFile(good) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = next(name for name in members if name.endswith("model_weights_config.json"))
+    weights = json.loads(members[config])
+    first = next(iter(weights["config"]))
+    weights["config"][first]["use_pickle"] = True
+    samples = next(name for name in members if "/data/sample_inputs/" in name)
+    for label, changed, needle in (("pickled", {config: json.dumps(weights).encode()}, f"its entry '{first}' is "
+                                    "stored as a pickled object"),
+                                   ("samples", {samples: pickle.dumps(Payload(tmp_path / "ran"))},
+                                    "data/sample_inputs/model.pt is not tensors and plain data")):
+        bad = tmp_path / f"{label}.pt2"
+        with zipfile.ZipFile(bad, "w") as archive:
+            for name, data in {**members, **changed}.items():
+                archive.writestr(name, data)
+        code, _, err = run_cli(capsys, "certify", bad, "--format", "export", "--data-dir", cifar, "--out",
+                               tmp_path / "b.tsv", *ARCHIVE)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "ran").exists()
 
 
 # -- 3. mismatches, one line each, naming the first differing key or shape ------------------------------------
@@ -506,11 +551,11 @@ def test_an_archive_that_does_not_fit_the_data_is_refused_naming_the_shapes(cifa
     for name, needle in (("gray.ts", "does not take cifar10 inputs of shape [2, 3, 32, 32]"),
                          ("hundred.ts", "maps inputs of shape [2, 3, 32, 32] to [2, 100]; cifar10 needs logits "
                                         "of shape [2, 10]")):
-        code, _, err = run_cli(capsys, "certify", tmp_path / name, "--dataset", "cifar10", "--sigma", "0.25",
-                               "--data-dir", cifar, "--out", tmp_path / "c.tsv", *SAMPLING)
+        code, _, err = run_cli(capsys, "certify", tmp_path / name, "--format", "torchscript", "--data-dir", cifar,
+                               "--out", tmp_path / "c.tsv", *ARCHIVE)
         assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
-    code, _, err = run_cli(capsys, "certify", tmp_path / "hundred.ts", "--sigma", "0.25", "--out",
-                           tmp_path / "c.tsv")
+    code, _, err = run_cli(capsys, "certify", tmp_path / "hundred.ts", "--format", "torchscript", "--sigma",
+                           "0.25", "--out", tmp_path / "c.tsv")
     assert code == 2 and "a torchscript model needs --dataset" in err, err
 
 

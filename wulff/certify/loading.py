@@ -13,18 +13,22 @@ checkpoints, :func:`read_model` reads models trained elsewhere (:data:`FORMATS`)
   :mod:`wulff.train.zoo`;
 * ``state-dict`` -- a weights file for the network that the user's own factory builds (``arch``:
   ``"package.module:factory"``, imported only because the user named it, or a callable);
-* ``torchscript`` / ``export`` -- a self-contained ``torch.jit.save`` or ``torch.export.save`` archive.
+* ``torchscript`` / ``export`` -- a self-contained ``torch.jit.save`` or ``torch.export.save`` archive,
+  loaded only when named (loading one runs what it holds: trust it like code).
 
-Every file except a TorchScript or torch.export archive is read with ``torch.load(weights_only=True)``
-(tensors and plain data: it never runs code; docs/security.md says what each format can run). These
-files record no noise: the noise to smooth with is required (``noise=``).
+Every other file is read with ``torch.load(weights_only=True)`` (tensors and plain data: it never runs
+code; docs/security.md says what each format can run). These files record no noise: the noise to
+smooth with is required (``noise=``).
 """
 from __future__ import annotations
 
 import importlib
+import io
+import json
 import math
 import os
 import pickle
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -146,11 +150,12 @@ def read_model(path: str | os.PathLike, device: torch.device | str | None = None
                arch: str | Callable[[], nn.Module] | None = None, dataset: str | None = None) -> LoadedModel:
     """The network in the file ``path`` on ``device`` (default: the CPU), in eval mode.
 
-    ``format`` (:data:`FORMATS`; "auto" recognizes it from the file) is one of: "wulff" (``wulff
-    train``'s checkpoint), "cohen" (Cohen et al.'s ``{epoch, arch, state_dict, optimizer}``), "rs4a"
-    (Yang et al.'s ``model_ckpt.torch``), "state-dict" (weights for ``arch``: a zero-argument factory of
-    the network, given as ``"package.module:factory"`` -- that module is imported, running its code, by
-    the caller's choice -- or as the callable), "torchscript" or "export" (self-contained archives).
+    ``format`` (:data:`FORMATS`; "auto" recognizes it from the file, but never loads an archive) is:
+    "wulff" (``wulff train``'s checkpoint); "cohen" (Cohen et al.'s ``{epoch, arch, state_dict,
+    optimizer}``); "rs4a" (Yang et al.'s ``model_ckpt.torch``); "state-dict" (weights for ``arch``, a
+    zero-argument factory of the network: a callable, or ``"package.module:factory"``, whose module is
+    imported -- running its code -- by the caller's choice); "torchscript" or "export" (self-contained
+    archives, which run what they hold when loaded: only these two names load them).
     ``dataset`` (digits, cifar10, imagenet) is the data the model takes: required for "state-dict",
     "torchscript" and "export", implied by the others (given, it must agree).
 
@@ -197,8 +202,11 @@ def _check_format(fmt, arch) -> str:
 def _recognize(path: Path, fmt: str, arch, device) -> tuple[str, object]:
     """(format, the file's contents read as plain data, or None for archives and wulff checkpoints)."""
     archive = _archive_kind(path)
-    if fmt in ("torchscript", "export") or (fmt == "auto" and archive):
-        if archive != (fmt if fmt != "auto" else archive):
+    if fmt == "auto" and archive:
+        raise CheckpointError(f"{path} is a {archive} archive: loading it runs what it holds (docs/security.md), "
+                              f"which wulff does only when asked; if you trust its source, add --format {archive}")
+    if fmt in ("torchscript", "export"):
+        if archive != fmt:
             raise CheckpointError(f"{path} is not a {fmt} archive (it is {archive or 'no archive'}); see --format")
         return archive, None
     if archive:
@@ -419,7 +427,43 @@ class ExportedModel(nn.Module):
         return torch.cat(outputs)
 
 
+def check_export_archive(path: Path) -> None:
+    """Refuse a torch.export archive that torch would unpickle without restriction (weights or constants
+    stored as pickles, custom or opaque objects, sample inputs that are not tensors and plain data) or
+    that carries compiled code (AOTInductor): a CheckpointError naming the member. A defence in depth, not
+    a sandbox: the archive is still trusted like code (docs/security.md)."""
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            tail = name.split("/", 1)[-1]
+            if tail.endswith(("weights_config.json", "constants_config.json")):
+                for key, entry in _json_config(archive, name).items():
+                    stored = str(entry.get("path_name", "")) if isinstance(entry, Mapping) else ""
+                    if not isinstance(entry, Mapping) or entry.get("use_pickle") is not False or \
+                            not stored.startswith(("weight_", "tensor_")):
+                        raise CheckpointError(f"{path}: its entry {key!r} is stored as a pickled object, which "
+                                              "torch.export would unpickle without restriction; wulff refuses it")
+            elif tail.startswith("data/sample_inputs/"):
+                try:
+                    with warnings.catch_warnings():  # torch's notes on the refused bytes: the error says it
+                        warnings.simplefilter("ignore")
+                        torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+                except Exception:  # noqa: BLE001 - torch would fall back to an unrestricted unpickler here
+                    raise CheckpointError(f"{path}: its member {name} is not tensors and plain data (torch.export "
+                                          "would unpickle it without restriction); wulff refuses it") from None
+            elif tail.startswith("data/aotinductor/") or tail.endswith((".so", ".dll", ".dylib")):
+                raise CheckpointError(f"{path}: its member {name} is compiled code; wulff refuses it")
+
+
+def _json_config(archive: zipfile.ZipFile, name: str) -> dict:
+    try:
+        config = json.loads(archive.read(name)).get("config", {})
+    except (ValueError, AttributeError):
+        config = None
+    return config if isinstance(config, dict) else {name: None}
+
+
 def _exported_model(path: Path, device: torch.device) -> nn.Module:
+    check_export_archive(path)
     try:
         program = torch.export.load(str(path))
     except Exception as exc:  # noqa: BLE001 - a damaged archive fails inside torch in many ways

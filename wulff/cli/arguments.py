@@ -92,8 +92,9 @@ MODEL_FORMATS = {
     "rs4a": "Yang et al. (2020, tonyduan/rs4a): model_ckpt.torch of its ResNet (ResNet-110 for CIFAR-10, "
             "ResNet-50 for ImageNet) or WideResNet (40-2)",
     "state-dict": "weights (torch.save of a state_dict) of the network --arch builds",
-    "torchscript": "a torch.jit.save archive (runs its TorchScript program)",
-    "export": "a torch.export.save archive (runs its graph of torch operators)",
+    "torchscript": "a torch.jit.save archive (runs its TorchScript program: trust it like code)",
+    "export": "a torch.export.save archive (runs its graph of torch operators, and torch may unpickle parts "
+              "of it: trust it like code)",
 }
 
 
@@ -103,8 +104,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="checkpoint.pt written by `wulff train`, or a model trained elsewhere (see --format)")
     p.add_argument("--format", dest="model_format", default="auto", choices=tuple(MODEL_FORMATS),
                    help="how to read MODEL: " + "; ".join(f"{k}: {v}" for k, v in MODEL_FORMATS.items()) +
-                   ". Every file but torchscript / export archives is read as tensors and plain data "
-                   "(weights_only=True), never as code; models from elsewhere need --noise and --sigma")
+                   ". auto never loads a torchscript / export archive (name the format to load one); every "
+                   "other file is read as tensors and plain data (weights_only=True), never as code; models "
+                   "from elsewhere need --noise and --sigma")
     p.add_argument("--arch", default=None, metavar="PACKAGE.MODULE:FACTORY",
                    help="your own network for a state-dict MODEL: this imports PACKAGE.MODULE (your Python "
                    "code, run because you name it here) and calls FACTORY() to build the network, which takes "

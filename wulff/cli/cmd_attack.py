@@ -60,7 +60,8 @@ def register(sub) -> None:
                        "from N votes (Cohen et al.'s PREDICT at level ALPHA). One row per input and eps, "
                        "resumable. `wulff report` prints the empirical robust accuracy and raises a soundness "
                        "alarm if an input certified correct at radius r >= eps was broken. One run writes a "
-                       "file at a time: a second one on the same file stops at once.")
+                       "file at a time: a second one on the same file stops at once. MODEL may come from "
+                       "elsewhere (see --format), smoothed by --noise / --sigma.")
     add_evaluation_arguments(p, "attack")
     p.add_argument("--eps", type=nonnegative_float, nargs="+", required=True,
                    help="attack budgets (numbers in [0, 1e12]) in the adversary's norm, input units")

@@ -102,7 +102,10 @@ def register(sub) -> None:
                        "budget n0 + n; the column `samples` records the noisy samples each input used. "
                        "A model trained with DSSN noise is certified exactly from its 2 lam Q offsets "
                        "(no sampling: --n0, --n, --alpha and --adaptive do not apply and are refused). "
-                       "One run writes a file at a time: a second one on the same file stops at once.")
+                       "One run writes a file at a time: a second one on the same file stops at once. "
+                       "MODEL may come from elsewhere (Cohen et al.'s or rs4a's checkpoints, your own --arch with "
+                       "a weights file, TorchScript or torch.export archives: see --format), smoothed by "
+                       "--noise / --sigma, which the result header records.")
     add_evaluation_arguments(p, "certify")
     p.add_argument("--n0", type=positive_int, default=None, help="samples that choose the class (default 64)")
     p.add_argument("--n", "--num-samples", dest="n", type=positive_int, default=None,

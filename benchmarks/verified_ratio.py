@@ -1,16 +1,26 @@
-"""Float path vs verified mode: the worst ratio radius / verified radius of every direct certificate
-of every named family (a ratio <= 1 everywhere is the soundness check; close to 1 is tightness).
+"""Float path against the verified mode, and both against exact references.
 
-    python3 benchmarks/verified_ratio.py [--dims 1 2 3 8 3072]
+    python3 benchmarks/verified_ratio.py --exact [--dims 1 2 3 8]   # the table of issue 25
+    python3 benchmarks/verified_ratio.py [--dims 1 2 3 8 3072]     # float / verified, every family
 
-Closed forms are checked on rho grids hugging 1/2 and 1; envelope certificates (quadrature, discrete
-laws) near rho = 1/2, where few envelope lines are active (the verified mode costs up to a second per
-line); discrete laws also at rho = 0.9 and 0.99.
+``--exact``: for every certificate that tests/test_verified_property.py covers (the same
+independent 40-digit references: Gaussian, Laplace l1 / linf, UniformCube l1, Pareto linf, the
+Gaussian level set, log cosh l1 near 1/2), the worst relative gap radius / exact - 1 of the float
+path and of the verified mode over rho within 1e-15 ... 1e-12 of 1/2, on (1/2, 1) and within
+1e-15 ... 1e-12 of 1 (log cosh: near 1/2 only, where the reference is a proved bracket; its gap is
+taken against the bracket's lower end). A gap above 0 would be an over-claim.
+
+Without ``--exact``: the worst ratio radius / verified radius of every direct certificate of every
+named family (a ratio <= 1 everywhere is the soundness check; close to 1 is tightness). Closed
+forms are checked on rho grids hugging 1/2 and 1; envelope certificates (quadrature, discrete
+laws) near rho = 1/2, where few envelope lines are active; discrete laws also at rho = 0.9 and 0.99.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -40,10 +50,50 @@ def certificates(q, adversary):
             continue
 
 
+#: rho for the exact table: near 1/2, inside, near 1
+EXACT_GRID = {"half": [0.5 + 10.0 ** -k for k in (15, 14, 13, 12)],
+              "mid": [0.55, 0.6, 0.75, 0.9, 0.99],
+              "one": [1 - 10.0 ** -k for k in (12, 13, 14, 15)]}
+
+
+def exact_table(dims: list) -> None:
+    """Worst float and verified gaps to the property test's references (see the module): for each,
+    the range (lowest .. highest) of radius / exact - 1 over the cases."""
+    import mpmath
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_verified_property import CASES, DPS
+
+    print(f"{'certificate':22} {'method':40} {'cases':>5} {'float / exact - 1':>21} "
+          f"{'verified / exact - 1':>21} {'s':>6}")
+    for name, (make, kinds) in CASES.items():
+        dims_here = [12] if "level set" in name else dims
+        shapes = [3.0, 5.39] if name.startswith("Pareto") else [3.0]
+        float_gaps, verified_gaps, method = [], [], ""
+        start = time.perf_counter()
+        for d in dims_here:
+            for shape in shapes:
+                for rho in (x for kind in kinds for x in EXACT_GRID[kind]):
+                    with mpmath.workdps(DPS):
+                        cert, reference = make(d, 1.0, rho, shape)
+                        exact = reference[0] if isinstance(reference, tuple) else reference
+                        float_gaps.append(float(float(cert.radius(rho)) / exact - 1))
+                        verified_gaps.append(float(float(cert.verified_radius(rho)) / exact - 1))
+                    method = cert.method
+        print(f"{name:22} {method[:40]:40} {len(float_gaps):>5} "
+              f"{min(float_gaps):>+10.1e}..{max(float_gaps):<+9.1e} "
+              f"{min(verified_gaps):>+10.1e}..{max(verified_gaps):<+9.1e} "
+              f"{time.perf_counter() - start:6.1f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dims", type=int, nargs="+", default=[1, 2, 3, 8])
+    parser.add_argument("--exact", action="store_true", help="the gaps to exact references (see above)")
     args = parser.parse_args()
+    if args.exact:
+        exact_table(args.dims)
+        return
     print(f"{'family':12} {'d':>5} {'adv':5} {'method':42} {'verified by':30} {'worst ratio':>18} {'s':>6}")
     for d in args.dims:
         for q in families(d):

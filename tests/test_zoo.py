@@ -309,21 +309,38 @@ def test_cohen_cifar_resnet20_in_the_legacy_format_is_certified_and_attacked(cif
     assert meta["sigma"] == 0.25 and "empirical robust accuracy" in stdout
 
 
-def test_cohen_imagenet_resnet50_under_data_parallel_loads_and_certifies(tmp_path):
+def fake_imagenet(root: Path) -> Path:
+    """ROOT/val with ImageNet's 1000 class folders (sorted names), one image in the fourth."""
+    from PIL import Image
+
+    for number in range(1000):
+        (root / "val" / f"n{number:08d}").mkdir(parents=True)
+    pixels = (torch.rand(300, 260, 3, generator=torch.Generator().manual_seed(4)) * 255).to(torch.uint8)
+    Image.fromarray(pixels.numpy()).save(root / "val" / "n00000003" / "a.JPEG", quality=95)
+    return root
+
+
+def test_cohen_imagenet_resnet50_under_data_parallel_is_certified(tmp_path, capsys):
     w = Weights(50)
     resnet50(w, "1.module.", 1000)
     assert len(w.entries) == 320 and "1.module.layer4.2.bn3.running_var" in w.entries
     path = cohen_checkpoint(tmp_path / "checkpoint.pth.tar", "resnet50", w)
-    smoothed = wulff.load(path, noise=D.Gaussian(3 * 224 * 224, sigma=0.5), seed=0)
-    assert smoothed.meta["dataset"] == "imagenet" and smoothed.num_classes == 1000
-    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
-    expected = resnet50_forward(w.entries, "1.module.", normalized(x, IMAGENET_MEAN, IMAGENET_STD))
-    torch.testing.assert_close(smoothed.model(x), expected, rtol=1e-4, atol=1e-4)
-    sampling = {"n0": 2, "n": 6, "alpha": 0.01, "batch_size": 4, "adversaries": ("l2",)}
-    result = certify_dataset(smoothed, [(x[0], 3)], tmp_path / "c.tsv", progress=False, **sampling)
     forward = lambda x: resnet50_forward(w.entries, "1.module.", normalized(x, IMAGENET_MEAN, IMAGENET_STD))  # noqa: E731
-    assert rows(result) == reference_rows(forward, [(x[0], 3)], tmp_path / "r.tsv", 0.5, 3 * 224 * 224, 1000,
-                                          **sampling)
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    smoothed = wulff.load(path, noise=D.Gaussian(3 * 224 * 224, sigma=0.5))
+    assert smoothed.meta["dataset"] == "imagenet" and smoothed.num_classes == 1000
+    torch.testing.assert_close(smoothed.model(x), forward(x), rtol=1e-4, atol=1e-4)
+    root, out = fake_imagenet(tmp_path / "imagenet"), tmp_path / "c.tsv"
+    code, _, err = run_cli(capsys, "certify", path, "--noise", "Gaussian", "--sigma", "0.5", "--data-dir", root,
+                           "--out", out, "--n0", 2, "--n", 6, "--alpha", 0.01, "--batch-size", 4, "--adversaries",
+                           "l2", "--no-progress")
+    assert code == 0, err
+    from wulff.train.data import load_dataset
+
+    items = [load_dataset("imagenet", "test", str(root))[0][0]]
+    assert items[0][1] == 3 and header(out)["model"] == "cohen:resnet50"
+    assert rows(read_results(out)) == reference_rows(forward, items, tmp_path / "r.tsv", 0.5, 3 * 224 * 224, 1000,
+                                                     n0=2, n=6, alpha=0.01, batch_size=4, adversaries=("l2",))
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ import numpy as np
 
 from wulff.certificate import Certificate
 
-from .sequential import cs_lower, cs_upper
+from .sequential import PRIOR, Prior, cs_lower, cs_upper, selection_prior
 from .stats import check_alpha, clopper_pearson_lower, clopper_pearson_upper
 from .two_class import ONE_CLASS, two_class_radius
 
@@ -76,6 +76,8 @@ BONFERRONI_FIRST_LOOK = 500
 METHODS = ("anytime", "bonferroni")
 #: the default procedure (chosen by measurement: benchmarks/certify_adaptive.py, docs/compare.md)
 DEFAULT_METHOD = "anytime"
+#: the anytime procedure's mixture prior is shaped by the selection votes (sequential.selection_prior)
+SELECTION_PRIOR = True
 #: the share of alpha spent on p_B's bounds (runner-up and the rest, half each) when the selection
 #: shows three or more plausible classes; p_A's bound gets the rest
 TWO_CLASS_SHARE = 0.1
@@ -180,8 +182,8 @@ class SequentialBound:
       two events), so the better of the two is returned there. With one look: Clopper-Pearson at level.
     """
 
-    def __init__(self, method: str, side: str, level: float, looks: int):
-        self.method, self.side, self.looks = check_method(method), side, looks
+    def __init__(self, method: str, side: str, level: float, looks: int, prior: Prior = PRIOR):
+        self.method, self.side, self.looks, self.prior = check_method(method), side, looks, prior
         self.final = level if looks == 1 else level * FINAL_SHARE
         self.sequence_level = level - self.final
         self.levels = look_levels(level, looks)
@@ -198,7 +200,7 @@ class SequentialBound:
         last = look == self.looks - 1
         if self.sequence_level > 0:
             sequence = cs_lower if self.side == "lower" else cs_upper
-            self.best = self._better(self.best, sequence(successes, trials, self.sequence_level))
+            self.best = self._better(self.best, sequence(successes, trials, self.sequence_level, self.prior))
         return self._better(self.best, fixed(successes, trials, self.final)) if last else self.best
 
 
@@ -243,6 +245,47 @@ def plural(selection: np.ndarray, candidate: int) -> bool:
     return int(np.count_nonzero(others)) >= 2
 
 
+@dataclass(frozen=True)
+class FixedOutcome:
+    """CERTIFY's answer from fixed counts (:func:`certify_counts`): ``rho_b_upper`` is None when only
+    p_A was bounded; ``radius`` and ``form`` map each adversary to its radius and form."""
+
+    candidate: int
+    abstained: bool
+    rho_lower: float
+    rho_b_upper: float | None
+    radius: dict[str, float]
+    form: dict[str, str]
+
+
+def certify_counts(selection: np.ndarray, counts: np.ndarray, alpha: float,
+                   certificates: Mapping[str, Certificate], two_class: bool = True) -> FixedOutcome:
+    """Cohen et al.'s CERTIFY from the n0 ``selection`` votes (they choose the candidate c) and the n
+    estimation ``counts``: the p_A form at level alpha (R(rho_lower), rho_lower the Clopper-Pearson
+    bound on p_A), or, with ``two_class`` and three or more plausible classes in the selection
+    (:func:`plural`), p_A's bound at (1 - TWO_CLASS_SHARE) alpha and p_B <= max(p_runner-up, p_rest),
+    each bounded at TWO_CLASS_SHARE alpha / 2 (union bound: all hold with probability >= 1 - alpha),
+    with the two-class radius (:func:`wulff.certify.two_class.two_class_radius`)."""
+    selection, counts = np.asarray(selection), np.asarray(counts)
+    candidate = int(np.argmax(selection))
+    n, top = int(counts.sum()), int(counts[candidate])
+    both = bool(two_class) and plural(selection, candidate)
+    rho_lower = clopper_pearson_lower(top, n, alpha * (1 - TWO_CLASS_SHARE) if both else alpha)
+    if rho_lower <= 0.5:
+        return FixedOutcome(candidate, True, rho_lower, None, {a: 0.0 for a in certificates}, {})
+    if not both:
+        return FixedOutcome(candidate, False, rho_lower, None,
+                            {a: float(c.radius(rho_lower)) for a, c in certificates.items()},
+                            {a: ONE_CLASS for a in certificates})
+    runner = int(np.delete(counts, candidate)[int(np.argmax(np.delete(selection, candidate)))])
+    level = alpha * TWO_CLASS_SHARE / 2
+    rho_b = max(clopper_pearson_upper(runner, n, level), clopper_pearson_upper(n - top - runner, n, level))
+    radius, form = {}, {}
+    for a, c in certificates.items():
+        radius[a], form[a] = two_class_radius(c, rho_lower, rho_b)
+    return FixedOutcome(candidate, False, rho_lower, rho_b, radius, form)
+
+
 def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: float,
                        certificates: Mapping[str, Certificate], radii=None, *,
                        method: str = DEFAULT_METHOD, two_class: bool = True) -> SequentialOutcome:
@@ -272,7 +315,8 @@ def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: flo
     runner = int(np.argmax(np.where(np.arange(len(selection)) == candidate, -1, selection)))
     both = bool(two_class) and plural(selection, candidate)
     a_level = alpha * (1 - TWO_CLASS_SHARE) if both else alpha
-    a_lower = SequentialBound(method, "lower", a_level, len(looks))
+    prior = selection_prior(int(selection[candidate]), n0) if SELECTION_PRIOR else PRIOR
+    a_lower = SequentialBound(method, "lower", a_level, len(looks), prior)
     used = top = second = 0
     lower = 0.0
     reason = "n_max"
@@ -304,13 +348,16 @@ def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: flo
                 reason = "at most 1 % gain by n_max"
                 break
 
-    upper = SequentialBound(method, "upper", a_level, len(looks)).at(top, used, j)  # reported, not used
+    upper = SequentialBound(method, "upper", a_level, len(looks), prior).at(top, used, j)  # reported only
     rho_b = 1.0 - lower
     if both:  # p_B <= max(p_runner, p_rest), each bounded at TWO_CLASS_SHARE alpha / 2
         b_level = alpha * TWO_CLASS_SHARE / 2
         rest = used - top - second
-        rho_b = max(SequentialBound(method, "upper", b_level, len(looks)).at(second, used, j),
-                    SequentialBound(method, "upper", b_level, len(looks)).at(rest, used, j))
+        rest_votes = n0 - int(selection[candidate]) - int(selection[runner])
+        rho_b = max(SequentialBound(method, "upper", b_level, len(looks),
+                                    selection_prior(int(selection[runner]), n0)).at(second, used, j),
+                    SequentialBound(method, "upper", b_level, len(looks),
+                                    selection_prior(rest_votes, n0)).at(rest, used, j))
     abstained = lower <= 0.5
     radius, form = {}, {}
     for a, c in certificates.items():

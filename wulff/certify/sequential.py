@@ -1,12 +1,13 @@
 """An anytime-valid confidence sequence for a Bernoulli mean: bounds valid at every sample size at once.
 
 Theorem (beta-binomial mixture martingale; Ville's inequality). Let X_1, X_2, ... be i.i.d.
-Bernoulli(p), S_n = X_1 + ... + X_n, and a, b > 0. For a candidate value p0 in (0, 1) put
+Bernoulli(p), S_n = X_1 + ... + X_n, and pi a probability law on [0, 1] (the prior). For a
+candidate value p0 in (0, 1) put
 
-    M_n(p0) = int_0^1 theta^S_n (1 - theta)^(n - S_n) dBeta(a, b)(theta) / (p0^S_n (1 - p0)^(n - S_n))
-            = B(a + S_n, b + n - S_n) / (B(a, b) p0^S_n (1 - p0)^(n - S_n)),
+    M_n(p0) = int_0^1 theta^S_n (1 - theta)^(n - S_n) dpi(theta) / (p0^S_n (1 - p0)^(n - S_n)),
 
-the likelihood ratio of the Beta(a, b) mixture of Bernoulli laws against Bernoulli(p0). Then
+the likelihood ratio of the pi-mixture of Bernoulli laws against Bernoulli(p0); for pi a mixture of
+Beta(a_i, b_i) with weights w_i, the integral is sum_i w_i B(a_i + S_n, b_i + n - S_n) / B(a_i, b_i). Then
 P(exists n >= 1: M_n(p) >= 1 / alpha) <= alpha at the true p.
 
 Proof. Under Bernoulli(p), each ratio theta^S_n (1 - theta)^(n - S_n) / (p^S_n (1 - p)^(n - S_n)) is a
@@ -37,21 +38,38 @@ from scipy.special import betaln
 
 from .stats import check_alpha, check_counts
 
-#: the Jeffreys prior Beta(1/2, 1/2) of the mixture
-PRIOR = (0.5, 0.5)
+#: a prior: components (weight, a, b) of a mixture of Beta(a, b) laws, weights summing to 1;
+#: the default is the Jeffreys prior Beta(1/2, 1/2)
+Prior = tuple[tuple[float, float, float], ...]
+PRIOR: Prior = ((1.0, 0.5, 0.5),)
+
+
+def selection_prior(successes: int, trials: int) -> Prior:
+    """Half Jeffreys, half Beta(1 + k0, 1 + n0 - k0): the posterior of a uniform prior after the n0
+    selection votes (k0 for the class). Drawn independently of the estimation votes, they may shape
+    the prior (the theorem's condition): the mixture concentrates near the selection's estimate, which
+    shortens the bound when it is right and costs at most log 2 (the Jeffreys half) when it is not."""
+    return ((0.5, 0.5, 0.5), (0.5, 1.0 + successes, 1.0 + trials - successes))
+
+
+def mirrored(prior: Prior) -> Prior:
+    """The prior of the failures X -> 1 - X (each Beta(a, b) becomes Beta(b, a))."""
+    return tuple((w, b, a) for w, a, b in prior)
 #: a candidate is excluded only when log M exceeds log(1/alpha) by this relative margin
 MARGIN = 1e-9
 
 
-def log_mixture_ratio(successes: int, trials: int, p0: float, prior: tuple[float, float] = PRIOR) -> float:
+def log_mixture_ratio(successes: int, trials: int, p0: float, prior: Prior = PRIOR) -> float:
     """log M_n(p0) of the module docstring (+inf at p0 = 0 with successes > 0, and so on)."""
     return _log_ratio(successes, trials, p0, log_mixture(successes, trials, prior))
 
 
-def log_mixture(successes: int, trials: int, prior: tuple[float, float]) -> float:
-    """log of the mixture likelihood: log B(a + S_n, b + n - S_n) - log B(a, b)."""
-    a, b = prior
-    return float(betaln(a + successes, b + trials - successes) - betaln(a, b))
+def log_mixture(successes: int, trials: int, prior: Prior) -> float:
+    """log of the mixture likelihood: log sum_i w_i B(a_i + S_n, b_i + n - S_n) / B(a_i, b_i)."""
+    terms = [math.log(w) + float(betaln(a + successes, b + trials - successes) - betaln(a, b))
+             for w, a, b in prior]
+    top = max(terms)
+    return top + math.log(sum(math.exp(t - top) for t in terms))
 
 
 def _log_ratio(successes: int, trials: int, p0: float, log_mix: float) -> float:
@@ -63,7 +81,7 @@ def _log_ratio(successes: int, trials: int, p0: float, log_mix: float) -> float:
     return log_mix - log_lik
 
 
-def _excluded_end(successes: int, trials: int, alpha: float, prior: tuple[float, float]) -> float:
+def _excluded_end(successes: int, trials: int, alpha: float, prior: Prior) -> float:
     """The lower end L_n: bisection between an excluded point (log M >= threshold with margin) and
     the estimate S_n / n (inside C_n); returns the excluded point, which lies below the true end."""
     threshold = math.log(1.0 / alpha) * (1.0 + MARGIN) + MARGIN
@@ -80,7 +98,7 @@ def _excluded_end(successes: int, trials: int, alpha: float, prior: tuple[float,
     return lo
 
 
-def cs_lower(successes: int, trials: int, alpha: float, prior: tuple[float, float] = PRIOR) -> float:
+def cs_lower(successes: int, trials: int, alpha: float, prior: Prior = PRIOR) -> float:
     """L_n: P(p >= L_n for every n) >= 1 - alpha (module docstring); 0 when successes = 0."""
     k, n = check_counts(successes, trials)
     alpha = check_alpha(alpha)
@@ -89,13 +107,13 @@ def cs_lower(successes: int, trials: int, alpha: float, prior: tuple[float, floa
     return _excluded_end(k, n, alpha, prior)
 
 
-def cs_upper(successes: int, trials: int, alpha: float, prior: tuple[float, float] = PRIOR) -> float:
+def cs_upper(successes: int, trials: int, alpha: float, prior: Prior = PRIOR) -> float:
     """U_n: P(p <= U_n for every n) >= 1 - alpha; 1 when successes = trials. By the mirror X -> 1 - X
     (the mixture with the prior's parameters swapped), U_n = 1 - L_n of the failures, rounded up."""
     k, n = check_counts(successes, trials)
     alpha = check_alpha(alpha)
     if k == n:
         return 1.0
-    lower = _excluded_end(n - k, n, alpha, (prior[1], prior[0]))
+    lower = _excluded_end(n - k, n, alpha, mirrored(prior))
     upper = 1.0 - lower
     return min(1.0, math.nextafter(upper, math.inf))

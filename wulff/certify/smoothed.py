@@ -16,11 +16,10 @@ from wulff.certificate import check_adversary
 from wulff.distributions import Distribution
 from wulff.selector import BestCertificate, best_certificate
 
-from .adaptive import DEFAULT_METHOD, TWO_CLASS_SHARE, certify_sequential, check_method, check_radii, plural
+from .adaptive import DEFAULT_METHOD, certify_counts, certify_sequential, check_method, check_radii
 from .attack import pgd_smoothed
 from .classifier import ABSTAIN, Certification, SmoothedClassifier, positive_int
-from .stats import check_alpha, clopper_pearson_lower, clopper_pearson_upper, two_class_test_passes
-from .two_class import ONE_CLASS, two_class_radius
+from .stats import check_alpha, two_class_test_passes
 
 __all__ = ["ABSTAIN", "Certification", "Smoothed", "check_certify_arguments"]
 
@@ -84,33 +83,11 @@ class Smoothed(SmoothedClassifier):
         n0, n, alpha, batch_size = check_certify_arguments(n0, n, alpha, batch_size)
         adversaries = self._check_adversaries(adversaries)
         selection = self.count_predictions(x, n0, batch_size, generator=generator)
-        candidate = int(np.argmax(selection))
         counts = self.count_predictions(x, n, batch_size, generator=generator)
-        return self._certification(selection, candidate, counts, alpha, adversaries, two_class)
-
-    def _certification(self, selection: np.ndarray, candidate: int, counts: np.ndarray, alpha: float,
-                       adversaries: tuple[str, ...], two_class: bool) -> Certification:
-        """CERTIFY's answer from the estimation ``counts``: the p_A form at level alpha, or, with
-        ``two_class`` and three or more plausible classes in the ``selection`` votes
-        (:func:`~wulff.certify.adaptive.plural`), p_A's bound at (1 - TWO_CLASS_SHARE) alpha and
-        p_B <= max(p_runner-up, p_rest) bounded at TWO_CLASS_SHARE alpha / 2 each (union bound)."""
-        n, top_count = int(counts.sum()), int(counts[candidate])
-        both = two_class and plural(selection, candidate)
-        rho_lower = clopper_pearson_lower(top_count, n, alpha * (1 - TWO_CLASS_SHARE) if both else alpha)
-        if rho_lower <= 0.5:
-            return Certification(ABSTAIN, rho_lower, {a: 0.0 for a in adversaries}, top_count, n)
-        if not both:
-            return Certification(candidate, rho_lower, {a: float(self.certificate(a).radius(rho_lower))
-                                                        for a in adversaries}, top_count, n, None,
-                                 {a: ONE_CLASS for a in adversaries})
-        runner = int(np.delete(counts, candidate)[int(np.argmax(np.delete(selection, candidate)))])
-        level = alpha * TWO_CLASS_SHARE / 2
-        rho_b = max(clopper_pearson_upper(runner, n, level),
-                    clopper_pearson_upper(n - top_count - runner, n, level))
-        radius, form = {}, {}
-        for a in adversaries:
-            radius[a], form[a] = two_class_radius(self.certificate(a), rho_lower, rho_b)
-        return Certification(candidate, rho_lower, radius, top_count, n, rho_b, form)
+        out = certify_counts(selection, counts, alpha, {a: self.certificate(a) for a in adversaries}, two_class)
+        prediction = ABSTAIN if out.abstained else out.candidate
+        return Certification(prediction, out.rho_lower, out.radius, int(counts[out.candidate]), n, out.rho_b_upper,
+                             out.form)
 
     def certify_adaptive(self, x: torch.Tensor, n_max: int, alpha: float, batch_size: int,
                          adversaries=("l1", "l2", "linf"), *, radii=None, method: str = DEFAULT_METHOD,

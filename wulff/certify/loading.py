@@ -40,9 +40,9 @@ from torch import nn
 from wulff.distributions import Distribution
 from wulff.errors import CheckpointError
 from wulff.splitting import SplittingNoise
-from wulff.train.checkpoint import DATASET_SHAPES, check_dataset_fit, load_trained
+from wulff.train.checkpoint import CHECKPOINT_KEYS, DATASET_SHAPES, check_dataset_fit, load_trained
 from wulff.train.data import CIFAR10_INFO, IMAGENET_INFO, DatasetInfo, load_dataset
-from wulff.train.zoo import reference_architecture
+from wulff.train.zoo import is_cohen_checkpoint, is_rs4a_state, reference_architecture
 
 from .classifier import SmoothedClassifier
 from .derandomized import smoothed_classifier
@@ -171,7 +171,7 @@ def read_model(path: str | os.PathLike, device: torch.device | str | None = None
                               f"{path / 'checkpoint.pt'})")
     if not path.exists():
         raise FileNotFoundError(f"no model file at {path}")
-    fmt, state = _recognize(path, fmt, arch, device)
+    fmt, state = _recognize(path, fmt, device)
     if fmt == "wulff":
         return _wulff_model(path, device, dataset)
     dataset = _check_dataset(dataset, fmt)
@@ -199,7 +199,7 @@ def _check_format(fmt, arch) -> str:
     return "state-dict" if arch is not None else fmt
 
 
-def _recognize(path: Path, fmt: str, arch, device) -> tuple[str, object]:
+def _recognize(path: Path, fmt: str, device: torch.device) -> tuple[str, object]:
     """(format, the file's contents read as plain data, or None for archives and wulff checkpoints)."""
     archive = _archive_kind(path)
     if fmt == "auto" and archive:
@@ -247,9 +247,6 @@ def _archive_kind(path: Path) -> str | None:
 
 def _layout(state, path: Path) -> str:
     """The format of a file read as plain data, from its keys."""
-    from wulff.train.checkpoint import CHECKPOINT_KEYS
-    from wulff.train.zoo import is_cohen_checkpoint, is_rs4a_state
-
     if isinstance(state, Mapping) and all(k in state for k in CHECKPOINT_KEYS):
         return "wulff"
     if is_cohen_checkpoint(state):

@@ -474,6 +474,26 @@ def test_a_state_dict_of_the_users_own_network(user_package, cifar, tmp_path, ca
 ARCHIVE = ["--dataset", "cifar10", "--sigma", "0.25", "--adversaries", "l2", *SAMPLING]
 
 
+@pytest.mark.parametrize("arch, needle", [
+    ("mynets.models", "--arch must look like package.module:factory; got 'mynets.models'"),
+    ("mynets.absent:build", "--arch mynets.absent:build: cannot import mynets.absent (ModuleNotFoundError"),
+    ("mynets.broken:build", "--arch mynets.broken:build: cannot import mynets.broken (ZeroDivisionError"),
+    ("mynets.models:nothing", "--arch mynets.models:nothing: mynets.models has no nothing"),
+    ("mynets.models:torch", "--arch mynets.models:torch: torch is not callable"),
+    ("mynets.models:failing", "arch mynets.models:failing: building the network failed (RuntimeError: no"),
+    ("mynets.models:not_a_module", "arch mynets.models:not_a_module built a int, not a torch.nn.Module"),
+])
+def test_a_bad_arch_is_one_line(arch, needle, user_package, tmp_path, capsys):
+    (tmp_path / "mynets" / "broken.py").write_text("1 / 0\n")
+    with open(tmp_path / "mynets" / "models.py", "a") as fh:
+        fh.write("\n\ndef failing():\n    raise RuntimeError('no')\n\n\ndef not_a_module():\n    return 3\n")
+    weights = tmp_path / "weights.pt"
+    torch.save(_user_network().state_dict(), weights)
+    code, _, err = run_cli(capsys, "certify", weights, "--arch", arch, "--dataset", "cifar10", "--sigma", "0.25",
+                           "--out", tmp_path / "c.tsv")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+
+
 def test_a_torchscript_archive_needs_no_python_code(cifar, tmp_path, capsys):
     net = _user_network(1)
     path = tmp_path / "net.ts"

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from wulff.distributions import Distribution
-from wulff.errors import CheckpointError
+from wulff.errors import CheckpointError, ParameterError
 from wulff.splitting import SplittingNoise
 from wulff.train.checkpoint import CHECKPOINT_KEYS, DATASET_SHAPES, check_dataset_fit, load_trained
 from wulff.train.data import CIFAR10_INFO, IMAGENET_INFO, DatasetInfo, load_dataset
@@ -358,14 +358,15 @@ def import_factory(spec: str) -> Callable[[], nn.Module]:
         raise ValueError(f"--arch must look like package.module:factory; got {spec!r}")
     try:
         target = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ImportError(f"--arch {spec}: cannot import {module_name} ({_first_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module may fail in any way; one line says how
+        raise ImportError(f"--arch {spec}: cannot import {module_name} ({type(exc).__name__}: "
+                          f"{_first_line(exc)})") from None
     for part in attribute.split("."):
         if not hasattr(target, part):
             raise ValueError(f"--arch {spec}: {module_name} has no {attribute}")
         target = getattr(target, part)
     if not callable(target):
-        raise TypeError(f"--arch {spec}: {attribute} is not callable (it must build the network)")
+        raise ParameterError(f"--arch {spec}: {attribute} is not callable (it must build the network)")
     return target
 
 
@@ -377,10 +378,14 @@ def _factory_label(arch) -> str:
 def _factory_model(path: Path, state, arch, dataset: str) -> nn.Module:
     factory = import_factory(arch) if isinstance(arch, str) else arch
     if not callable(factory):
-        raise TypeError(f"arch must be 'package.module:factory' or a callable; got {type(arch).__name__}")
-    model = factory()
+        raise ParameterError(f"arch must be 'package.module:factory' or a callable; got {type(arch).__name__}")
+    try:
+        model = factory()
+    except Exception as exc:  # noqa: BLE001 - the user's factory may fail in any way; one line says how
+        raise ValueError(f"arch {_factory_label(arch)}: building the network failed ({type(exc).__name__}: "
+                         f"{_first_line(exc)})") from None
     if not isinstance(model, nn.Module):
-        raise TypeError(f"arch {_factory_label(arch)} built a {type(model).__name__}, not a torch.nn.Module")
+        raise ParameterError(f"arch {_factory_label(arch)} built a {type(model).__name__}, not a torch.nn.Module")
     weights = _weights_in(state)
     if weights is None:
         raise CheckpointError(f"{path} holds no state_dict (a dict of named tensors, or one under 'state_dict' "

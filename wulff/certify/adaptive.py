@@ -286,6 +286,32 @@ def certify_counts(selection: np.ndarray, counts: np.ndarray, alpha: float,
     return FixedOutcome(candidate, False, rho_lower, rho_b, radius, form)
 
 
+def radius_of(certificate: Certificate, rho_a: float, rho_b: float | None) -> float:
+    """The radius the bounds give (-1 when rho_a <= 1/2: no answer): R(rho_a) or, with a bound on p_B,
+    the two-class radius."""
+    if rho_a <= 0.5:
+        return -1.0
+    return float(certificate.radius(rho_a)) if rho_b is None else two_class_radius(certificate, rho_a, rho_b)[0]
+
+
+@dataclass
+class Votes:
+    """The estimation votes so far: for the candidate, the runner-up (chosen by the selection) and the rest."""
+
+    top: int = 0
+    second: int = 0
+    used: int = 0
+
+    def add(self, votes: np.ndarray, candidate: int, runner: int) -> None:
+        self.top += int(votes[candidate])
+        self.second += int(votes[runner])
+        self.used += int(np.sum(votes))
+
+    @property
+    def rest(self) -> int:
+        return self.used - self.top - self.second
+
+
 def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: float,
                        certificates: Mapping[str, Certificate], radii=None, *,
                        method: str = DEFAULT_METHOD, two_class: bool = True) -> SequentialOutcome:
@@ -296,7 +322,8 @@ def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: flo
     rule (c). ``method`` is "anytime" (a confidence sequence looked at after every look of
     :func:`anytime_schedule`) or "bonferroni" (Clopper-Pearson on :func:`schedule`, alpha split over
     the looks). With ``two_class`` and three or more plausible classes (:func:`plural`), p_B is
-    bounded too and the radius is the two-class one (:mod:`wulff.certify.two_class`).
+    bounded too and the radius is the two-class one (:mod:`wulff.certify.two_class`); the stopping
+    rules then judge two-class radii.
     With probability at least 1 - alpha every bound holds at every look, so the returned class
     (when not abstaining) and every returned radius are valid, whatever look it stops at.
     """
@@ -306,9 +333,8 @@ def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: flo
     if not certificates:
         raise ValueError("certificates must name at least one adversary")
     looks = looks_of(method, n_max)
-    n0, m = selection_size(n_max), looks[-1]
+    n0, m, count = selection_size(n_max), looks[-1], len(looks)
     first = next(iter(certificates.values()))
-    thresholds = None if radii is None else grid_thresholds(first, radii)
 
     selection = np.asarray(draw(n0))
     candidate = int(np.argmax(selection))
@@ -316,52 +342,65 @@ def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: flo
     both = bool(two_class) and plural(selection, candidate)
     a_level = alpha * (1 - TWO_CLASS_SHARE) if both else alpha
     prior = selection_prior(int(selection[candidate]), n0) if SELECTION_PRIOR else PRIOR
-    a_lower = SequentialBound(method, "lower", a_level, len(looks), prior)
-    used = top = second = 0
-    lower = 0.0
-    reason = "n_max"
-    for j, n in enumerate(looks):
-        votes = np.asarray(draw(n - used))
-        top += int(votes[candidate])
-        second += int(votes[runner])
-        used = n
-        lower = a_lower.at(top, n, j)
-        hopeful = clopper_pearson_upper(top, n, DECISION_LEVEL)
-        if hopeful <= 0.5:
-            reason = "abstain: hopeful bound <= 1/2"
-            break
-        if j == len(looks) - 1:
-            break
-        if thresholds is not None:
-            certified = int(np.count_nonzero(thresholds <= lower))
-            if certified == len(thresholds):
-                reason = "every grid radius certified"
-                break
-            reachable = clopper_pearson_lower(min(m, math.ceil(hopeful * m)), m, a_lower.final)
-            if thresholds[certified] > reachable:
-                reason = "next grid radius out of reach"
-                break
-        else:
-            optimistic = clopper_pearson_lower(round(top / n * m), m, a_lower.final)
-            now = float(first.radius(lower))
-            if float(first.radius(optimistic)) <= (1.0 + RELATIVE_GAIN) * now:
-                reason = "at most 1 % gain by n_max"
-                break
-
-    upper = SequentialBound(method, "upper", a_level, len(looks), prior).at(top, used, j)  # reported only
-    rho_b = 1.0 - lower
+    a_lower = SequentialBound(method, "lower", a_level, count, prior)
+    b_bounds = None
     if both:  # p_B <= max(p_runner, p_rest), each bounded at TWO_CLASS_SHARE alpha / 2
-        b_level = alpha * TWO_CLASS_SHARE / 2
-        rest = used - top - second
         rest_votes = n0 - int(selection[candidate]) - int(selection[runner])
-        rho_b = max(SequentialBound(method, "upper", b_level, len(looks),
-                                    selection_prior(int(selection[runner]), n0)).at(second, used, j),
-                    SequentialBound(method, "upper", b_level, len(looks),
-                                    selection_prior(rest_votes, n0)).at(rest, used, j))
+        b_bounds = tuple(SequentialBound(method, "upper", alpha * TWO_CLASS_SHARE / 2, count,
+                                         selection_prior(k, n0)) for k in (int(selection[runner]), rest_votes))
+    votes = Votes()
+    lower, rho_b, reason = 0.0, None, "n_max"
+    for j, n in enumerate(looks):
+        votes.add(np.asarray(draw(n - votes.used)), candidate, runner)
+        lower = a_lower.at(votes.top, n, j)
+        if b_bounds is not None:
+            rho_b = max(b_bounds[0].at(votes.second, n, j), b_bounds[1].at(votes.rest, n, j))
+        if j == count - 1:
+            break
+        now = radius_of(first, lower, rho_b)
+        if radii is not None and now >= radii[-1]:
+            reason = "every grid radius certified"
+            break
+        why = futile(first, votes, m, a_lower.final, b_bounds, now, radii)
+        if why:
+            reason = why
+            break
+    upper = SequentialBound(method, "upper", a_level, count, prior).at(votes.top, votes.used, j)  # reported only
     abstained = lower <= 0.5
     radius, form = {}, {}
     for a, c in certificates.items():
-        radius[a], form[a] = two_class_radius(c, lower, rho_b) if not abstained else (0.0, ONE_CLASS)
-    return SequentialOutcome(candidate, abstained, lower, upper, radius, top, used, n0 + used, j + 1, reason,
-                             min(rho_b, 1.0), form, method)
+        radius[a], form[a] = (0.0, ONE_CLASS) if abstained else \
+            two_class_radius(c, lower, 1.0 - lower if rho_b is None else rho_b)
+    return SequentialOutcome(candidate, abstained, lower, upper, radius, votes.top, votes.used, n0 + votes.used,
+                             j + 1, reason, 1.0 - lower if rho_b is None else min(rho_b, 1.0), form, method)
 
+
+def futile(first: Certificate, votes: Votes, m: int, a_final: float, b_bounds, now: float, radii) -> str:
+    """Why going on to m estimation samples is not worth it (rules (a) to (c)), or "" to go on.
+
+    The "hopeful" bounds are Clopper-Pearson at DECISION_LEVEL: on p_A from above, on the runner-up's and
+    the rest's probabilities from below; a reachable final bound is the last look's bound at m fed the
+    hopeful frequency, the optimistic one (rule (c)) fed the current frequency."""
+    n = votes.used
+    hopeful = clopper_pearson_upper(votes.top, n, DECISION_LEVEL)
+    if hopeful <= 0.5:
+        return "abstain: hopeful bound <= 1/2"
+
+    def final_b(frequency: Callable[[int], float]) -> float | None:
+        if b_bounds is None:
+            return None
+        return max(clopper_pearson_upper(min(m, math.floor(frequency(k) * m)), m, bound.final)
+                   for k, bound in zip((votes.second, votes.rest), b_bounds))
+
+    reach = radius_of(first, clopper_pearson_lower(min(m, math.ceil(hopeful * m)), m, a_final),
+                      final_b(lambda k: clopper_pearson_lower(k, n, DECISION_LEVEL)))
+    if reach < 0:
+        return "abstain: certification out of reach"
+    if radii is not None:
+        following = next(r for r in radii if r > now)
+        return "next grid radius out of reach" if following > reach else ""
+    if now < 0:
+        return ""
+    optimistic = radius_of(first, clopper_pearson_lower(round(votes.top / n * m), m, a_final),
+                           final_b(lambda k: k / n))
+    return "at most 1 % gain by n_max" if optimistic <= (1.0 + RELATIVE_GAIN) * now else ""

@@ -4,7 +4,7 @@ the anytime-valid one (the default), and two published procedures for a radius f
 re-implemented here from their papers' descriptions; the two-class form against the p_A form; and the
 validity check (over-claims at alpha = 0.05 over many repetitions, within the binomial limit).
 
-    PYTHONPATH=. python benchmarks/certify_adaptive.py [--inputs 2000] [--digits-skip 3] [--epochs 30] [--no-digits]
+    PYTHONPATH=. python benchmarks/certify_adaptive.py [--inputs 2000] [--digits-skip 3] [--no-digits]
 
 Every procedure sees votes only: for a population with known class probabilities the votes are
 multinomial draws (no model), for the digits model the class probabilities of each test input are
@@ -180,8 +180,8 @@ def grid_table(results: dict, grid, reference: str) -> list[str]:
 
 def fixed_radius_table(population: np.ndarray, cert, radii, seed: int) -> list[str]:
     """Each procedure deciding one radius r at a time: mean passes per input and certified accuracy at r."""
-    lines = ["| radius | Cohen passes / acc. | Horvath | Voracek | bonferroni (radii=(r,)) | anytime (radii=(r,)) |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| radius | Cohen passes / acc. | Horvath | Voracek | bonferroni (radii=(r,)) "
+             "| anytime (radii=(r,)) |", "|---:|---:|---:|---:|---:|---:|"]
     for r in radii:
         threshold = float(grid_thresholds(cert, [r])[0])
         cells = []
@@ -281,7 +281,8 @@ def validity_section(seed: int) -> str:
     rng = np.random.default_rng(seed)
     limit = CHECK_ALPHA + 3 * math.sqrt(CHECK_ALPHA * (1 - CHECK_ALPHA) / CHECK_RUNS)
     lines = [f"### Validity: over-claims at alpha = {CHECK_ALPHA} over {CHECK_RUNS} runs each "
-             f"(binomial limit {100 * limit:.2f} %)", "", "| procedure | over-claims | rate (%) |", "|---|---:|---:|"]
+             f"(binomial limit {100 * limit:.2f} %)", "", "| procedure | over-claims | rate (%) |",
+             "|---|---:|---:|"]
     cases = []
     for i in range(CHECK_RUNS):
         a = sigma * norm.ppf(thresholds[i % len(grid)]) + 1e-4
@@ -333,9 +334,9 @@ def digits_section(skip: int, epochs: int, seed: int, batch_size: int) -> str:
     population = np.array(probs)
     estimated = time.perf_counter() - began
     cert = smoothed.certificate(ADVERSARY)
-    section, grid = population_section(f"(b) digits MLP, Laplace sigma = 0.5, {epochs} epochs, every {skip}-th test input "
-                                 f"(votes drawn from the probabilities of {N:,} real forward passes per input, "
-                                 f"{estimated:.0f} s)", population, cert, seed, fixed_radii=False)
+    title = (f"(b) digits MLP, Laplace sigma = 0.5, {epochs} epochs, every {skip}-th test input (votes drawn "
+             f"from the probabilities of {N:,} real forward passes per input, {estimated:.0f} s)")
+    section, grid = population_section(title, population, cert, seed, fixed_radii=False)
     with tempfile.TemporaryDirectory() as tmp:  # the anytime procedure on the real model
         start = time.perf_counter()
         certify_dataset(smoothed, test_set, Path(tmp) / "adaptive.tsv", n0=N0, n=N, alpha=ALPHA,

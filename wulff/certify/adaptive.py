@@ -3,51 +3,54 @@
 The procedure (:func:`certify_sequential`) only sees a callback ``draw(k)`` returning the votes of k
 fresh noisy samples (an int array of length num_classes); it knows nothing of models or devices.
 
-1. Selection: n0 = max(1, min(100, n_max // 10)) votes choose the candidate class c (their argmax).
-   These votes are not reused for the estimate.
-2. Estimation: the m = n_max - n0 remaining samples are looked at on a geometric schedule
-   (:func:`schedule`): 500, 1000, 2000, ... doubling while below m, then m itself (a single look
-   at m when m <= 500). K looks in all; n0 + m = n_max, so no run uses more than n_max samples.
-3. At each look, with k of the n estimation votes for c, the one-sided Clopper-Pearson lower and
-   upper bounds on p = P(f(x + delta) = c) are taken at level alpha_j (:func:`look_levels`): half
-   of alpha on the last look, the other half split evenly over the earlier ones (alpha itself
-   when there is one look), so an input that needs every sample loses little against ``certify``
-   (at n = 100,000, the lower bound at alpha / 2 is below the one at alpha by about 0.1 standard
-   error), while the early looks keep enough level to certify inputs far from a grid radius.
+1. Selection: n0 = max(1, min(100, n_max // 10)) votes choose the candidate class c (their argmax)
+   and the runner-up b (the argmax of the others). They are not reused for the estimate; being
+   independent of it, they may shape the confidence sequence's prior and decide whether p_B is
+   bounded (three or more classes among them: :func:`plural`).
+2. Estimation: the m = n_max - n0 remaining samples are looked at on a schedule: "anytime" (the
+   default, :func:`anytime_schedule`) after 100 samples and then every 10 % more, up to m;
+   "bonferroni" (:func:`schedule`) after 500, 1000, 2000, ... and m. No run uses more than n_max.
+3. Bounds, each valid at every look simultaneously (:class:`SequentialBound`):
+   * "anytime": the beta-binomial mixture confidence sequence (:mod:`wulff.certify.sequential`;
+     Ville's inequality) at (1 - FINAL_SHARE) of the level at every look, and at the last look also
+     Clopper-Pearson at FINAL_SHARE of it (so an input that needs all m samples loses little against
+     ``certify``); the better of the two holds on the intersection of their events;
+   * "bonferroni": Clopper-Pearson at look j at level alpha_j (:func:`look_levels`: half on the
+     last look, the rest split over the earlier ones), a union bound over the K looks.
+   The level is alpha for p_A alone; with p_B bounded, (1 - TWO_CLASS_SHARE) alpha for the lower
+   bound on p_A and TWO_CLASS_SHARE alpha / 2 each for upper bounds on the runner-up's probability and
+   on the rest's (p_B <= max of the two, whichever class turns out second).
 
-Validity (the same guarantee as ``certify``). By the union bound (Bonferroni) over the K looks,
-with probability at least 1 - sum_j alpha_j = 1 - alpha over the noise, rho_lower <= p holds at
-every look simultaneously (look j fails with probability at most alpha_j). On that event, whichever look
-the procedure stops at, the returned radius R_a(rho_lower) <= R_a(p) is a true robustness radius
-for every adversary a (R_a is nondecreasing), and when rho_lower > 1/2 the class c is the smoothed
-classifier's. So ANY data-dependent stopping rule keeps the guarantee: the rules below change the
-cost, never the validity. (Looking K times at level alpha would not be valid: the chance that some
-look overshoots p grows with K.) The upper bounds are only used to decide to stop.
+Validity (the same guarantee as ``certify``). By the union bound over the bounds used, with
+probability at least 1 - alpha over the noise every bound holds at every look simultaneously. On that
+event, whichever look the procedure stops at, the returned radius (R_a(rho_lower), or the two-class
+radius of :mod:`wulff.certify.two_class`) is a true robustness radius for every adversary a, and
+when rho_lower > 1/2 the class c is the smoothed classifier's. So ANY data-dependent stopping rule
+keeps the guarantee: the rules below change the cost, never the validity. (Looking K times at level
+alpha with a fixed-n bound would not be valid: the chance that some look overshoots p grows with K.)
 
-The stopping rules (a) and (b) judge what more samples could still achieve by the "hopeful" bound:
-the one-sided Clopper-Pearson upper bound on p at level DECISION_LEVEL = 0.05. Stopping never costs
-validity (an abstention is always a valid answer; a stop at rho_lower returns a valid radius), only,
-with probability about 0.05 per decision, a grid radius that going on to n_max would have certified.
-On the benchmark population (benchmarks/certify_adaptive.py) that costs at most ~1 point of certified
-accuracy at any radius (within the Monte Carlo noise of the comparison) against 5.5x fewer samples;
-a level of 1e-4 needs 3.4x, 0.01 needs 4.5x.
+Which procedure is the default was chosen by measurement (benchmarks/certify_adaptive.py,
+docs/compare.md): on the populations there the anytime one spends 1.05x to 1.3x fewer forward passes
+than the Bonferroni one at the same certified accuracy within the Monte Carlo noise of the comparison.
 
-Stopping rules (checked at every look but the last, which always stops):
+The stopping rules judge what more samples could still achieve by "hopeful" bounds: Clopper-Pearson
+at DECISION_LEVEL = 0.05 on p_A from above (and on the runner-up's and the rest's probabilities from
+below). A stop never costs validity (an abstention is always a valid answer; a stop returns a valid
+radius), only, with probability about 0.05 per decision, a grid radius that going on to n_max would
+have certified. With r(.) the radius of the bounds (two-class when p_B is bounded; no answer when the
+bound on p_A is <= 1/2), checked at every look but the last, which always stops:
 
-(a) abstention: the hopeful bound is <= 1/2; the answer is ABSTAIN (radius 0).
-(b) with ``radii`` (an increasing grid of radii against the first adversary listed): with
-    t_i = rho_needed(r_i) (:meth:`~wulff.certificate.Certificate.inverse_radius`; for r_i <= 0,
-    just above 1/2), grid radius i is certified now when rho_lower >= t_i. The reachable bound is
-    the Clopper-Pearson lower bound at m (the last look's level) with the frequency set to the
-    hopeful bound: the best final bound the data plausibly allow. Stop when every grid radius is
-    certified, or when the next grid radius is out of reach (t_next > reachable bound).
-(c) without ``radii``: stop when the most optimistic final radius, R(the Clopper-Pearson lower
-    bound at m with the current empirical frequency, the last look's level), is at most 1.01 times the
-    current radius R(rho_lower) of the first adversary (going on to n_max could not raise it by
-    more than 1 % unless the frequency itself moves; both 0 also stops).
+(a) abstention: the hopeful bound is <= 1/2, or even the reachable final bound (the last look's
+    Clopper-Pearson bound at m fed the hopeful frequency) is <= 1/2; the answer is ABSTAIN.
+(b) with ``radii`` (an increasing grid of radii against the first adversary listed): stop when the
+    current radius reaches the largest grid radius, or when the next grid radius above it exceeds the
+    reachable radius (the final bounds at m fed the hopeful frequencies).
+(c) without ``radii``: stop when the optimistic final radius (the final bounds at m fed the current
+    frequencies) is at most 1.01 times the current radius of the first adversary (going on to n_max
+    could not raise it by more than 1 % unless the frequencies themselves move).
 
-Whatever the rule, the returned radius of every adversary is R_a(rho_lower) at the look where the
-procedure stopped (not a grid value); the answer is ABSTAIN when that rho_lower <= 1/2.
+Whatever the rule, the returned radius of every adversary is the one of the bounds at the look where
+the procedure stopped (not a grid value); the answer is ABSTAIN when that rho_lower <= 1/2.
 """
 from __future__ import annotations
 

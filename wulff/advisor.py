@@ -298,6 +298,16 @@ def compare(adversary: str, d: int, sigma: float, *, families: Sequence[str] | N
     with a p); the others take the paper's defaults, else their example values. With ``n`` the
     column rho = alpha^(1/n) (:func:`reachable_rho`) is added. A family with no certificate against
     the adversary is listed with the reason, never raised.
+
+    Against l1 the cube (the Wulff crystal, Section 5) wins hard inputs, R = 2 lam (rho - 1/2)
+    (Theorem N.3), and Laplace noise the easy ones, R = lam log(1 / (2 (1 - rho))); at sigma = 0.5
+    lam is sqrt(3)/2 and 1/(2 sqrt(2)):
+
+    >>> c = compare("l1", d=64, sigma=0.5, families=["UniformCube", "Laplace"], rho=[0.6, 0.99])
+    >>> c.winners()
+    ['UniformCube', 'Laplace']
+    >>> [(e.family, [round(float(v), 4) for v in e.radius]) for e in c.entries]
+    [('UniformCube', [0.1732, 0.8487]), ('Laplace', [0.0789, 1.3831])]
     """
     from wulff.distributions import registry
 

@@ -118,7 +118,11 @@ class NamedFamily:
 
 
 class Gaussian(NamedFamily, IID):
-    """q ∝ exp(-||x/lam||_2^2 / 2)."""
+    """q ∝ exp(-||x/lam||_2^2 / 2).
+
+    >>> Gaussian(3, sigma=0.5)                   # unit variance per coordinate at lam = 1: lam = sigma
+    Gaussian(d=3, lam=0.5)
+    """
 
     @staticmethod
     def profile_formula() -> sp.Expr:
@@ -126,7 +130,11 @@ class Gaussian(NamedFamily, IID):
 
 
 class Laplace(NamedFamily, IID):
-    """q ∝ exp(-||x/lam||_1)."""
+    """q ∝ exp(-||x/lam||_1).
+
+    >>> round(Laplace(4, sigma=1.0).lam, 6)      # E x_i^2 = 2 lam^2
+    0.707107
+    """
 
     @staticmethod
     def profile_formula() -> sp.Expr:
@@ -134,7 +142,16 @@ class Laplace(NamedFamily, IID):
 
 
 class ExpP(NamedFamily, IID):
-    """q ∝ exp(-||x/lam||_p^p), iid coordinates, any p > 0 (Corollaries M.3, M.4)."""
+    """q ∝ exp(-||x/lam||_p^p), iid coordinates, any p > 0 (Corollaries M.3, M.4).
+
+    >>> q = ExpP(4, p=2, sigma=1.0)              # E x_i^2 = lam^2 Gamma(3/p) / Gamma(1/p) = lam^2 / 2
+    >>> q.params, round(q.lam, 6)
+    ({'p': 2.0}, 1.414214)
+    >>> ExpP(4, p=0, lam=1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: p must satisfy p > 0; got p = 0
+    """
 
     @staticmethod
     def profile_formula(p) -> sp.Expr:
@@ -142,7 +159,11 @@ class ExpP(NamedFamily, IID):
 
 
 class Pareto(NamedFamily, IID):
-    """q ∝ prod_i (1 + |x_i|/lam)^-(a+1), a > 0 (Theorem Q.1); sigma finite for a > 2."""
+    """q ∝ prod_i (1 + |x_i|/lam)^-(a+1), a > 0 (Theorem Q.1); sigma finite for a > 2.
+
+    >>> round(Pareto(3, a=4, sigma=1.0).lam, 6)  # E x_i^2 = 2 lam^2 / ((a - 1)(a - 2)) = lam^2 / 3
+    1.732051
+    """
 
     @staticmethod
     def profile_formula(a) -> sp.Expr:
@@ -159,15 +180,27 @@ class ExpRadialFamily(NamedFamily, Radial):
 
 
 class ExpInf(ExpRadialFamily):
-    """q ∝ ||x/lam||_inf^-j exp(-||x/lam||_inf^k), k > 0, j < d (Theorems N.1, N.2, N.4, N.5)."""
+    """q ∝ ||x/lam||_inf^-j exp(-||x/lam||_inf^k), k > 0, j < d (Theorems N.1, N.2, N.4, N.5).
+
+    >>> ExpInf(2, sigma=1.0)                     # R ~ Gamma(2), E R^2 = 6; E||u||_2^2 = 4/3 on the cube
+    ExpInf(d=2, k=1, j=0, lam=0.5)
+    """
 
 
 class Exp2(ExpRadialFamily):
-    """q ∝ ||x/lam||_2^-j exp(-||x/lam||_2^k), k > 0, j < d (Theorem R.1, Example T.2)."""
+    """q ∝ ||x/lam||_2^-j exp(-||x/lam||_2^k), k > 0, j < d (Theorem R.1, Example T.2).
+
+    >>> Exp2(3, sigma=1.0)                       # R ~ Gamma(d): sigma^2 = lam^2 E R^2 / d = lam^2 (d + 1)
+    Exp2(d=3, k=1, j=0, lam=0.5)
+    """
 
 
 class Exp1(ExpRadialFamily):
-    """q ∝ exp(-||x/lam||_1^k), k > 0 (Theorems P.1, P.3)."""
+    """q ∝ exp(-||x/lam||_1^k), k > 0 (Theorems P.1, P.3).
+
+    >>> round(Exp1(5, sigma=1.0).lam, 6)         # k = 1 is the Laplace density: lam = sigma / sqrt(2)
+    0.707107
+    """
 
 
 class PowerRadialFamily(NamedFamily, Radial):
@@ -180,19 +213,39 @@ class PowerRadialFamily(NamedFamily, Radial):
 
 
 class PowerInf(PowerRadialFamily):
-    """q ∝ (1 + ||x/lam||_inf)^-a, a > d; sigma finite for a > d + 2 (Theorems O.1, O.2)."""
+    """q ∝ (1 + ||x/lam||_inf)^-a, a > d; sigma finite for a > d + 2 (Theorems O.1, O.2).
+
+    >>> round(PowerInf(2, a=6, sigma=1.0).lam, 6)  # R ~ BetaPrime(2, 4): E R^2 = 1; E||u||_2^2 = 4/3
+    1.224745
+    >>> PowerInf(2, a=2, lam=1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: a must satisfy a > d/k = 2 (normalizable); got a = 2
+    """
 
 
 class Power2(PowerRadialFamily):
-    """q ∝ (1 + ||x/lam||_2^k)^-a, a > d/k; sigma finite for a > (d + 2)/k (Example T.3)."""
+    """q ∝ (1 + ||x/lam||_2^k)^-a, a > d/k; sigma finite for a > (d + 2)/k (Example T.3).
+
+    >>> round(Power2(2, a=6, sigma=1.0).lam, 6)  # R ~ BetaPrime(2, 4): sigma^2 = lam^2 E R^2 / d = lam^2 / 2
+    1.414214
+    """
 
 
 class UniformCube(NamedFamily, Uniform):
-    """Uniform on [-lam, lam]^d (Theorems N.3, N.6)."""
+    """Uniform on [-lam, lam]^d (Theorems N.3, N.6).
+
+    >>> round(UniformCube(3, sigma=1.0).lam, 6)  # E x_i^2 = lam^2 / 3
+    1.732051
+    """
 
 
 class UniformBall(NamedFamily, Uniform):
-    """Uniform on the l2 ball of radius lam (Theorem S.1)."""
+    """Uniform on the l2 ball of radius lam (Theorem S.1).
+
+    >>> UniformBall(2, sigma=1.0)                # E||x||_2^2 = lam^2 d / (d + 2)
+    UniformBall(d=2, lam=2)
+    """
 
 
 #: every named family with its example shape parameters (numbers, or functions of d): kept for

@@ -55,6 +55,10 @@ class IID(Distribution):
     ``phi`` is a sympy expression in :data:`wulff.distributions.t` and must be even; it is parsed once
     into :attr:`profile`, the profile phi(r) on r > 0 (:mod:`.profile`), and |X| follows the radius
     law of that profile in dimension 1 (:attr:`coordinate_law`).
+
+    >>> q = IID(abs(t) ** 3, 8, lam=1.0)         # E x_i^2 = lam^2 Gamma(3/3) / Gamma(1/3)
+    >>> round(q.sigma, 6)
+    0.610968
     """
 
     kind = "iid"
@@ -97,6 +101,10 @@ class Radial(Distribution):
     ``g`` is a sympy expression in :data:`wulff.distributions.r` (r > 0); R has density
     ∝ r^(d-1) exp(-g(r)) (:attr:`radius_law`, read off :attr:`profile`, g parsed once) and V the
     cone measure of the unit sphere.
+
+    >>> q = Radial(r ** 2 / 2, 2, 5, sigma=0.5)  # the Gaussian as a profile: E R^2 = d, so lam = sigma
+    >>> q.lam, q.norm
+    (0.5, 2)
     """
 
     kind = "radial"
@@ -132,7 +140,11 @@ class Radial(Distribution):
 
 
 class Uniform(Distribution):
-    """Uniform on the ball {||x||_norm <= lam}: the cube [-lam, lam]^d for linf, the l2 ball for 2."""
+    """Uniform on the ball {||x||_norm <= lam}: the cube [-lam, lam]^d for linf, the l2 ball for 2.
+
+    >>> round(Uniform("inf", 4, lam=2.0).sigma, 6)   # the cube: E x_i^2 = lam^2 / 3
+    1.154701
+    """
 
     kind = "uniform"
     profile = None

@@ -1,8 +1,9 @@
 """Certification statistics side by side (issues 12 and 28): forward passes and certified accuracy at
-every radius of Cohen et al.'s CERTIFY at a fixed n, the Bonferroni adaptive procedure (issue 12),
-the anytime-valid one (the default), and two published procedures for a radius fixed in advance,
-re-implemented here from their papers' descriptions; the two-class form against the p_A form; and the
-validity check (over-claims at alpha = 0.05 over many repetitions, within the binomial limit).
+every radius of Cohen et al.'s CERTIFY at a fixed n, the Bonferroni adaptive procedure (issue 12; the
+default without a radius grid), the anytime-valid one (the default with a grid), and two published
+procedures for a radius fixed in advance, re-implemented here from their papers' descriptions; the
+two-class form against the p_A form; and the validity check (over-claims at alpha = 0.05 over many
+repetitions, within the binomial limit).
 
     PYTHONPATH=. python benchmarks/certify_adaptive.py [--inputs 2000] [--digits-skip 3] [--no-digits]
 

@@ -8,8 +8,9 @@ fresh noisy samples (an int array of length num_classes); it knows nothing of mo
    independent of it, they may shape the confidence sequence's prior and decide whether p_B is
    bounded (three or more classes among them: :func:`plural`).
 2. Estimation: the m = n_max - n0 remaining samples are looked at on a schedule: "anytime" (the
-   default, :func:`anytime_schedule`) after 100 samples and then every 10 % more, up to m;
-   "bonferroni" (:func:`schedule`) after 500, 1000, 2000, ... and m. No run uses more than n_max.
+   default with a radius grid, :func:`anytime_schedule`) after 100 samples and then every 10 % more,
+   up to m; "bonferroni" (the default without a grid, :func:`schedule`) after 500, 1000, 2000, ...
+   and m. No run uses more than n_max.
 3. Bounds, each valid at every look simultaneously (:class:`SequentialBound`):
    * "anytime": the beta-binomial mixture confidence sequence (:mod:`wulff.certify.sequential`;
      Ville's inequality) at (1 - FINAL_SHARE) of the level at every look, and at the last look also
@@ -30,8 +31,10 @@ keeps the guarantee: the rules below change the cost, never the validity. (Looki
 alpha with a fixed-n bound would not be valid: the chance that some look overshoots p grows with K.)
 
 Which procedure is the default was chosen by measurement (benchmarks/certify_adaptive.py,
-docs/compare.md): on the populations there the anytime one spends 1.05x to 1.3x fewer forward passes
-than the Bonferroni one at the same certified accuracy within the Monte Carlo noise of the comparison.
+docs/compare.md): with a radius grid, on the populations there the anytime one spends 1.1x to 1.3x
+fewer forward passes than the Bonferroni one at the same certified accuracy within the Monte Carlo
+noise of the comparison; without a grid it spends more (:func:`default_method`), so there the
+Bonferroni one stays the default.
 
 The stopping rules judge what more samples could still achieve by "hopeful" bounds: Clopper-Pearson
 at DECISION_LEVEL = 0.05 on p_A from above (and on the runner-up's and the rest's probabilities from
@@ -77,8 +80,9 @@ LOOK_RATIO = 1.1
 BONFERRONI_FIRST_LOOK = 500
 #: the procedures: a confidence sequence, or Clopper-Pearson on a doubling schedule with alpha split
 METHODS = ("anytime", "bonferroni")
-#: the default procedure (chosen by measurement: benchmarks/certify_adaptive.py, docs/compare.md)
-DEFAULT_METHOD = "anytime"
+#: the default procedure, chosen by measurement (benchmarks/certify_adaptive.py, docs/compare.md):
+#: "anytime" with a radius grid, "bonferroni" without (:func:`default_method`)
+DEFAULT_METHOD = None
 #: the anytime procedure's mixture prior is shaped by the selection votes (sequential.selection_prior)
 SELECTION_PRIOR = True
 #: the share of alpha spent on p_B's bounds (runner-up and the rest, half each) when the selection
@@ -165,6 +169,14 @@ def anytime_schedule(n_max: int) -> tuple[int, ...]:
 def looks_of(method: str, n_max: int) -> tuple[int, ...]:
     """The cumulative estimation sample sizes at which ``method`` looks."""
     return anytime_schedule(n_max) if check_method(method) == "anytime" else schedule(n_max)
+
+
+def default_method(radii) -> str:
+    """The measured choice: with a grid the anytime procedure decides the grid radii with fewer samples;
+    without one, rule (c) compares the current bound with the last look's Clopper-Pearson bound, which
+    the confidence sequence stays further below, so the anytime procedure runs longer (1.2x the
+    Bonferroni one's samples on the benchmark's populations)."""
+    return "bonferroni" if radii is None else "anytime"
 
 
 def check_method(method) -> str:
@@ -317,14 +329,15 @@ class Votes:
 
 def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: float,
                        certificates: Mapping[str, Certificate], radii=None, *,
-                       method: str = DEFAULT_METHOD, two_class: bool = True) -> SequentialOutcome:
+                       method: str | None = DEFAULT_METHOD, two_class: bool = True) -> SequentialOutcome:
     """The sequential CERTIFY of the module docstring.
 
     ``draw(k)`` returns the votes (counts per class) of k fresh noisy samples; ``certificates`` maps
     each adversary to its (best) certificate, the first one being the adversary of ``radii`` and of
     rule (c). ``method`` is "anytime" (a confidence sequence looked at after every look of
-    :func:`anytime_schedule`) or "bonferroni" (Clopper-Pearson on :func:`schedule`, alpha split over
-    the looks). With ``two_class`` and three or more plausible classes (:func:`plural`), p_B is
+    :func:`anytime_schedule`), "bonferroni" (Clopper-Pearson on :func:`schedule`, alpha split over
+    the looks) or None (:func:`default_method`: anytime with ``radii``, bonferroni without). With
+    ``two_class`` and three or more plausible classes (:func:`plural`), p_B is
     bounded too and the radius is the two-class one (:mod:`wulff.certify.two_class`); the stopping
     rules then judge two-class radii.
     With probability at least 1 - alpha every bound holds at every look, so the returned class
@@ -332,7 +345,7 @@ def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: flo
     """
     alpha = check_alpha(alpha)
     radii = check_radii(radii)
-    method = check_method(method)
+    method = check_method(default_method(radii) if method is None else method)
     if not certificates:
         raise ValueError("certificates must name at least one adversary")
     looks = looks_of(method, n_max)

@@ -16,7 +16,14 @@ from wulff.certificate import check_adversary
 from wulff.distributions import Distribution
 from wulff.selector import BestCertificate, best_certificate
 
-from .adaptive import DEFAULT_METHOD, certify_counts, certify_sequential, check_method, check_radii
+from .adaptive import (
+    DEFAULT_METHOD,
+    certify_counts,
+    certify_sequential,
+    check_method,
+    check_radii,
+    default_method,
+)
 from .attack import pgd_smoothed
 from .classifier import ABSTAIN, Certification, SmoothedClassifier, positive_int
 from .stats import check_alpha, two_class_test_passes
@@ -90,15 +97,16 @@ class Smoothed(SmoothedClassifier):
                              out.form)
 
     def certify_adaptive(self, x: torch.Tensor, n_max: int, alpha: float, batch_size: int,
-                         adversaries=("l1", "l2", "linf"), *, radii=None, method: str = DEFAULT_METHOD,
+                         adversaries=("l1", "l2", "linf"), *, radii=None, method: str | None = DEFAULT_METHOD,
                          two_class: bool = True, generator: torch.Generator | None = None) -> Certification:
         """CERTIFY with a sequential test that stops as soon as the answer is decided
         (:mod:`wulff.certify.adaptive`): n0 = max(1, min(100, n_max // 10)) votes choose the class,
-        then, with ``method="anytime"`` (the default), a confidence sequence valid at every sample
+        then, with ``method="anytime"`` (the default with ``radii``), a confidence sequence valid at every sample
         size at once (:mod:`wulff.certify.sequential`, half of alpha) is looked at after 100, 110, 121,
         ... estimation samples and Clopper-Pearson (the other half) at the last look, n_max - n0;
-        ``method="bonferroni"`` looks at Clopper-Pearson bounds after 500, 1000, 2000, ... samples
-        (half of alpha on the last look, the other half split over the rest). With ``two_class``,
+        ``method="bonferroni"`` (the default without ``radii``) looks at Clopper-Pearson bounds after
+        500, 1000, 2000, ... samples (half of alpha on the last look, the other half split over the
+        rest). With ``two_class``,
         p_B is bounded too when the selection names three or more classes (as :meth:`certify`).
         The same guarantee as :meth:`certify`: with probability at least 1 - alpha, the returned
         class (unless ABSTAIN) is the smoothed classifier's and every radius R_a(rho_lower) is a true
@@ -117,7 +125,7 @@ class Smoothed(SmoothedClassifier):
         batch_size = positive_int("batch_size", batch_size)
         adversaries = self._check_adversaries(adversaries)
         radii = check_radii(radii)
-        method = check_method(method)
+        method = check_method(default_method(radii) if method is None else method)
         x = self._check_input(x)
         certificates = {a: self.certificate(a) for a in adversaries}
 

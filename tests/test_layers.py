@@ -13,16 +13,23 @@ import wulff
 
 ROOT = Path(wulff.__file__).parent
 
-#: layer of each top-level part of the package, from the bottom up
+#: layer of each top-level part of the package, from the bottom up; the radius machinery (wulff/radius/)
+#: by its parts, "radius.<part>" (the old paths wulff.certificate, wulff.diffmethod, ... name the same
+#: modules from the layer of their part)
 LAYERS = {
     "errors": 0, "catalog": 0, "expressions": 0, "special": 0, "cache": 0, "progress": 0, "locking": 0,
     "distributions": 1, "splitting": 1,
-    "certificate": 2,
+    "radius": 2, "radius.numeric": 2, "radius.kernel": 2.1, "radius.certificate": 2.2, "certificate": 2.2,
+    "radius.diffmethod": 3, "radius.levelset": 3, "radius.uniform": 3,
     "diffmethod": 3, "levelset": 3, "uniform": 3,
-    "selector": 4, "smoothing": 4,
+    "radius.selector": 4, "selector": 4, "smoothing": 4,
     "certify": 5, "train": 5, "advisor": 5, "experiment": 5,
     "cli": 6, "__main__": 6,
 }
+#: the certificate engines: none imports another (what two need lives below both, wulff.radius.kernel)
+ENGINES = ("diffmethod", "levelset", "uniform")
+#: what the radius machinery never imports: the applications above it
+ABOVE_RADIUS = ("certify", "train", "cli", "advisor", "experiment", "smoothing", "__main__")
 
 
 def module_name(path: Path) -> str:
@@ -58,9 +65,30 @@ def graph() -> dict[str, set[str]]:
             for name, path in files.items()}
 
 
-def layer(module: str) -> int:
-    part = module.split(".")[1] if "." in module else "__init__"
+def part_of(module: str) -> str:
+    """The declared part of a module: its top-level name under wulff, "radius.<name>" inside wulff/radius/."""
+    parts = module.split(".")[1:]
+    if not parts:
+        return "__init__"
+    return ".".join(parts[:2]) if parts[0] == "radius" and len(parts) > 1 else parts[0]
+
+
+def layer(module: str) -> float:
+    part = part_of(module)
     return LAYERS.get(part, 99 if part == "__init__" else -1)
+
+
+def aliases() -> set[str]:
+    """The modules that only name others (an old path such as wulff.uniform, whose module object is
+    wulff.radius.uniform): their files replace themselves in sys.modules."""
+    return {module_name(path) for path in ROOT.rglob("*.py") if "sys.modules[__name__] =" in path.read_text()}
+
+
+def engine_of(module: str, alias: set[str]) -> str | None:
+    """The engine a module belongs to (wulff/radius/<engine> or an engine at its old top-level path),
+    or None; an alias is no engine module of its own."""
+    name = part_of(module).removeprefix("radius.")
+    return name if name in ENGINES and module not in alias else None
 
 
 def test_every_part_has_a_layer():
@@ -94,7 +122,7 @@ def test_no_import_cycle():
 
 
 def test_every_declared_layer_exists():
-    parts = {path.relative_to(ROOT).parts[0].removesuffix(".py") for path in ROOT.rglob("*.py")}
+    parts = {part_of(module_name(path)) for path in ROOT.rglob("*.py")}
     stale = sorted(set(LAYERS) - parts)
     assert not stale, f"layers declared for parts that do not exist: {stale}"
 
@@ -105,3 +133,27 @@ def test_train_and_certify_do_not_import_each_other():
     crossing = [(m, n) for m, targets in graph().items() for n in targets
                 if m.startswith("wulff.train") and n.startswith("wulff.certify")]
     assert not crossing, "train -> certify imports: " + ", ".join(f"{m} -> {n}" for m, n in crossing)
+
+
+def test_no_engine_imports_another_engine():
+    """The differential method, the level set method and the uniform-noise theorems share what they
+    need through wulff.radius.kernel and wulff.radius.numeric, never through each other (issue 26)."""
+    alias = aliases()
+    crossing = [(m, n) for m, targets in graph().items() for n in targets
+                if engine_of(m, alias) and engine_of(n, alias) and engine_of(m, alias) != engine_of(n, alias)]
+    assert not crossing, "engine -> engine imports: " + ", ".join(f"{m} -> {n}" for m, n in crossing)
+
+
+def test_the_radius_machinery_is_one_folder_that_imports_nothing_above_it():
+    """The certificate type, the kernels, the engines and the selector live in wulff/radius/ (the old
+    module paths name the same modules), and nothing there imports the applications above."""
+    import importlib
+
+    radius = ROOT / "radius"
+    for old in ("certificate", "selector", "uniform", "diffmethod.derive", "diffmethod.envelope",
+                "levelset.spherical", "levelset.table"):
+        path = Path(importlib.import_module(f"wulff.{old}").__file__)
+        assert radius in path.parents, f"wulff.{old} is {path}, outside wulff/radius/"
+    upward = [(m, n) for m, targets in graph().items() if m.startswith("wulff.radius") for n in targets
+              if part_of(n) in ABOVE_RADIUS]
+    assert not upward, "radius -> application imports: " + ", ".join(f"{m} -> {n}" for m, n in upward)

@@ -1,12 +1,16 @@
-"""The level set method (Section 4.1, Appendix T): exact Neyman-Pearson radius tables for densities
-with spherical level sets against the l2 adversary (Theorem T.1, Algorithms 1 and 2).
+"""``wulff.levelset`` is :mod:`wulff.radius.levelset` (the radius machinery lives in wulff/radius/): the
+package and each of its submodules (``wulff.levelset.<name>`` is ``wulff.radius.levelset.<name>``) are the
+same module objects under both paths, the package keeping its public name, so imports and patches of
+either path agree."""
+import importlib
+import pkgutil
+import sys
 
-:func:`derive` raises NotImplementedError for pairs it does not handle (the best-certificate selector
-asks every provider about every adversary). The certificates of uniform noise are geometric, not a
-level-set method: they live in :mod:`wulff.uniform` (``derive_uniform`` stays importable from here
-for existing code).
-"""
-from ..uniform import derive_uniform
-from .spherical import LevelSetCertificate, certified_tail, derive, spherical_form, table_for
+import wulff.radius.levelset as _package
+from wulff.radius.uniform import derive_uniform  # the old path's name, kept for existing code
 
-__all__ = ["derive", "derive_uniform", "certified_tail", "LevelSetCertificate", "spherical_form", "table_for"]
+for _info in pkgutil.iter_modules(_package.__path__):
+    sys.modules[f"{__name__}.{_info.name}"] = importlib.import_module(f"{_package.__name__}.{_info.name}")
+_package.__name__ = __name__
+_package.derive_uniform = derive_uniform
+sys.modules[__name__] = _package

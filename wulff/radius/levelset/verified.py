@@ -35,8 +35,9 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from ..distributions import Radial
-from ..distributions.symbols import r as r_symbol
+from wulff.distributions import Radial
+from wulff.distributions.symbols import r as r_symbol
+
 from .shifts import shift_of
 from .table import GrowthFunction, initial_half_nodes, tangent_slope
 

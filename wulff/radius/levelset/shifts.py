@@ -22,10 +22,10 @@ import math
 import numpy as np
 import sympy as sp
 
-from ..distributions import Radial
-from ..distributions.profile import LogPowerProfile, PowerProfile
-from ..distributions.symbols import r as r_symbol
-from ..special import lambdify_numpy
+from wulff.distributions import Radial
+from wulff.distributions.profile import LogPowerProfile, PowerProfile
+from wulff.distributions.symbols import r as r_symbol
+from wulff.special import lambdify_numpy
 
 #: relative accuracy of eta = log(s / r); it moves the argument x of W_d by ~1e-14
 _ETA_RTOL = 1e-14

@@ -37,8 +37,9 @@ import numpy as np
 import torch
 from scipy import special
 
-from ..distributions import NumericRadiusLaw, RadiusLaw
-from ..progress import tqdm  # the process-wide switch of --no-progress
+from wulff.distributions import NumericRadiusLaw, RadiusLaw
+from wulff.progress import tqdm  # the process-wide switch of --no-progress
+
 from .shifts import Shift
 
 #: bump when the table contents change meaning (invalidates the disk cache)

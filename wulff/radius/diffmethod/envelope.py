@@ -16,13 +16,11 @@ second order in the spacing of the lines otherwise). docs/soundness.md.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
-#: relative margin taken off every tabulated radius to absorb floating point rounding
-ROUNDING_MARGIN = 1e-10
+from wulff.radius.kernel import TABLE_P_GRID, Kernel, TangentTable  # noqa: F401  (TABLE_P_GRID, TangentTable: their old home)
+from wulff.radius.numeric import ROUNDING_MARGIN, Locator, OnDevice  # noqa: F401  (their old home)
 
 
 def _log1p_ratio(x: np.ndarray) -> np.ndarray:
@@ -59,63 +57,11 @@ def _piece_integral_torch(c, e, a, b):
     return torch.where(torch.isnan(out), torch.where(width == 0, 0.0, torch.inf), out)
 
 
-class OnDevice:
-    """Constant float64 arrays copied to a torch device once (per device) and kept."""
-
-    def __init__(self, **arrays: np.ndarray):
-        #: the host copies (fresh contiguous float64 with positive strides: np.ascontiguousarray keeps
-        #: a reversed view of one element as it is, stride -8, which torch cannot take)
-        self.arrays = {name: np.array(value, dtype=np.float64, order="C", copy=True)
-                       for name, value in arrays.items()}
-        self._copies: dict = {}
-
-    def on(self, device) -> dict:
-        key = str(device)
-        if key not in self._copies:
-            self._copies[key] = {name: torch.as_tensor(value, device=device)
-                                 for name, value in self.arrays.items()}
-        return self._copies[key]
-
-
-class Locator:
-    """Fast np.searchsorted(a, p, side="left") for a fixed ascending a in (0, 1/2] and p in [0, 1/2].
-
-    Buckets of equal width in log p give a first guess (never past the answer) and a few vectorized
-    steps finish; 10^6 random queries cost a few array passes instead of a binary search each.
-    """
-
-    BUCKETS = 1 << 18
-
-    def __init__(self, a: np.ndarray):
-        self.a = np.ascontiguousarray(a, dtype=np.float64)
-        self._padded = np.append(self.a, np.inf)
-        if self.a.size == 0:
-            self._steps = 0
-            return
-        self._lo = math.log(max(self.a[0], 1e-320))
-        hi = math.log(max(self.a[-1], 1e-320)) + 1e-9
-        self._scale = (self.BUCKETS - 1) / max(hi - self._lo, 1e-300)
-        edges = np.exp(self._lo + np.arange(self.BUCKETS + 1) / self._scale)
-        # one index of slack absorbs rounding in exp/log at the bucket edges
-        self._start = np.maximum(np.searchsorted(self.a, edges[:-1], side="left") - 1, 0)
-        per_bucket = np.diff(np.searchsorted(self.a, edges, side="left"))
-        self._steps = int(per_bucket.max()) + 3
-
-    def left(self, p: np.ndarray) -> np.ndarray:
-        """#{a < p} for every p."""
-        p = np.asarray(p, dtype=np.float64)
-        if self.a.size == 0:
-            return np.zeros(p.shape, dtype=np.int64)
-        with np.errstate(divide="ignore"):
-            bucket = (np.log(p) - self._lo) * self._scale
-        j = self._start[np.clip(np.nan_to_num(bucket, neginf=0.0), 0, self.BUCKETS - 1).astype(np.int64)]
-        for _ in range(self._steps):
-            j += self._padded[j] < p
-        return j
-
-
-class Envelope:
+class Envelope(Kernel):
     """Phi_up(p) = min_i (c_i p + e_i) on [0, 1/2] and the exact radius int dp / Phi_up.
+
+    As a radius kernel (:class:`~wulff.radius.kernel.RadiusKernel`): ``unit`` is :meth:`radius_unit`,
+    ``unit_torch`` :meth:`radius_unit_torch`.
 
     ``c`` must be >= 0 and ``e`` >= E(gamma - c)_+ (rounded up); lines that are never the minimum on
     [0, 1/2] are dropped. :attr:`breaks` are the p where the active line changes (descending).
@@ -202,6 +148,16 @@ class Envelope:
             out = np.where(p0 == 0.0, np.inf, out)
         return out
 
+    guarantee = ("proved given the lines: exact integral of an upper bound on Phi (Theorem G.6), less a "
+                 "1e-10 rounding margin; the lines' intercepts are float quadratures (verified_radius "
+                 "recomputes them in mpmath)")
+
+    def unit(self, rho: np.ndarray) -> np.ndarray:
+        return self.radius_unit(rho)
+
+    def unit_torch(self, rho: torch.Tensor) -> torch.Tensor:
+        return self.radius_unit_torch(rho)
+
     def Phi_torch(self, p: torch.Tensor) -> torch.Tensor:
         """:meth:`Phi` on p's device: the active line at each p."""
         const = self._device.on(p.device)
@@ -226,91 +182,3 @@ class Envelope:
     @classmethod
     def from_payload(cls, payload: dict) -> Envelope:
         return cls(payload["c"], payload["e"], payload.get("infinite_at_one", False))
-
-
-#: p = 1 - rho where slow closed forms are tabulated (:class:`TangentTable`)
-TABLE_P_GRID = np.unique(np.concatenate([np.linspace(1e-3, 0.5, 3000), np.geomspace(1e-14, 0.5, 16000),
-                                         np.geomspace(1e-300, 1e-14, 300)]))
-
-
-class TangentTable:
-    """A sound fast evaluation of a closed-form radius R(rho) whose formula is slow to evaluate.
-
-    R is convex in rho: R'(rho) = 1 / Phi(1 - rho) increases with rho because Phi is nondecreasing on
-    [0, 1/2] (Remark G.5). So every tangent lies below R, and between grid points rho_i < rho_{i+1}
-
-        R(rho) >= max(R_i + R'_i (rho - rho_i), R_{i+1} - R'_{i+1} (rho_{i+1} - rho)),
-
-    with R_i rounded down and the slopes rounded toward the safe side (Algorithm 2's "round rho down",
-    refined by the slope). Outside the grid the formula itself is used. Tabulated in p = 1 - rho.
-
-    Monotone in rho, rounding included: the tabulated values are made nonincreasing in p (each
-    replaced by the smallest value at a smaller p, which only lowers them: the true R decreases in p,
-    and a formula's last-digit noise need not), and between the grid rhos 1 - p[j] < 1 - p[j-1] the
-    larger tangent is capped at values[j-1]. Each tangent is a chain of correctly rounded monotone
-    operations in p0, so the table is nondecreasing within a cell, lies in [values[j], values[j-1]]
-    there, and is hence nondecreasing across cells too.
-    """
-
-    def __init__(self, radius_unit, Phi, p_grid: np.ndarray):
-        p = np.unique(np.asarray(p_grid, dtype=float))  # ascending p = descending rho
-        p = np.unique(1.0 - (1.0 - p))  # p exactly 1 - rho for a float rho (as the queries will be)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values = np.asarray(radius_unit(1.0 - p), dtype=float) * (1.0 - ROUNDING_MARGIN)
-            slope = 1.0 / np.asarray(Phi(p), dtype=float)
-        ok = np.isfinite(values) & np.isfinite(slope) & (slope > 0)
-        self.p, self.values, self.slope = p[ok], np.minimum.accumulate(values[ok]), slope[ok]
-        self._locator = Locator(self.p)
-        self._formula = radius_unit
-        self._device = OnDevice(p=self.p, values=self.values, slope=self.slope)
-
-    def __call__(self, rho) -> np.ndarray:
-        rho = np.asarray(rho, dtype=float)
-        p0 = 1.0 - rho
-        # p[j-1] < p0 <= p[j]: rho between the grid rhos 1 - p[j] <= rho < 1 - p[j-1]
-        j = np.searchsorted(self.p, p0, side="left") if p0.size <= 4 else self._locator.left(p0)
-        inside = (j > 0) & (j < self.p.size)
-        if inside.all():
-            return self._between(j, p0)
-        out = np.empty(rho.shape)
-        out[~inside] = np.asarray(self._formula(rho[~inside]), dtype=float) * (1.0 - ROUNDING_MARGIN)
-        out[inside] = self._between(j[inside], p0[inside])
-        return out
-
-    def _tangents(self, j, p0, table=None):
-        """(left, right, their slopes): the tangents at the left grid rho (p[j]) and the right grid rho
-        (p[j-1]) at p0, slopes rounded to the safe side; numpy, or torch with ``table`` the tensors
-        of p, values and slope."""
-        p, values, slope = (self.p, self.values, self.slope) if table is None else \
-            (table["p"], table["values"], table["slope"])
-        left_slope, right_slope = slope[j] * (1.0 - ROUNDING_MARGIN), slope[j - 1] * (1.0 + ROUNDING_MARGIN)
-        return values[j] + left_slope * (p[j] - p0), values[j - 1] - right_slope * (p0 - p[j - 1]), \
-            left_slope, right_slope
-
-    def _between(self, j, p0, table=None):
-        """The larger of the two tangents, capped at the value of the larger grid rho (numpy, or
-        torch with ``table``)."""
-        left, right, _, _ = self._tangents(j, p0, table)
-        if table is None:
-            return np.minimum(np.maximum(left, right), self.values[j - 1])
-        return torch.minimum(torch.maximum(left, right), table["values"][j - 1])
-
-    def slope_torch(self, rho: torch.Tensor) -> torch.Tensor:
-        """d/drho of the tabulated radius on rho's device: the slope of the tangent that wins."""
-        table = self._device.on(rho.device)
-        p0 = 1.0 - rho
-        j = torch.clamp(torch.searchsorted(table["p"], p0, side="left"), 1, self.p.size - 1)
-        left, right, left_slope, right_slope = self._tangents(j, p0, table)
-        return torch.where(left >= right, left_slope, right_slope)
-
-    def torch(self, rho: torch.Tensor) -> torch.Tensor:
-        """The table on rho's device; the few rho outside it (next to 1) by the formula on the host."""
-        table = self._device.on(rho.device)
-        p0 = 1.0 - rho
-        j = torch.searchsorted(table["p"], p0, side="left")
-        inside = (j > 0) & (j < self.p.size)
-        out = self._between(torch.clamp(j, 1, self.p.size - 1), p0, table)
-        if not bool(inside.all()):
-            host = self(rho[~inside].cpu().numpy())
-            out[~inside] = torch.as_tensor(host, dtype=torch.float64, device=rho.device)
-        return out

@@ -23,17 +23,19 @@ import sympy as sp
 import torch
 
 from wulff.cache import cached, check_not_above, definition_radius, spot_checks, spot_rows
-from wulff.certificate import UNIT_ROUNDOFF, Certificate, check_adversary, exact_scale, factor_below
 from wulff.distributions import IID, Distribution
 from wulff.distributions import r as r_symbol
 from wulff.distributions import t as t_symbol
 from wulff.distributions.profile import Profile, parse_profile
 from wulff.distributions.symbols import norm_key
 from wulff.expressions import as_expression, parse_srepr, srepr_namespace
+from wulff.radius.certificate import Certificate, check_adversary
+from wulff.radius.kernel import TABLE_P_GRID, FunctionKernel, Kernel, TangentTable
+from wulff.radius.numeric import UNIT_ROUNDOFF, exact_scale, factor_below
 from wulff.special import lambdify_numpy, lambdify_torch
 
 from .closed_forms import ClosedForm, GammaSpec, closed_form, p, rho, symbolic_law
-from .envelope import TABLE_P_GRID, Envelope, TangentTable
+from .envelope import Envelope
 from .structure import GammaCase, case_of, gamma_case, gamma_law, profile_derivative
 from .verified import VerifiedEnvelope
 
@@ -215,7 +217,7 @@ def _evaluation_form(expr: sp.Expr) -> sp.Expr:
                         lambda e: -sp.log(e.args[0].base))
 
 
-class GuardedClosedForm:
+class GuardedClosedForm(Kernel):
     """Sound float evaluation of a closed form R(rho) (Theorem G.6), numpy and torch.
 
     * The tangent at 1/2, L(rho) = (rho - 1/2) / Phi(1/2), is a lower bound for every rho, because
@@ -235,9 +237,12 @@ class GuardedClosedForm:
       on one side. (The crossing is refined by bisection; within rounding of it either value may be
       taken, both being lower bounds.)
     * The scale lam / C and the formula's leading constant are applied by one multiplication
-      (:meth:`scaled`), rounded as :func:`~wulff.certificate.factor_below` says.
+      (:meth:`scaled`), rounded as :func:`~wulff.radius.numeric.factor_below` says.
     The formulas are written in stable forms near rho = 1 (closed_forms: Theorem R.1 in log form).
     """
+
+    guarantee = ("proved below the formula: the tangent at 1/2 (Remark G.5); estimated: the formula's float "
+                 "error (scipy within 2^9 u / Phi(1/2)); verified_radius proves it")
 
     def __init__(self, radius_expr: sp.Expr, phi_formula):
         coefficient, rest = _evaluation_form(_float_constants(radius_expr)).as_coeff_Mul()
@@ -303,9 +308,17 @@ class GuardedClosedForm:
         """The radius at lam = 1 for rho > 1/2."""
         return self.scaled(np.asarray(x, dtype=float), 1)
 
-    def scaled(self, x: np.ndarray, factor, lo: float | None = None) -> np.ndarray:
-        """lam R(x) / C for rho > 1/2, rounded down, a fresh array; ``factor`` is (lam, C) or 1, ``lo``
-        min(x) when the caller knows it."""
+    def unit(self, x: np.ndarray) -> np.ndarray:
+        return self(x)
+
+    def unit_torch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scaled_torch(x, 1)
+
+    def scaled(self, x, factor, lo: float | None = None):
+        """lam R(x) / C for rho > 1/2, rounded down, a fresh array (a tensor on x's device for a
+        tensor); ``factor`` is (lam, C) or 1, ``lo`` min(x) when the caller knows it."""
+        if isinstance(x, torch.Tensor):
+            return self.scaled_torch(x, factor, lo)
         k, a, t = self._scaled_constants(factor)
         if self.threshold > 1.0:  # the tangent everywhere
             out = x - 0.5
@@ -368,20 +381,19 @@ def _guard_near_half(radius_expr: sp.Expr, phi_formula) -> GuardedClosedForm:
 
 
 def _unit_functions(payload: dict):
-    """(radius at lam = 1, Phi, the radius's torch twin, its slope dR/drho in torch), the last two
-    None where torch lacks a function."""
+    """(the radius kernel, Phi, the slope dR/drho in torch or None where torch lacks a function)."""
     closed, table = payload["closed"], payload["envelope"]
     envelope = Envelope.from_payload(table) if table is not None else None
     if closed is None:
-        return envelope.radius_unit, envelope.Phi, envelope.radius_unit_torch, _slope_from(envelope.Phi_torch)
+        return envelope, envelope.Phi, _slope_from(envelope.Phi_torch)
     radius_expr, phi_expr = eval_srepr(closed["radius"]), eval_srepr(closed["Phi"])
     phi_formula, phi_torch = _closed_form_function(phi_expr, p), _closed_form_torch(phi_expr, p)
     guarded = _guard_near_half(radius_expr, phi_formula)
     if envelope is None:
         if _is_slow(closed["radius"]):
             table = TangentTable(guarded, phi_formula, TABLE_P_GRID)
-            return table, phi_formula, table.torch, table.slope_torch
-        return guarded, phi_formula, guarded.torch if guarded.has_torch else None, _slope_from(phi_torch)
+            return table, phi_formula, table.slope_torch
+        return guarded, phi_formula, _slope_from(phi_torch)
     rho_max = closed["rho_max"]
 
     def radius_unit(x):
@@ -400,8 +412,9 @@ def _unit_functions(payload: dict):
 
     def Phi_torch(x):
         return torch.where(x >= 1 - rho_max, phi_torch(x), envelope.Phi_torch(x))
-    return (radius_unit, Phi, radius_unit_torch if guarded.has_torch else None,
-            _slope_from(Phi_torch) if phi_torch is not None else None)
+    kernel = FunctionKernel(radius_unit, radius_unit_torch if guarded.has_torch else None,
+                            guarantee="the closed form's kernel for rho <= rho_max, the envelope's beyond")
+    return kernel, Phi, _slope_from(Phi_torch) if phi_torch is not None else None
 
 
 def _slope_from(Phi_torch):
@@ -540,15 +553,15 @@ def _certificate(payload: dict, q: Distribution, adversary: str, key) -> Certifi
         units = _unit_functions(payload)
         with _units_lock:
             _units[key] = units
-    radius_unit, Phi_unit, radius_unit_torch, slope_unit_torch = units
+    kernel, Phi_unit, slope_unit_torch = units
     closed = payload["closed"]
     formula = None
     if closed is not None:
         unit_formula = eval_srepr(closed["radius"])
         formula = unit_formula if q.lam == 1 else sp.Float(q.lam) * unit_formula
     tight = bool(closed and closed["tight"] and payload["kind"] == "closed-form")
-    cert = Certificate(adversary=adversary, method=_method(payload), lam=q.lam, d=q.d, radius_unit=radius_unit,
-                       radius_unit_torch=radius_unit_torch, slope_unit_torch=slope_unit_torch,
+    cert = Certificate(adversary=adversary, method=_method(payload), lam=q.lam, d=q.d, radius_unit=kernel,
+                       slope_unit_torch=slope_unit_torch,
                        formula=formula, formula_rho_max=closed["rho_max"] if closed is not None else None,
                        Phi=Phi_unit, Phi_formula=eval_srepr(closed["Phi"]) if closed is not None else None,
                        tight=tight, theorem=payload["theorem"], gamma_law=payload["law"],
@@ -570,7 +583,7 @@ def derive(q: Distribution, adversary: str, *, cache: bool = True) -> Certificat
     expression in Symbol("rho") or None; ``cert.method`` is "closed-form", "quadrature",
     "exact (discrete law)" or "closed-form for rho <= ..., quadrature beyond". Extra attributes:
     ``Phi`` (numpy function of p), ``Phi_formula``, ``tight``, ``theorem``, ``gamma_law``.
-    Raises NotImplementedError for a pair the engine cannot handle (uniform noise: wulff.levelset).
+    Raises NotImplementedError for a pair the engine cannot handle (uniform noise: wulff.uniform).
     """
     if not isinstance(q, Distribution):
         raise TypeError(f"q must be a wulff distribution; got {type(q).__name__}")

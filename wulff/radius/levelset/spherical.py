@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..cache import cached, check_not_above, spot_rows
-from ..certificate import Certificate, check_adversary
-from ..distributions import Distribution, Radial
+from wulff.cache import cached, check_not_above, spot_rows
+from wulff.distributions import Distribution, Radial
+from wulff.radius.certificate import Certificate, check_adversary
+from wulff.radius.kernel import Kernel
+
 from .shifts import shift_of
 from .table import (
     GRID_RATIO,
@@ -21,6 +23,27 @@ from .table import (
     tangent_slope,
 )
 from .verified import LevelSetVerifier
+
+
+class TableLookup(Kernel):
+    """The radius kernel of a level-set table: Algorithm 2's lookup (:func:`~.table.lookup`), inf at
+    rho = 1, numpy or on a device (the table copied there once)."""
+
+    guarantee = ("proved given the table: rho rounded down to the grid (Algorithm 2); the table's p_i are "
+                 "quadratures with their error bounds subtracted (Algorithm 1)")
+
+    def __init__(self, table: dict):
+        self.table = table
+        self._on_device: dict = {}
+
+    def unit(self, rho: np.ndarray) -> np.ndarray:
+        return np.where(rho >= 1.0, np.inf, lookup(self.table, rho))
+
+    def unit_torch(self, rho: torch.Tensor) -> torch.Tensor:
+        key = str(rho.device)
+        if key not in self._on_device:
+            self._on_device[key] = table_on(self.table, rho.device)
+        return torch.where(rho >= 1.0, torch.inf, lookup(self._on_device[key], rho))
 
 METHOD = "level-set table (Theorem T.1, Algorithms 1-2)"
 
@@ -48,24 +71,13 @@ class LevelSetCertificate(Certificate):
 
     def __init__(self, table: dict, *, lam: float, d: int, source: str, radial: Radial | None = None):
         self.table = table
-        self._on_device: dict = {}
         verified = None if radial is None else LevelSetVerifier(radial, self._unit_at)
-        super().__init__(adversary="l2", method=METHOD, lam=lam, d=d, radius_unit=self._unit,
-                         radius_unit_torch=self._unit_torch,
+        super().__init__(adversary="l2", method=METHOD, lam=lam, d=d, radius_unit=TableLookup(table),
                          formula=None, Phi=None, tight=False, source=source,
                          theorem="Theorem T.1, Algorithms 1 and 2", verified_unit=verified)
 
     def _unit_at(self, rho: float) -> float:
-        return float(self._unit(np.array([rho]))[0])
-
-    def _unit(self, rho: np.ndarray) -> np.ndarray:
-        return np.where(rho >= 1.0, np.inf, lookup(self.table, rho))
-
-    def _unit_torch(self, rho: torch.Tensor) -> torch.Tensor:
-        key = str(rho.device)
-        if key not in self._on_device:
-            self._on_device[key] = table_on(self.table, rho.device)
-        return torch.where(rho >= 1.0, torch.inf, lookup(self._on_device[key], rho))
+        return float(self.kernel.unit(np.array([rho]))[0])
 
 
 def table_for(radial: Radial) -> dict:

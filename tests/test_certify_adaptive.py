@@ -214,3 +214,12 @@ def test_look_levels_spend_exactly_alpha_most_on_the_last_look():
         levels = look_levels(0.001, k)
         assert len(levels) == k and math.isclose(sum(levels), 0.001, rel_tol=1e-12)
         assert levels[-1] == (0.001 if k == 1 else 0.001 * FINAL_SHARE) and 0.5 <= FINAL_SHARE < 1
+
+
+def test_the_default_procedure_is_anytime_with_a_grid_and_bonferroni_without(gaussian_l2):
+    rng = np.random.default_rng(4)
+    with_grid = certify_sequential(bernoulli_votes(0.99, rng), 10_000, 0.001, {"l2": gaussian_l2}, radii=COARSE)
+    without = certify_sequential(bernoulli_votes(0.99, rng), 10_000, 0.001, {"l2": gaussian_l2})
+    assert with_grid.method == "anytime" and without.method == "bonferroni"
+    with pytest.raises(ValueError, match="method"):
+        certify_sequential(bernoulli_votes(0.99, rng), 10_000, 0.001, {"l2": gaussian_l2}, method="wald")

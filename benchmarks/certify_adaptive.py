@@ -5,7 +5,7 @@ procedures for a radius fixed in advance, re-implemented here from their papers'
 two-class form against the p_A form; and the validity check (over-claims at alpha = 0.05 over many
 repetitions, within the binomial limit).
 
-    PYTHONPATH=. python benchmarks/certify_adaptive.py [--inputs 2000] [--digits-skip 3] [--no-digits]
+    PYTHONPATH=. python benchmarks/certify_adaptive.py [--inputs 1000] [--digits-skip 3] [--no-digits]
 
 Every procedure sees votes only: for a population with known class probabilities the votes are
 multinomial draws (no model), for the digits model the class probabilities of each test input are
@@ -352,7 +352,7 @@ def digits_section(skip: int, epochs: int, seed: int, batch_size: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--inputs", type=int, default=2000, help="size of each population (default 2000)")
+    parser.add_argument("--inputs", type=int, default=1000, help="size of each population (default 1000)")
     parser.add_argument("--digits-skip", type=int, default=3, help="certify every k-th digits test input")
     parser.add_argument("--epochs", type=int, default=30, help="digits training epochs (default 30, as the demo)")
     parser.add_argument("--batch-size", type=int, default=10_000)

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy.integrate import quad
 
 import wulff
-from wulff import catalog
+from wulff import catalog, selector
+from wulff.certificate import Certificate
 from wulff.distributions import registry
 from wulff.train.objectives import build_objective
 
@@ -22,17 +24,17 @@ TEXT = GUIDE.read_text(encoding="utf-8")
 BLOCKS = re.findall(r"```python\n(.*?)```", TEXT, re.S)
 
 
-def _forget(scope: dict) -> None:
+def _forget() -> None:
     """Undo what the guide registered, whatever block it stopped at (the guide's last block does the
     same; this is for a run that failed before it)."""
     from wulff.train.objectives import unregister_objective
 
-    if catalog.canonical_family("LogCosh") is not None:
-        registry.unregister("LogCosh")
+    if "hyperbolic secant" in selector.engine_names():
+        selector.unregister_engine("hyperbolic secant")
     if "worst" in catalog.OBJECTIVES:
         unregister_objective("worst")
-    for cleanup in scope.get("_test_cleanups", ()):
-        cleanup()
+    if catalog.canonical_family("LogCosh") is not None:
+        registry.unregister("LogCosh")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ def guide(tmp_path_factory):
             for block in BLOCKS:
                 exec(compile(block, str(GUIDE), "exec"), scope)
         finally:
-            _forget(scope)
+            _forget()
         yield scope | {"_folder": folder}
 
 
@@ -59,6 +61,7 @@ def test_the_guide_has_a_worked_example_per_extension():
 
 def test_the_guide_runs_and_removes_what_it_added(guide):
     assert catalog.canonical_family("LogCosh") is None and "worst" not in catalog.OBJECTIVES
+    assert selector.engine_names() == ("differential method", "level set method", "uniform noise")
 
 
 # -- part 1: the family ----------------------------------------------------------------------------------
@@ -132,3 +135,83 @@ def test_the_run_trained_with_the_family_and_the_objective(guide):
     assert smoothed.q.params == {"b": 2.0} and smoothed.q.d == 64
     # b = 2: cosh(x/2)^-2 is the logistic density, variance pi^2 / 3, so sigma = lam pi / sqrt(3)
     assert smoothed.q.lam == pytest.approx(0.5 * math.sqrt(3) / math.pi, rel=1e-9)
+
+
+# -- part 3: the engine ----------------------------------------------------------------------------------
+def _secant_reference(lam: float, rho: float) -> float:
+    """lam * integral of pi / sin(pi p) over [1 - rho, 1/2] (Theorem G.6 with Phi(p) = sin(pi p) / pi), by
+    adaptive quadrature: independent of both the closed form and the differential method's engine."""
+    return lam * quad(lambda p: math.pi / math.sin(math.pi * p), 1 - rho, 0.5, epsabs=0, epsrel=1e-13)[0]
+
+
+def test_the_engine_is_a_sound_bound_of_theorem_g6(guide):
+    q, rho = guide["q"], np.array([0.5 + 1e-9, 0.6, 0.9, 0.99, 0.999999])
+    reference = np.array([_secant_reference(q.lam, r) for r in rho])
+    radii = guide["hyperbolic_secant"](q, "l1").radius(rho)
+    assert np.all(radii <= reference) and np.all(radii >= reference * (1 - 1e-9))
+    np.testing.assert_allclose(guide["secant_radii"], reference[1:4], rtol=1e-9)
+    assert np.all(guide["secant_radii"] <= reference[1:4])
+
+
+def test_the_registered_engine_wins_where_it_is_larger(guide):
+    """While registered it gave the radius (the quadrature of the differential method is a little lower)."""
+    assert guide["secant_winner"].item() == "hyperbolic secant: closed form (hyperbolic secant)"
+    differential = wulff.certified_radius(guide["q"], np.array([0.6, 0.9, 0.99]), "l1")   # engine removed
+    assert np.all(guide["secant_radii"] >= differential) and np.all(differential > 0.999 * guide["secant_radii"])
+    assert wulff.best_certificate(guide["q"], "l1").winner(0.9).item().startswith("differential method")
+
+
+def test_the_engine_only_answers_what_it_handles(guide):
+    engine, q = guide["hyperbolic_secant"], guide["q"]
+    for args in ((q, "l2"), (guide["q2"], "l1"), (wulff.distributions.Laplace(8, sigma=0.5), "l1")):
+        with pytest.raises(NotImplementedError):
+            engine(*args)
+
+
+def test_the_engine_runs_in_torch_with_the_slope_of_theorem_g6(guide):
+    """The torch twin gives the numpy radii, and dR/drho = lam / Phi(1 - rho) = lam pi / sin(pi rho)."""
+    q = guide["q"]
+    certificate = guide["hyperbolic_secant"](q, "l1")
+    rho = torch.tensor([0.4, 0.6, 0.9], dtype=torch.float64, requires_grad=True)
+    radius = certificate.radius(rho)
+    radius.sum().backward()
+    np.testing.assert_allclose(radius.detach().numpy(), certificate.radius(rho.detach().numpy()), rtol=1e-15)
+    expected = [0.0] + [q.lam * math.pi / math.sin(math.pi * r) for r in (0.6, 0.9)]
+    np.testing.assert_allclose(rho.grad.numpy(), expected, rtol=1e-9)
+
+
+# -- registering engines -----------------------------------------------------------------------------------
+def _half_laplace(q, adversary):
+    """Half the Laplace l1 radius, lam log(1 / (2 (1 - rho))) / 2: sound, never the winner."""
+    if not (isinstance(q, wulff.distributions.Laplace) and adversary == "l1"):
+        raise NotImplementedError
+    return Certificate(adversary="l1", method="half", lam=q.lam, d=q.d,
+                       radius_unit=lambda rho: -np.log(2 * (1 - rho)) / 2 * (1 - 1e-10))
+
+
+def test_registering_an_engine_forgets_the_best_certificates_built_before():
+    """Against l2 (no exact certificate there) the new engine's l1 radius joins, converted (/sqrt(d))."""
+    q = wulff.distributions.Laplace(5, lam=1.0)
+    before = wulff.best_certificate(q, "l2")
+    selector.register_engine("half laplace", _half_laplace)
+    try:
+        after = wulff.best_certificate(q, "l2")
+        assert after is not before and sum(label.startswith("half laplace: ") for label in after.labels) == 1
+        assert not after.winner(0.9).item().startswith("half laplace")
+    finally:
+        selector.unregister_engine("half laplace")
+    assert not any(label.startswith("half laplace") for label in wulff.best_certificate(q, "l2").labels)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: selector.register_engine("differential method", _half_laplace), ValueError, "already registered"),
+    (lambda: selector.register_engine("", _half_laplace), ValueError, "engine's name"),
+    (lambda: selector.register_engine(3, _half_laplace), ValueError, "engine's name"),
+    (lambda: selector.register_engine("odd", "not a function"), TypeError, "engine must be a function"),
+    (lambda: selector.unregister_engine("level set method"), ValueError, "built-in engine"),
+    (lambda: selector.unregister_engine("nowhere"), ValueError, "no engine named 'nowhere'"),
+])
+def test_bad_engine_registrations_are_refused_with_a_reason(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+    assert selector.engine_names() == ("differential method", "level set method", "uniform noise")

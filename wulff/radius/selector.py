@@ -29,6 +29,43 @@ PROVIDERS: tuple[tuple[str, Callable[[Distribution, str], Certificate]], ...] = 
     ("uniform noise", uniform_noise),
 )
 
+#: the engines wulff builds in (:func:`register_engine` adds others after them)
+BUILTIN_ENGINES: tuple[str, ...] = tuple(name for name, _ in PROVIDERS)
+
+
+def engine_names() -> tuple[str, ...]:
+    """The name of every engine the selector asks, built-in ones first."""
+    return tuple(name for name, _ in PROVIDERS)
+
+
+def register_engine(name: str, engine: Callable[[Distribution, str], Certificate]) -> None:
+    """Add a certificate engine: ``engine(q, adversary)`` returns a sound :class:`Certificate` for q
+    against ``adversary`` or raises NotImplementedError for a pair it does not handle; ``name`` labels
+    its certificates (:meth:`BestCertificate.winner`). The best certificates built so far are
+    forgotten, so every later radius considers it (docs/extending.md). A name already registered is
+    a ValueError, an engine that is not callable a TypeError."""
+    global PROVIDERS
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"an engine's name must be non-empty text (it labels its certificates); got {name!r}")
+    if not callable(engine):
+        raise TypeError(f"engine must be a function (q, adversary) -> Certificate; got {type(engine).__name__}")
+    if name in engine_names():
+        raise ValueError(f"an engine named {name!r} is already registered; choose another name")
+    PROVIDERS = (*PROVIDERS, (name, engine))
+    _forget_best_certificates()
+
+
+def unregister_engine(name: str) -> None:
+    """Remove an engine added by :func:`register_engine` and forget the best certificates built with
+    it (a built-in engine, or a name not registered, is a ValueError)."""
+    global PROVIDERS
+    if name in BUILTIN_ENGINES:
+        raise ValueError(f"{name} is a built-in engine and cannot be removed")
+    if name not in engine_names():
+        raise ValueError(f"no engine named {name!r} is registered; registered: {', '.join(engine_names())}")
+    PROVIDERS = tuple(provider for provider in PROVIDERS if provider[0] != name)
+    _forget_best_certificates()
+
 
 def labelled_certificates(q: Distribution, adversary: str) -> list[tuple[str, Certificate]]:
     """(label, certificate) for every certificate for q against ``adversary``, direct or through a
@@ -158,6 +195,11 @@ class BestCertificate(Certificate):
 MEMO_SIZE = 128
 _memo: OrderedDict[tuple, BestCertificate] = OrderedDict()
 _memo_lock = threading.Lock()
+
+
+def _forget_best_certificates() -> None:
+    with _memo_lock:
+        _memo.clear()
 
 
 def _memo_key(q: Distribution, adversary: str) -> tuple | None:

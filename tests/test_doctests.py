@@ -13,6 +13,8 @@ from wulff import catalog
 
 #: dotted names of the entry points whose docstrings carry examples (module path, attribute)
 ENTRY_POINTS: tuple[tuple[str, str], ...] = (
+    ("wulff.selector", "certified_radius"),
+    ("wulff.selector", "best_certificate"),
     ("wulff.advisor", "compare"),
     ("wulff.distributions.structures", "IID"),
     ("wulff.distributions.structures", "Radial"),

@@ -227,6 +227,16 @@ def best_certificate(q: Distribution, adversary: str) -> BestCertificate:
     ``best_certificate(q, adversary).winner(rho)`` says which certificate gives each radius.
     Distributions are values: the certificate is built once per (distribution, adversary) and kept
     (the last :data:`MEMO_SIZE` pairs), keyed by the distribution's value, not its identity.
+
+    Uniform noise on the cube against l1 is certified by Theorem N.3, R = 2 lam (rho - 1/2):
+
+    >>> from wulff import distributions as D
+    >>> best = best_certificate(D.UniformCube(8, lam=1.0), "l1")
+    >>> best.winner([0.4, 0.75]).tolist(), float(best.radius(0.75))
+    ([None, 'uniform noise: closed form (Theorem N.3)'], 0.5)
+    >>> gaussian = best_certificate(D.Gaussian(8, sigma=0.5), "l2")   # Cohen et al.'s radius, exact
+    >>> gaussian.tight, gaussian.formula
+    (True, 0.5*NormalQuantile(rho))
     """
     adversary = check_adversary(adversary)
     key = _memo_key(q, adversary)
@@ -252,6 +262,22 @@ def certified_radius(q: Distribution, rho, adversary: str):
     tensor whose gradient is dR/drho (:meth:`~wulff.certificate.Certificate.slope`: 0 below 1/2, the
     winning certificate's slope at a crossover), so the radius can be maximised by training.
     The best certificate is built on the first call for (q, adversary) and kept.
+
+    Laplace noise against l1 has R = lam log(1 / (2 (1 - rho))), and 0 (abstain) for rho <= 1/2:
+
+    >>> import numpy as np
+    >>> import torch
+    >>> from wulff import distributions as D
+    >>> [round(float(v), 6) for v in certified_radius(D.Laplace(8, lam=1.0), np.array([0.4, 0.6, 0.99]), "l1")]
+    [0.0, 0.223144, 3.912023]
+
+    Gaussian noise against l2 has sigma Phi^-1(rho) (Cohen et al.), with slope sigma / phi(Phi^-1(rho)):
+
+    >>> rho = torch.tensor([0.9], dtype=torch.float64, requires_grad=True)
+    >>> radius = certified_radius(D.Gaussian(8, sigma=0.5), rho, "l2")
+    >>> radius.sum().backward()
+    >>> round(radius.item(), 6), round(rho.grad.item(), 6)
+    (0.640776, 2.84903)
     """
     if not isinstance(q, Distribution):
         raise TypeError(f"q must be a wulff distribution; got {type(q).__name__}")

@@ -3,6 +3,8 @@ one namespace, as a reader would paste them, and what they built is then checked
 here by hand (the hyperbolic secant law, Theorem G.6) or against the built-in pieces they mirror."""
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import re
 from pathlib import Path
@@ -45,12 +47,14 @@ def guide(tmp_path_factory):
         patch.chdir(folder)
         patch.setenv("WULFF_CACHE_DIR", str(folder / "cache"))
         scope: dict = {"__name__": "extending_guide"}
+        printed = io.StringIO()
         try:
-            for block in BLOCKS:
-                exec(compile(block, str(GUIDE), "exec"), scope)
+            with contextlib.redirect_stdout(printed):
+                for block in BLOCKS:
+                    exec(compile(block, str(GUIDE), "exec"), scope)
         finally:
             _forget()
-        yield scope | {"_folder": folder}
+        yield scope | {"_folder": folder, "_printed": printed.getvalue()}
 
 
 def test_the_guide_has_a_worked_example_per_extension():
@@ -88,6 +92,16 @@ def test_the_family_radius_respects_the_no_go_bound(guide):
     """Theorem 7.3: no certificate from rho alone exceeds sigma sqrt(rho / (1 - rho)) against l1."""
     rho = np.array([0.6, 0.9, 0.99])
     assert np.all(guide["radii"] < 0.5 * np.sqrt(rho / (1 - rho)))
+
+
+def test_the_command_line_lists_and_ranks_the_family(guide):
+    """``wulff distributions`` lists it with its default b = 1; ``wulff compare`` ranks it, and after part 3
+    names the new engine as the method of its winning radii."""
+    lines = guide["_printed"].splitlines()
+    assert any(line.split()[:2] == ["LogCosh", "b=1"] for line in lines)
+    assert sum(line.startswith("LogCosh(b=1) ") for line in lines) == 2  # one row in each comparison
+    assert "rho 0.9: LogCosh(b=1) by hyperbolic secant: closed form (hyperbolic secant)" in guide["_printed"]
+    assert "b must satisfy b > 0; got b = 0" in lines
 
 
 def test_the_family_rule_is_checked_as_declared(guide):

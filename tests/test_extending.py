@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import re
 from pathlib import Path
 
@@ -102,6 +103,23 @@ def test_the_command_line_lists_and_ranks_the_family(guide):
     assert sum(line.startswith("LogCosh(b=1) ") for line in lines) == 2  # one row in each comparison
     assert "rho 0.9: LogCosh(b=1) by hyperbolic secant: closed form (hyperbolic secant)" in guide["_printed"]
     assert "b must satisfy b > 0; got b = 0" in lines
+
+
+def test_the_launcher_script_runs_the_command_line_with_the_extensions(tmp_path):
+    """The guide's ```text launcher, saved as a script beside a module holding the guide's family class,
+    runs ``wulff distributions`` in a fresh interpreter that lists the family."""
+    import subprocess
+    import sys
+
+    launcher = re.search(r"```text\n(.*?)```", TEXT, re.S).group(1)
+    family = BLOCKS[0].split("\nq = ")[0]
+    (tmp_path / "my_extensions.py").write_text(family, encoding="utf-8")
+    (tmp_path / "mywulff.py").write_text(launcher, encoding="utf-8")
+    env = {**os.environ, "WULFF_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "mywulff.py", "distributions", "--d", "4"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert any(line.split()[:2] == ["LogCosh", "b=1"] for line in done.stdout.splitlines())
 
 
 def test_the_family_rule_is_checked_as_declared(guide):

@@ -500,6 +500,12 @@ class Maximum(Kernel):
     def has_torch(self) -> bool:
         return all(c.kernel.has_torch for c in self.certificates)
 
+    @property
+    def finite_above_half(self) -> bool:
+        """Proved when every candidate's own proof holds at its own scale (each then gives finite
+        radii above the flush threshold on (1/2, 1], and so does their maximum)."""
+        return all(c._proved_finite for c in self.certificates)
+
     def _choose(self) -> np.ndarray:
         """members[i, k]: candidate i is evaluated in cell k (cell 0: rho < CHOICE_GRID[0]; cell k:
         CHOICE_GRID[k-1] <= rho < CHOICE_GRID[k]; the last: rho >= CHOICE_GRID[-1])."""

@@ -124,7 +124,7 @@ class Slabs(torch.nn.Module):
 def test_certify_records_the_runner_up_bound_and_the_form():
     sigma, a, b = 0.5, 0.5, 0.7
     s = Smoothed(Slabs(a, b), D.Gaussian(2, sigma=sigma), 3, seed=0)
-    res = s.certify(torch.zeros(2), 100, 20_000, 0.001, 5000, adversaries=("l2",))
+    res = s.certify(torch.zeros(2), 100, 20_000, 0.001, 5000, adversaries=("l2",), two_class=True)
     assert res.prediction == 0 and res.rho_b_upper is not None and res.form == {"l2": DIFFERENTIAL}
     assert res.rho_b_upper >= 1 - norm.cdf(b / sigma) and res.rho_b_upper < 1 - res.rho_lower
     one_class = float(s.certificate("l2").radius(res.rho_lower))

@@ -17,8 +17,10 @@ import numpy as np
 
 from wulff.certificate import check_adversary
 
+from .classifier import FORM_CODES
 from .dataset import IDENTITY_KEY
-from .results import Results, settings_difference
+from .results import Results, form_column, one_class_column, radius_column, settings_difference
+from .two_class import ONE_CLASS
 
 
 def certified_accuracy(results: Results, radii, adversary: str) -> np.ndarray:
@@ -234,7 +236,8 @@ class CheckedResults(Results):
 
 def invalid_rows(run: Results) -> list[tuple[int, str]]:
     """(position, why) of each row no figure may use: a number that is not finite (NaN or inf, as a
-    hand edit or a torn write leaves), a radius or eps below 0, or a flag other than 0 and 1."""
+    hand edit or a torn write leaves), a radius or eps below 0, a flag other than 0 and 1, or a form
+    code (``form_<adversary>``) that is none of :data:`~wulff.certify.classifier.FORM_CODES`."""
     bad: dict[int, str] = {}
     with np.errstate(invalid="ignore"):
         for name, column in run.columns.items():
@@ -243,6 +246,8 @@ def invalid_rows(run: Results) -> list[tuple[int, str]]:
                 wrong = ~np.isfinite(column) | ((column < 0) if size else False)
             elif name in FLAG_COLUMNS:
                 wrong = (column != 0) & (column != 1)
+            elif name.startswith("form_"):
+                wrong = ~np.isin(column, list(FORM_CODES.values()))
             else:
                 continue
             for position in np.flatnonzero(wrong).tolist():
@@ -416,6 +421,37 @@ def describe_cost(runs: list[Results]) -> str:
     return "\n".join(lines)
 
 
+def two_class_gain(run: Results, radii, adversary: str) -> tuple[int, int, np.ndarray] | None:
+    """(answered inputs whose ``adversary`` radius the two-class form gave, answered inputs, for each r in
+    ``radii`` how many more inputs are certified correct at r than with the p_A form's radius R(rho_lower)
+    of the same bounds) for a run with the two-class columns; None for one without them."""
+    form, one_class = form_column(adversary), one_class_column(adversary)
+    if form not in run.columns or one_class not in run.columns or not len(run):
+        return None
+    answered = run.columns["prediction"] != -1
+    two_class = int(np.count_nonzero(answered & (run.columns[form] != FORM_CODES[ONE_CLASS])))
+    p_a_only = Results(run.meta, {**run.columns, radius_column(adversary): run.columns[one_class]}, run.path)
+    gain = np.rint((certified_accuracy(run, radii, adversary) - certified_accuracy(p_a_only, radii, adversary))
+                   * len(run)).astype(np.int64)
+    return two_class, int(np.count_nonzero(answered)), gain
+
+
+def describe_two_class(runs: list[Results], radii, adversary: str) -> str:
+    """Lines on what the two-class form added, one per file that records it (:func:`two_class_gain`;
+    "" when none does): "two-class form: N of M certified radii; at r = ...: +k inputs over the p_A form"."""
+    radii = np.atleast_1d(np.asarray(radii, dtype=np.float64))
+    lines = []
+    for run in runs:
+        found = two_class_gain(run, radii, adversary)
+        if found is None:
+            continue
+        two_class, answered, gain = found
+        at = ", ".join(f"{r:g}: {k:+d}" for r, k in zip(radii.tolist(), gain.tolist()))
+        lines.append(f"- {_name(run)}: two-class form: {two_class} of {answered} certified {adversary} radii; "
+                     f"inputs certified over the p_A form of the same bounds at r = {at}")
+    return "\n".join(lines)
+
+
 def screen_separate(runs: dict[str, Results], adversary: str) -> tuple[dict[str, Results], list[str]]:
     """(the result sets of ``runs`` (label -> run) a table can show as rows of their own, one warning
     per set left out): each without its invalid rows (:func:`checked_rows`), left out when it has no
@@ -439,7 +475,8 @@ def report(runs: list[Results], adversary: str, radii=None, *, plot: str | os.Pa
            title: str | None = None, allow_mixed: bool = False, warn=None, separate=None) -> str:
     """The Table-1-style comparison (upper envelope over each distribution's sigmas) as markdown,
     followed by a line with n, alpha and the number of inputs and the forward passes spent
-    (:func:`describe_cost`); with ``plot`` also the PNG of
+    (:func:`describe_cost`), and for files of two-class runs what that form added
+    (:func:`describe_two_class`); with ``plot`` also the PNG of
     certified accuracy against radius. Only the files :func:`screen_runs` keeps are combined; its
     warnings go to ``warn`` (a callable taking one line; default: ignored). ``separate`` (label ->
     result set, e.g. results of other codebases) are rows of their own under their label, each its
@@ -459,7 +496,9 @@ def report(runs: list[Results], adversary: str, radii=None, *, plot: str | os.Pa
         largest = max(float(np.max(r.radius(adversary), initial=0.0)) for r in shown)
         fine = np.linspace(0.0, max(largest, float(table_radii[-1])) * 1.05 or 1.0, 400)
         plot_curves(_curves(runs, others, fine, adversary), adversary, plot, title=title)
-    return table + ("\n\n" + describe_runs(runs) + "\n\n" + describe_cost(runs) if runs else "")
+    gains = describe_two_class(runs, table_radii, adversary)
+    return table + ("\n\n" + describe_runs(runs) + "\n\n" + describe_cost(runs) if runs else "") + \
+        ("\n\n" + gains if gains else "")
 
 
 def _curves(runs: list[Results], separate: dict[str, Results], radii, adversary: str) -> dict[str, Curve]:

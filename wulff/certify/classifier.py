@@ -28,8 +28,12 @@ from wulff.certificate import check_adversary
 from wulff.distributions.base import check_integer
 from wulff.errors import NonFiniteError
 
+from .two_class import DIFFERENTIAL, GENERIC, ONE_CLASS
+
 #: the class label returned when the smoothed classifier declines to answer
 ABSTAIN = -1
+#: how a result file codes the form that gave a radius (its ``form_<adversary>`` columns); an abstention is 0
+FORM_CODES = {ONE_CLASS: 0, GENERIC: 1, DIFFERENTIAL: 2}
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,9 @@ class SmoothedClassifier:
                       adversaries: tuple[str, ...], *, adaptive: bool = False, radii=None,
                       generator: torch.Generator | None = None) -> tuple[Certification, int]:
         """The certification of one input with settings from :meth:`check_sampling`, and the number of
-        forward passes it used (the result file's ``samples``)."""
+        forward passes it used (the result file's ``samples``). A sampling (not ``deterministic``)
+        implementation also takes ``two_class`` (True or False: whether p_B may be bounded), which
+        :func:`~wulff.certify.certify_dataset` always passes to it."""
         raise NotImplementedError
 
     def check_sampling(self, n0, n, alpha, batch_size, adaptive: bool) -> tuple[int, int, float, int]:
@@ -159,7 +165,8 @@ class SmoothedClassifier:
         return None
 
     def row_extras(self, result: Certification) -> dict:
-        """Columns of a result row beyond the default ones."""
+        """Columns of a result row beyond the default ones (a row may hold more than the file's columns:
+        the writer takes the ones it has)."""
         return {}
 
     # -- the one voting loop ---------------------------------------------------------------------

@@ -16,6 +16,14 @@ With ``adaptive=True`` each input is certified by :meth:`Smoothed.certify_adapti
 budget n_max = n0 + n (it chooses its own selection size and stops early when the answer is
 decided); the header then records ``"adaptive": true`` and ``radii``, so a file is never resumed
 with other adaptive settings. Every row records the noisy samples it used (column ``samples``).
+
+``two_class`` (:mod:`wulff.certify.two_class`) is off by default without ``adaptive`` (CERTIFY then
+matches Cohen et al.'s input for input) and on with it (wulff's own procedure). A sampling run
+records the choice in the header (``"two_class": true`` or ``false``); a two-class run's rows add p_B's
+bound, the form of each radius and the p_A form's radius
+(:func:`~wulff.certify.results.two_class_columns`). A file written before the key existed holds
+p_A-form rows: it resumes in its own layout with the p_A form, unless ``two_class=True`` is asked for
+(then it is refused, as for any other setting).
 """
 from __future__ import annotations
 
@@ -34,7 +42,7 @@ from wulff.progress import tqdm
 
 from .adaptive import check_radii
 from .classifier import SmoothedClassifier, check_adversaries
-from .results import MAGIC, Results, ResultWriter, read_results
+from .results import MAGIC, Results, ResultWriter, columns_for, read_results, two_class_columns
 
 
 def shard_indices(dataset_size: int, skip: int, shard: int, num_shards: int) -> range:
@@ -116,11 +124,13 @@ def _same_noise(noise, spec) -> bool:
         return False
 
 
-def resumable_settings(out: str | os.PathLike, settings: dict, magic: str = MAGIC) -> dict:
-    """``settings``, less the model's identity when ``out`` is a file written before identities were
-    recorded whose header otherwise holds exactly these settings: such a file resumes as it was."""
+def resumable_settings(out: str | os.PathLike, settings: dict, magic: str = MAGIC,
+                       optional=(IDENTITY_KEY,)) -> dict:
+    """``settings``, less those of its ``optional`` keys (default: the model's identity) that ``out``'s
+    header lacks, when ``out`` is a file written before those keys were recorded whose header otherwise
+    holds exactly these settings: such a file resumes as it was."""
     path = Path(out)
-    if IDENTITY_KEY not in settings or not path.is_file():
+    if not any(key in settings for key in optional) or not path.is_file():
         return settings
     with open(path, "rb") as fh:
         first = fh.readline().decode("utf-8", errors="replace")
@@ -128,9 +138,10 @@ def resumable_settings(out: str | os.PathLike, settings: dict, magic: str = MAGI
         old = json.loads(first[len(magic):]) if first.startswith(magic) else None
     except json.JSONDecodeError:
         return settings
-    legacy = {k: v for k, v in settings.items() if k != IDENTITY_KEY}
-    return legacy if isinstance(old, dict) and IDENTITY_KEY not in old and \
-        old == json.loads(json.dumps(legacy)) else settings
+    if not isinstance(old, dict):
+        return settings
+    legacy = {k: v for k, v in settings.items() if k in old or k not in optional}
+    return legacy if old == json.loads(json.dumps(legacy)) else settings
 
 
 def input_generator(device: torch.device, seed: int, index: int) -> torch.Generator:
@@ -143,7 +154,7 @@ def certify_dataset(smoothed: SmoothedClassifier, dataset: Sequence, out: str | 
                     adversaries=("l1", "l2", "linf"), skip: int = 1,
                     shard: int = 0, num_shards: int = 1, seed: int = 0, meta: dict | None = None,
                     progress: bool = True, max_inputs: int | None = None, adaptive: bool = False,
-                    radii=None) -> Results:
+                    radii=None, two_class: bool | None = None) -> Results:
     """Certify inputs 0, skip, 2 skip, ... of ``dataset`` (items ``(x, label)``) into the file ``out``.
 
     Rows already present in ``out`` are kept and skipped (resume); each new row is on disk before
@@ -157,11 +168,17 @@ def certify_dataset(smoothed: SmoothedClassifier, dataset: Sequence, out: str | 
     the first adversary; None: stop at 1 % radius gain); ``radii`` needs ``adaptive``. The column
     ``samples`` records the noisy samples each input used (n0 + n without ``adaptive``).
 
+    ``two_class`` (None: on with ``adaptive``, off without, so that ``certify`` is Cohen et al.'s
+    CERTIFY input for input) lets the runner-up's probability be bounded too (module docstring); the
+    header records it, and a two-class run's rows add p_B's bound, the form of each radius and the p_A
+    form's radius of the same bounds.
+
     A :class:`~wulff.certify.derandomized.DerandomizedSmoothed` (DSSN) is certified exactly from its
     N = 2 lam Q offsets: ``n0``, ``n`` and ``alpha`` do not apply (omit them; given, they are ignored),
-    ``adaptive`` must stay False, and the header records ``deterministic: true``, n0 = 0, n = N and
-    alpha = 0 (a certificate without failure probability); its rows add a ``closed`` column (1 where the
-    closed ball of the radius is certified: :func:`~wulff.certify.derandomized.closed_ball_certified`).
+    ``adaptive`` and ``two_class`` must stay unset, and the header records ``deterministic: true``,
+    n0 = 0, n = N and alpha = 0 (a certificate without failure probability); its rows add a ``closed``
+    column (1 where the closed ball of the radius is certified:
+    :func:`~wulff.certify.derandomized.closed_ball_certified`).
     """
     n0, n, alpha, batch_size = smoothed.check_sampling(n0, n, alpha, batch_size, adaptive)
     if not isinstance(adaptive, bool):
@@ -171,6 +188,12 @@ def certify_dataset(smoothed: SmoothedClassifier, dataset: Sequence, out: str | 
         raise ValueError("radii is a setting of adaptive certification: pass adaptive=True too")
     if radii is not None and radii[0] < 0:
         raise ValueError(f"radii must be >= 0; got {list(radii)}")
+    if two_class is not None and not isinstance(two_class, bool):
+        raise TypeError(f"two_class must be True, False or None (on with adaptive, off without); "
+                        f"got {two_class!r}")
+    if two_class is not None and smoothed.deterministic:
+        raise ValueError("two_class is a setting of Monte Carlo certification; a deterministic classifier (DSSN) "
+                         "is certified exactly from its votes: leave two_class unset")
     if max_inputs is not None:
         max_inputs = check_integer("max_inputs", max_inputs, minimum=1)
     adversaries = check_adversaries(adversaries)
@@ -185,14 +208,21 @@ def certify_dataset(smoothed: SmoothedClassifier, dataset: Sequence, out: str | 
         shard=shard, num_shards=num_shards)
     if smoothed.deterministic:  # absent for Monte Carlo runs, so their older files still resume
         settings.update(deterministic=True)
+    else:
+        settings.update(two_class=adaptive if two_class is None else two_class)
     if adaptive:  # absent for certify, so files written before adaptive existed still resume
         settings.update(adaptive=True, radii=None if radii is None else list(radii))
     if "sigma" not in settings:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             settings["sigma"] = q.sigma
+    # a file written before two_class was recorded holds p_A-form rows: it resumes so, unless two_class=True
+    legacy_keys = (IDENTITY_KEY,) if two_class is True else (IDENTITY_KEY, "two_class")
+    settings = resumable_settings(out, settings, optional=legacy_keys)
+    options = {} if smoothed.deterministic else {"two_class": settings.get("two_class", False)}
     columns = smoothed.result_columns(adversaries, out)  # DSSN: + the closed-ball flag
-    settings = resumable_settings(out, settings)
+    if options.get("two_class"):
+        columns = (columns or columns_for(adversaries)) + two_class_columns(adversaries)
     with ResultWriter(out, settings, adversaries, columns=columns) as writer:
         todo = [i for i in indices if i not in writer.done]
         already = len(indices) - len(todo)
@@ -207,7 +237,8 @@ def certify_dataset(smoothed: SmoothedClassifier, dataset: Sequence, out: str | 
                 start = time.perf_counter()
                 generator = input_generator(smoothed.device, seed, index)
                 result, samples = smoothed.certify_input(x, n0, n, alpha, batch_size, adversaries,
-                                                         adaptive=adaptive, radii=radii, generator=generator)
+                                                         adaptive=adaptive, radii=radii, generator=generator,
+                                                         **options)
                 seconds = time.perf_counter() - start
                 label = int(label)
                 writer.write({"index": index, "label": label, "prediction": result.prediction,

@@ -11,6 +11,10 @@ included: n0 + n for ``certify``, fewer for adaptive runs (header ``"adaptive": 
 written before that column existed still read (and resume, without it); :attr:`Results.samples`
 then falls back to the header's n0 + n.
 
+A run with the two-class form (header ``"two_class": true``) adds :func:`two_class_columns`: p_B's
+bound ``rho_b_upper``, per adversary the form that gave the radius (``form_l1``: 0 = p_A, 1 = generic
+two-class, 2 = differential two-class) and the p_A form's radius of the same bounds (``radius_l1_pA``).
+
 Every row is flushed and fsync'ed before the next input starts, so a crash loses at most the row in
 flight; a torn last line is cut off when the file is reopened, and the indices already present are
 skipped, so a rerun never loses or duplicates a row.
@@ -38,7 +42,8 @@ from wulff.locking import OutputLock, missing_folders, remove_empty
 
 MAGIC = "# wulff-certify "
 #: columns read as integers (the rest are floats), in certification and attack files alike
-INT_COLUMNS = ("index", "label", "prediction", "correct", "samples", "prediction_attacked", "robust")
+INT_COLUMNS = ("index", "label", "prediction", "correct", "samples", "prediction_attacked", "robust",
+               "form_l1", "form_l2", "form_linf")
 #: settings that may differ between the shards of one certification run
 SHARD_KEYS = ("shard", "num_shards")
 #: columns that may differ between two copies of one row that still count as the same (wall clock)
@@ -47,6 +52,26 @@ TIMING_COLUMNS = ("seconds",)
 
 def radius_column(adversary: str) -> str:
     return f"radius_{adversary}"
+
+
+#: the two-class columns (runs with header ``"two_class": true`` only): the bound on p_B the radius used
+RHO_B_COLUMN = "rho_b_upper"
+
+
+def form_column(adversary: str) -> str:
+    """The column of the form that gave the adversary's radius, coded as
+    :data:`~wulff.certify.classifier.FORM_CODES` says."""
+    return f"form_{adversary}"
+
+
+def one_class_column(adversary: str) -> str:
+    """The column of the p_A form's radius R(rho_lower) of the same bounds (what the two-class form adds to)."""
+    return f"radius_{adversary}_pA"
+
+
+def two_class_columns(adversaries) -> list[str]:
+    """The columns a two-class run adds: p_B's bound, then per adversary the form and the p_A form's radius."""
+    return [RHO_B_COLUMN, *(form_column(a) for a in adversaries), *(one_class_column(a) for a in adversaries)]
 
 
 def columns_for(adversaries) -> list[str]:

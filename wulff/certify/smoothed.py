@@ -5,9 +5,13 @@ certification (Cohen et al., 2019, Section 3.2; Yang et al., 2020, Section 6).
 g(x) together with radii such that g(x + eta) = g(x) for every eta with ||eta|| below the radius of
 each requested norm. Radii come from the distribution's best certificate
 (:func:`wulff.best_certificate`, built once per adversary) evaluated at the one-sided
-Clopper-Pearson lower bound on P(f(x + delta) = g(x)).
+Clopper-Pearson lower bound on P(f(x + delta) = g(x)): input for input Cohen et al.'s CERTIFY.
+``certify(two_class=True)`` and ``certify_adaptive`` (wulff's own procedure, two-class by default)
+may bound the runner-up's probability too (:mod:`wulff.certify.two_class`).
 """
 from __future__ import annotations
+
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -25,8 +29,10 @@ from .adaptive import (
     default_method,
 )
 from .attack import pgd_smoothed
-from .classifier import ABSTAIN, Certification, SmoothedClassifier, positive_int
+from .classifier import ABSTAIN, FORM_CODES, Certification, SmoothedClassifier, positive_int
+from .results import RHO_B_COLUMN, form_column, one_class_column
 from .stats import check_alpha, two_class_test_passes
+from .two_class import ONE_CLASS, round_up
 
 __all__ = ["ABSTAIN", "Certification", "Smoothed", "check_certify_arguments"]
 
@@ -75,7 +81,7 @@ class Smoothed(SmoothedClassifier):
         return int(top)
 
     def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int,
-                adversaries=("l1", "l2", "linf"), *, two_class: bool = True,
+                adversaries=("l1", "l2", "linf"), *, two_class: bool = False,
                 generator: torch.Generator | None = None) -> Certification:
         """CERTIFY: n0 noisy votes choose the class c; n fresh votes give the one-sided
         Clopper-Pearson lower bound rho_lower on P(f(x + delta) = c) at level alpha. If rho_lower <= 1/2
@@ -83,10 +89,11 @@ class Smoothed(SmoothedClassifier):
         certificate of q against a (:meth:`certificate`, built once per adversary).
         With probability at least 1 - alpha, every returned radius is a true robustness radius.
 
-        With ``two_class`` (the default), when the n0 votes name three or more classes, the runner-up's
-        probability p_B is bounded too and the radius is the two-class one (Cohen et al.'s Theorem 1
-        in full for the Gaussian; :mod:`wulff.certify.two_class` for every certificate); the result
-        records p_B's bound and the form that gave each radius."""
+        By default this is Cohen et al.'s CERTIFY input for input (p_A bounded at level alpha, the radius
+        from p_A alone: ``form`` "p_A", ``rho_b_upper`` None). With ``two_class=True``, when the n0 votes
+        name three or more classes, the runner-up's probability p_B is bounded too and the radius is the
+        two-class one (Cohen et al.'s Theorem 1 in full for the Gaussian; :mod:`wulff.certify.two_class`
+        for every certificate); the result records p_B's bound and the form that gave each radius."""
         n0, n, alpha, batch_size = check_certify_arguments(n0, n, alpha, batch_size)
         adversaries = self._check_adversaries(adversaries)
         selection = self.count_predictions(x, n0, batch_size, generator=generator)
@@ -189,10 +196,27 @@ class Smoothed(SmoothedClassifier):
 
     def certify_input(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int,
                       adversaries: tuple[str, ...], *, adaptive: bool = False, radii=None,
+                      two_class: bool | None = None,
                       generator: torch.Generator | None = None) -> tuple[Certification, int]:
-        """:meth:`certify_adaptive` within n0 + n samples when ``adaptive``, else :meth:`certify`."""
+        """:meth:`certify_adaptive` within n0 + n samples when ``adaptive``, else :meth:`certify`;
+        ``two_class`` None: each one's default (on for the adaptive procedure, off for CERTIFY)."""
         if adaptive:
             result = self.certify_adaptive(x, n0 + n, alpha, batch_size, adversaries, radii=radii,
-                                           generator=generator)
+                                           two_class=True if two_class is None else two_class, generator=generator)
             return result, result.n
-        return self.certify(x, n0, n, alpha, batch_size, adversaries, generator=generator), n0 + n
+        return self.certify(x, n0, n, alpha, batch_size, adversaries, two_class=bool(two_class),
+                            generator=generator), n0 + n
+
+    def row_extras(self, result: Certification) -> dict:
+        """The two-class columns (:func:`~wulff.certify.results.two_class_columns`; written only by runs
+        that used the two-class form): p_B's bound (1 - rho_lower rounded up where p_B was not bounded),
+        the form of each radius (:data:`~wulff.certify.classifier.FORM_CODES`) and the p_A form's radius
+        R(rho_lower) of the same bounds."""
+        row = {RHO_B_COLUMN: result.rho_b_upper if result.rho_b_upper is not None else round_up(
+            1 - Fraction(result.rho_lower))}
+        for adversary, radius in result.radius.items():
+            form = result.form.get(adversary, ONE_CLASS)
+            row[form_column(adversary)] = FORM_CODES[form]
+            row[one_class_column(adversary)] = radius if form == ONE_CLASS or result.abstained else \
+                float(self.certificate(adversary).radius(result.rho_lower))
+        return row

@@ -25,12 +25,13 @@ SAMPLING_DEFAULTS = {"n0": 64, "n": 100_000, "alpha": 0.001}
 
 
 def check_deterministic_arguments(args: argparse.Namespace, smoothed) -> None:
-    """A DSSN model is certified exactly from its offsets: --adaptive, --n0, --n and --alpha, which
-    set up sampling, are refused when given (never silently ignored)."""
+    """A DSSN model is certified exactly from its offsets: --adaptive, --n0, --n, --alpha and
+    --two-class, which set up sampling, are refused when given (never silently ignored)."""
     if not smoothed.deterministic:
         return
     given = [f"--{name}" for name in SAMPLING_DEFAULTS if getattr(args, name) is not None]
     given += ["--adaptive"] if args.adaptive else []
+    given += [] if args.two_class is None else ["--two-class" if args.two_class else "--no-two-class"]
     if given:
         raise UserError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to a DSSN model: it "
                         "is certified exactly from its 2 lam Q offsets, without sampling (drop "
@@ -75,7 +76,7 @@ def certify(args: argparse.Namespace) -> int:
                 adversaries=args.adversaries, skip=args.skip, shard=shard, num_shards=num_shards, seed=args.seed,
                 meta=evaluation_meta(smoothed.meta, args.split, noise=smoothed.q),
                 progress=not args.no_progress, max_inputs=args.max_inputs, adaptive=args.adaptive,
-                radii=args.radii)
+                radii=args.radii, **({} if smoothed.deterministic else {"two_class": args.two_class}))
         print(f"{target}: {len(results)} rows")
         if old is not None:
             print(report_comparison(old, results, target))
@@ -100,8 +101,14 @@ def register(sub) -> None:
                        "soon as a sequential test (valid at every look, same guarantee) has decided, within "
                        "the same "
                        "budget n0 + n; the column `samples` records the noisy samples each input used. "
+                       "--two-class (default with --adaptive; without it the default --no-two-class keeps "
+                       "CERTIFY Cohen et al.'s input for input) also bounds the runner-up's probability where the "
+                       "selection names three or more classes; the header records the choice and the rows the "
+                       "runner-up's bound, the form of each radius and the p_A form's radius (`wulff report` "
+                       "counts the gain). "
                        "A model trained with DSSN noise is certified exactly from its 2 lam Q offsets "
-                       "(no sampling: --n0, --n, --alpha and --adaptive do not apply and are refused). "
+                       "(no sampling: --n0, --n, --alpha, --adaptive and --two-class do not apply and are "
+                       "refused). "
                        "One run writes a file at a time: a second one on the same file stops at once. "
                        "MODEL may come from elsewhere (Cohen et al.'s or rs4a's checkpoints, your own --arch with "
                        "a weights file, TorchScript or torch.export archives: see --format), smoothed by "
@@ -123,6 +130,10 @@ def register(sub) -> None:
                    help="with --adaptive: increasing radii (>= 0) of interest against the first of "
                    "--adversaries; an input stops once the largest one it can certify is decided "
                    "(default: stop when going on could raise its radius by at most 1 %%)")
+    p.add_argument("--two-class", action=argparse.BooleanOptionalAction, default=None,
+                   help="two-class certificates: also bound the runner-up class's probability p_B (where the n0 "
+                   "votes name three or more classes) and take the two-class radius (wulff.certify.two_class); "
+                   "default: on with --adaptive, off without (CERTIFY as Cohen et al.'s, p_A alone)")
     p.add_argument("--compare-with", default=None, metavar="FILE",
                    help="an earlier certification of the same model and inputs (a wulff result file, a Cohen "
                    "et al. certify log or an rs4a result folder, whose row i is input i x --skip): after the "

@@ -80,8 +80,8 @@ def layer(module: str) -> float:
 
 def aliases() -> set[str]:
     """The modules that only name others (an old path such as wulff.uniform, whose module object is
-    wulff.radius.uniform): their files replace themselves in sys.modules."""
-    return {module_name(path) for path in ROOT.rglob("*.py") if "sys.modules[__name__] =" in path.read_text()}
+    wulff.radius.uniform): their files hand their name to the module they name."""
+    return {module_name(path) for path in ROOT.rglob("*.py") if "keep_old_path(__name__" in path.read_text()}
 
 
 def engine_of(module: str, alias: set[str]) -> str | None:

@@ -1,8 +1,5 @@
 """``wulff.uniform`` is :mod:`wulff.radius.uniform` (the radius machinery lives in wulff/radius/): both
-paths name one module object, which keeps its public name, so imports and patches of either agree."""
-import sys
+paths name one module object (:func:`wulff.radius.keep_old_path`)."""
+from wulff.radius import keep_old_path, uniform
 
-from wulff.radius import uniform as _module
-
-_module.__name__ = __name__
-sys.modules[__name__] = _module
+keep_old_path(__name__, uniform)

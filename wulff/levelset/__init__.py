@@ -1,16 +1,9 @@
-"""``wulff.levelset`` is :mod:`wulff.radius.levelset` (the radius machinery lives in wulff/radius/): the
-package and each of its submodules (``wulff.levelset.<name>`` is ``wulff.radius.levelset.<name>``) are the
-same module objects under both paths, the package keeping its public name, so imports and patches of
-either path agree."""
-import importlib
-import pkgutil
-import sys
+"""``wulff.levelset`` is :mod:`wulff.radius.levelset` (the radius machinery lives in wulff/radius/):
+the package and each submodule (``wulff.levelset.<name>`` is ``wulff.radius.levelset.<name>``) are one
+module object under both paths (:func:`wulff.radius.keep_old_path`). ``derive_uniform``, the old
+path's name for the uniform-noise theorems (wulff.uniform), is kept for existing code."""
+from wulff.radius import keep_old_path, levelset
+from wulff.radius.uniform import derive_uniform
 
-import wulff.radius.levelset as _package
-from wulff.radius.uniform import derive_uniform  # the old path's name, kept for existing code
-
-for _info in pkgutil.iter_modules(_package.__path__):
-    sys.modules[f"{__name__}.{_info.name}"] = importlib.import_module(f"{_package.__name__}.{_info.name}")
-_package.__name__ = __name__
-_package.derive_uniform = derive_uniform
-sys.modules[__name__] = _package
+levelset.derive_uniform = derive_uniform
+keep_old_path(__name__, levelset)

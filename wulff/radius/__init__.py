@@ -13,3 +13,17 @@ Layers inside, from the bottom up (tests/test_layers.py checks them):
 ``wulff.certificate``, ``wulff.selector``, ``wulff.uniform``, ``wulff.diffmethod`` and
 ``wulff.levelset`` name the same modules as before.
 """
+
+
+def keep_old_path(old: str, module) -> None:
+    """Make the old module path ``old`` (e.g. ``wulff.selector``) name ``module`` itself, and for a
+    package each of its submodules too: one module object under both paths, keeping its public name,
+    so imports and patches through either path agree (never a second copy of a module)."""
+    import importlib
+    import pkgutil
+    import sys
+
+    for info in pkgutil.iter_modules(getattr(module, "__path__", [])):
+        sys.modules[f"{old}.{info.name}"] = importlib.import_module(f"{module.__name__}.{info.name}")
+    module.__name__ = old
+    sys.modules[old] = module

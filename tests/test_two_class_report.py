@@ -4,6 +4,7 @@ record p_B's bound, the form and the p_A form's radius per row; `wulff report` c
 two-class form adds."""
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -13,8 +14,10 @@ from scipy.stats import beta, norm
 from toys import run_cli
 
 import wulff.distributions as D
-from wulff.certify import Smoothed, certify_dataset, read_results
+from wulff.certify import DerandomizedSmoothed, Smoothed, certify_dataset, read_results
 from wulff.certify.results import ResultWriter, columns_for, two_class_columns
+from wulff.errors import UserError
+from wulff.splitting import SplittingNoise
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -137,9 +140,7 @@ def test_report_counts_what_the_two_class_form_adds(tmp_path, capsys):
     # r = 0.25: rows 0, 1, 2 with the radii, 0, 1 with the p_A ones; r = 0.5: row 0 with the radii, none with p_A's
     assert f"{two}: two-class form: 3 of 4 certified l2 radii" in out
     assert "at r = 0: +0, 0.25: +1, 0.5: +1" in out
-
-
-def test_report_of_files_without_the_form_columns_is_as_before(tmp_path, capsys):
+    # a file without the form columns (a p_A run, or one written before they existed) reports as before
     plain = [{k: v for k, v in row(i, r, r, 0).items() if k in columns_for(["l2"])}
              for i, r in enumerate((0.6, 0.3, 0.0))]
     path = write_file(tmp_path / "plain.tsv", plain, two_class=False)
@@ -180,6 +181,24 @@ def test_a_file_from_before_the_two_class_key_resumes_in_its_own_layout(tmp_path
     resumed = certify_dataset(slabs(), data, path, **options)  # the default: resumes as it was, p_A form
     assert len(resumed) == 3 and "two_class" not in resumed.meta and list(resumed.columns) == columns_for(["l2"])
     assert path.read_text().startswith(before)
+
+
+def test_two_class_is_refused_for_dssn_which_is_certified_exactly(tmp_path):
+    dssn = DerandomizedSmoothed(Slabs(), SplittingNoise(2, 0.5, quantization=4), 3)
+    data = [(torch.zeros(2), 0)]
+    for choice in (True, False):
+        with pytest.raises(ValueError, match="two_class is a setting of Monte Carlo certification"):
+            certify_dataset(dssn, data, tmp_path / "d.tsv", batch_size=4, adversaries=("l1",), two_class=choice,
+                            progress=False)
+        assert not (tmp_path / "d.tsv").exists()
+    exact = certify_dataset(dssn, data, tmp_path / "d.tsv", batch_size=4, adversaries=("l1",), progress=False)
+    assert "two_class" not in exact.meta and "form_l1" not in exact.columns
+    from wulff.cli.cmd_certify import check_deterministic_arguments
+
+    for flag, choice in (("--two-class", True), ("--no-two-class", False)):  # wulff certify refuses either flag
+        given = argparse.Namespace(n0=None, n=None, alpha=None, adaptive=False, two_class=choice)
+        with pytest.raises(UserError, match=f"{flag} does not apply to a DSSN model"):
+            check_deterministic_arguments(given, dssn)
 
 
 # -- the command line --------------------------------------------------------------------------------

@@ -72,6 +72,17 @@ def test_fixed_n_certify_gives_cohens_p_a_radius_by_default_and_the_two_class_on
     assert both.radius["l2"] <= (A + B) / 2  # never above the exact two-class radius
 
 
+def test_certify_from_counts_is_cohens_by_default():
+    from wulff.certify.adaptive import certify_counts
+
+    cert = slabs().certificate("l2")
+    selection, counts = np.array([80, 10, 10]), np.array([8000, 900, 1100])  # three plausible classes
+    plain = certify_counts(selection, counts, ALPHA, {"l2": cert})
+    assert plain.rho_b_upper is None and plain.form == {"l2": "p_A"}
+    assert plain.rho_lower == pytest.approx(cohen_radius(8000, 10_000, ALPHA)[0], rel=1e-12)
+    assert certify_counts(selection, counts, ALPHA, {"l2": cert}, two_class=True).rho_b_upper is not None
+
+
 def test_certify_dataset_fixed_n_is_p_a_by_default_and_records_the_choice(tmp_path):
     data = [(torch.zeros(2), 0), (torch.tensor([0.1, 0.0]), 0)]
     options = dict(n0=100, n=4000, alpha=ALPHA, batch_size=4100, adversaries=("l2",), progress=False)

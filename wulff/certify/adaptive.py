@@ -276,10 +276,11 @@ class FixedOutcome:
 
 
 def certify_counts(selection: np.ndarray, counts: np.ndarray, alpha: float,
-                   certificates: Mapping[str, Certificate], two_class: bool = True) -> FixedOutcome:
+                   certificates: Mapping[str, Certificate], two_class: bool = False) -> FixedOutcome:
     """Cohen et al.'s CERTIFY from the n0 ``selection`` votes (they choose the candidate c) and the n
     estimation ``counts``: the p_A form at level alpha (R(rho_lower), rho_lower the Clopper-Pearson
-    bound on p_A), or, with ``two_class`` and three or more plausible classes in the selection
+    bound on p_A; the default, Cohen et al.'s input for input), or, with ``two_class`` and three or more
+    plausible classes in the selection
     (:func:`plural`), p_A's bound at (1 - TWO_CLASS_SHARE) alpha and p_B <= max(p_runner-up, p_rest),
     each bounded at TWO_CLASS_SHARE alpha / 2 (union bound: all hold with probability >= 1 - alpha),
     with the two-class radius (:func:`wulff.certify.two_class.two_class_radius`)."""

@@ -55,20 +55,31 @@ class PowerShift(Shift):
         return self._newton(a, tau)
 
     def _newton(self, a, tau):
-        """f(eta) = a expm1(k eta) + j eta - tau is increasing and convex: Newton from its tangent
-        root at eta = 0 stays right of the root and converges monotonically."""
+        """f(eta) = a expm1(k eta) + j eta - tau is increasing and convex. Each term alone reaches tau
+        at a one-term root (log1p(tau / a) / k and tau / j); the root lies below both when tau > 0 and
+        above both when tau < 0. Newton's method starts at the nearer one: from the right (tau > 0) it
+        converges monotonically; from the left (tau < 0) its first step lands right of the root (a
+        tangent lies below f), capped at eta = 0 where f(0) = -tau > 0, and then converges
+        monotonically. No exponential overflows on the way (a e^(k eta) <= a + max(tau, 0))."""
         k, j = self.k, self.j
-        a, tau = np.broadcast_arrays(a, tau)
-        eta = tau / (a * k + j)
-        with np.errstate(over="ignore", invalid="ignore"):
+        a, tau = np.broadcast_arrays(np.asarray(a, dtype=float), np.asarray(tau, dtype=float))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            exp_root = np.log1p(np.maximum(tau / a, -1.0)) / k  # -inf where tau <= -a
+            lin_root = tau / j
+            eta = np.where(tau >= 0, np.minimum(exp_root, lin_root), np.maximum(exp_root, lin_root))
+            eta = np.where(tau < 0, np.minimum(eta - self._step(a, tau, eta), 0.0), eta)
             for _ in range(100):
-                growth = a * np.exp(k * eta)
-                step = (a * np.expm1(k * eta) + j * eta - tau) / (k * growth + j)
-                step = np.where(np.isfinite(step), step, 0.0)
+                step = self._step(a, tau, eta)
                 eta = eta - step
                 if np.all(np.abs(step) <= _ETA_RTOL * np.abs(eta)):
-                    break
-        return eta
+                    return eta
+        raise ArithmeticError("level set method: the level shift did not converge; please report this")
+
+    def _step(self, a, tau, eta):
+        """The Newton step f(eta) / f'(eta) of :meth:`_newton` (0 where f(eta) = 0 exactly)."""
+        grown = np.expm1(self.k * eta)
+        step = (a * grown + self.j * eta - tau) / (self.k * a * (grown + 1.0) + self.j)
+        return np.where(np.isfinite(step), step, 0.0)
 
 
 class LogPowerShift(Shift):

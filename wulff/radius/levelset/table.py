@@ -58,6 +58,12 @@ MAX_RADII = 8000
 #: then the radius it moves is below ~1e-5 of itself both near rho = 1/2 and in the tail
 P_RTOL = 1e-5
 MAX_HALF_NODES = 2 ** 12
+#: quadrature size of a rough first solve of the table's kappa (a starting point only)
+ROUGH_HALF_NODES = 64
+#: the table's kappa are solved until p1_upper is within this of 1/2 (or log kappa within 1e3 times
+#: this of its root): it moves p0 by about as much, below 1e-6 of 1/2 - p0 >= NEAR_HALF, and far
+#: below P_RTOL p0 in the tail
+SOLVE_TOLERANCE = 1e-12
 #: rows x nodes evaluated at once (memory)
 CHUNK_ELEMENTS = 2 ** 21
 
@@ -66,13 +72,37 @@ def sphere_outside(x: np.ndarray, d: int) -> np.ndarray:
     """W_d of eq. (23) as a function of x = ((r + eps)^2 - s^2) / (4 eps r): BetaCDF(x; (d-1)/2, (d-1)/2).
 
     Lemma U.1: for u uniform on the unit sphere, (1 + u_1)/2 ~ Beta((d-1)/2, (d-1)/2); the point r u
-    lies outside the ball of radius s around eps e_1 iff (1 + u_1)/2 < x. In d = 1, u_1 = +-1.
+    lies outside the ball of radius s around eps e_1 iff (1 + u_1)/2 < x. In d = 1, u_1 = +-1. At
+    low d the Beta CDF has a closed form (:func:`_beta_cdf_closed`), several times cheaper.
     """
     x = np.clip(x, 0.0, 1.0)
     if d == 1:
         return np.where(x <= 0.0, 0.0, np.where(x >= 1.0, 1.0, 0.5))
+    if d in CLOSED_FORM_DIMS:
+        return _beta_cdf_closed(x, d)
     a = 0.5 * (d - 1)
     return special.betainc(a, a, x)
+
+
+#: dimensions whose W_d is evaluated in closed form
+CLOSED_FORM_DIMS = (2, 3, 5, 7, 9)
+
+
+def _beta_cdf_closed(x: np.ndarray, d: int) -> np.ndarray:
+    """BetaCDF(x; a, a), a = (d - 1)/2, for x in [0, 1] and d in CLOSED_FORM_DIMS.
+
+    d = 2: (2/pi) arcsin(sqrt(x)) (the arcsine law). Odd d, a = m integer: the binomial sum
+    I_x(m, m) = sum_{i=m}^{2m-1} C(2m-1, i) x^i (1-x)^(2m-1-i), a sum of positive terms for the
+    smaller of x and 1 - x (relative accuracy there), the other side by symmetry, I_x = 1 - I_{1-x}.
+    """
+    if d == 2:
+        return np.arcsin(np.sqrt(x)) * (2.0 / math.pi)
+    m = (d - 1) // 2
+    low = np.minimum(x, 1.0 - x)
+    total = np.zeros_like(low)
+    for i in range(m, 2 * m):
+        total += math.comb(2 * m - 1, i) * low ** i * (1.0 - low) ** (2 * m - 1 - i)
+    return np.where(x <= 0.5, total, 1.0 - total)
 
 
 class RadiusQuadrature:
@@ -137,7 +167,7 @@ class GrowthFunction:
     """p0(t) and p1(t) of Theorem T.1 at unit scale, for a batch of radii eps."""
 
     def __init__(self, profile: Shift, law: RadiusLaw, d: int, half_nodes: int):
-        self.profile, self.d = profile, d
+        self.profile, self.law, self.d = profile, law, d
         self.quad = RadiusQuadrature(law, half_nodes)
 
     def _offset(self, eps, eta):
@@ -171,8 +201,9 @@ class GrowthFunction:
 
     # -- Algorithm 1, inner step: kappa with p1 = 1/2, by bracketing and the Illinois method -------
     def solve_half(self, eps: np.ndarray, guess: np.ndarray, width: float = 1.0,
-                   progress: tqdm | None = None) -> np.ndarray:
-        """log t per radius with p1_upper(log t) <= 1/2, as close to equality as the numerics allow."""
+                   progress: tqdm | None = None, tolerance: float = 1e-14) -> np.ndarray:
+        """log t per radius with p1_upper(log t) <= 1/2, within ``tolerance`` of equality (or within
+        1000 ``tolerance`` of the exact log t, where the numerics allow no more)."""
         f = lambda rows, u: self.p1_upper(eps[rows], u) - 0.5  # decreasing in u
         rows = np.arange(eps.size)
         lo, hi = guess - width, guess + width
@@ -193,7 +224,7 @@ class GrowthFunction:
         side = np.zeros(eps.size, dtype=int)
         active = np.ones(eps.size, dtype=bool)
         for _ in range(200):
-            done = (f_hi >= -1e-14) | (hi - lo <= 1e-13 * np.maximum(1.0, np.abs(hi)))
+            done = (f_hi >= -tolerance) | (hi - lo <= 1e3 * tolerance * np.maximum(1.0, np.abs(hi)))
             if progress is not None:
                 progress.update(int((active & done).sum()))
             active &= ~done
@@ -213,6 +244,35 @@ class GrowthFunction:
             side[idx] = np.where(to_hi, 1, -1)
         return hi  # f(hi) <= 0 always: p1_upper(hi) <= 1/2
 
+
+    def refine_half(self, eps: np.ndarray, start: np.ndarray, slope: np.ndarray, tolerance: float,
+                    progress: tqdm | None = None, evaluations: int = 5) -> np.ndarray:
+        """:meth:`solve_half` from a close start: a Newton step with an estimated slope df/du < 0 of
+        f = p1_upper - 1/2, then secant steps, all aiming at f = -tolerance/2, each on the rows not
+        yet done (f in [-tolerance, 0]); rows left after ``evaluations`` go to solve_half, bracketed
+        by their last two points. Same contract: p1_upper(log t) <= 1/2 for every row returned."""
+        u, f = start.copy(), self.p1_upper(eps, start) - 0.5
+        prev_u, prev_f = u.copy(), f.copy()
+        secant = np.asarray(slope, dtype=float).copy()
+        active = np.nonzero(~((f <= 0) & (f >= -tolerance)))[0]
+        for _ in range(evaluations - 1):
+            if not active.size:
+                break
+            step_to = u[active] - (f[active] + 0.5 * tolerance) / secant[active]
+            f_to = self.p1_upper(eps[active], step_to) - 0.5
+            prev_u[active], prev_f[active] = u[active], f[active]
+            u[active], f[active] = step_to, f_to
+            with np.errstate(divide="ignore", invalid="ignore"):
+                chord = (f_to - prev_f[active]) / (step_to - prev_u[active])
+            secant[active] = np.where(np.isfinite(chord) & (chord < 0), chord, secant[active])
+            active = active[~((f_to <= 0) & (f_to >= -tolerance))]
+        if progress is not None:
+            progress.update(eps.size - active.size)
+        if active.size:
+            width = np.abs(u[active] - prev_u[active]) + 1e-9
+            u[active] = self.solve_half(eps[active], u[active], width=width, progress=progress,
+                                        tolerance=tolerance)
+        return u
 
 def tangent_slope(law: RadiusLaw, d: int) -> float:
     """An upper bound on Phi(1/2) = E[gamma^+] for gamma = u_1 g'(R) (Lemma U.1, Theorem R.1's gamma).
@@ -254,6 +314,10 @@ def tail_bound(profile: Shift, law: RadiusLaw, d: int, radii: np.ndarray,
 def build_table(profile: Shift, law: RadiusLaw, d: int) -> dict:
     """Algorithm 1 at unit scale: radii eps_i (increasing) and sound p_i (non-increasing).
 
+    The quadrature size is refined (doubled) on a coarse walk of radii a factor 2 apart until every
+    coarse row meets the accuracy target (P_RTOL); the table's kappa are then solved at that size
+    from a rough first solve (:func:`_solve_rows`).
+
     Returns a dict with ``radii``, ``p``, ``slope`` (see :func:`tangent_slope`), ``half_nodes`` and
     ``max_error`` (the largest quadrature error bound subtracted from a p_i).
     """
@@ -272,14 +336,36 @@ def build_table(profile: Shift, law: RadiusLaw, d: int) -> dict:
         radii = eps0 * GRID_RATIO ** np.arange(min(n, MAX_RADII))
         bar.total = radii.size
         bar.refresh()
-        guess = np.interp(np.log(radii), np.log(coarse_eps), coarse_u)
-        log_t = growth.solve_half(radii, guess, width=0.05, progress=bar)
-        p, err = growth.p0_lower(radii, log_t)
+        log_t, p, err = _solve_rows(radii, growth, coarse_eps, coarse_u, bar)
     p = np.minimum.accumulate(np.minimum(p, 0.5))
     keep = p > 0  # a row whose p is within its error bound of 0 certifies only rho = 1
     radii, p, err = radii[keep], p[keep], err[keep]
     return {"radii": radii, "p": p, "slope": slope, "half_nodes": half_nodes,
             "max_error": float(err.max()), "build_seconds": time.perf_counter() - start}
+
+
+def _solve_rows(radii: np.ndarray, growth: GrowthFunction, coarse_eps: np.ndarray, coarse_u: np.ndarray,
+                bar) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(log t, sound p, its error bound) per row at the table's quadrature ``growth``.
+
+    Where that quadrature is finer than ROUGH_HALF_NODES, every row's log t is first solved with the
+    rough quadrature (from the coarse walk's log t, interpolated: a starting point only), shifted by
+    the gap between the two quadratures' log t on the coarse walk (interpolated), and finished at the
+    table's quadrature by :meth:`GrowthFunction.refine_half` (about three evaluations a row instead
+    of solve_half's eight or more)."""
+    guess = np.interp(np.log(radii), np.log(coarse_eps), coarse_u)
+    if growth.quad.half_nodes <= ROUGH_HALF_NODES:
+        log_t = growth.solve_half(radii, guess, width=0.05, tolerance=SOLVE_TOLERANCE, progress=bar)
+    else:
+        rough = GrowthFunction(growth.profile, growth.law, growth.d, ROUGH_HALF_NODES)
+        rough_u = rough.solve_half(radii, guess, width=0.05, tolerance=SOLVE_TOLERANCE)
+        step = 1e-4  # the rough df/du at each row, by a forward difference (a Newton slope estimate)
+        slope = (rough.p1_upper(radii, rough_u + step) - rough.p1_upper(radii, rough_u)) / step
+        gap = coarse_u - rough.solve_half(coarse_eps, coarse_u, width=0.05, tolerance=SOLVE_TOLERANCE)
+        start = rough_u + np.interp(np.log(radii), np.log(coarse_eps), gap)
+        log_t = growth.refine_half(radii, start, slope, SOLVE_TOLERANCE, progress=bar)
+    p, err = growth.p0_lower(radii, log_t)
+    return log_t, p, err
 
 
 def _coarse_walk(growth: GrowthFunction, eps0: float, slope: float):

@@ -7,17 +7,18 @@ forms in tests/test_soundness.py), never from the float code under test.
 from __future__ import annotations
 
 import functools
+from fractions import Fraction
 
 import mpmath
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wulff.diffmethod.structure import gamma_law
+from wulff.diffmethod.verified import VerifiedStopLoss
 
 from wulff import distributions as D
 from wulff.diffmethod import derive
-from wulff.diffmethod.structure import gamma_law
-from wulff.diffmethod.verified import VerifiedStopLoss
 from wulff.uniform import derive_uniform
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -204,3 +205,44 @@ def test_verified_pareto_linf_is_tight_near_one():
     assert verified <= exact
     assert verified >= exact * (1 - 1e-9)
     assert float(cert.radius(rho)) <= verified * (1 + 1e-9)
+
+
+def test_phi_lower_lines_lie_below_phi_and_close_to_it():
+    """The lower bound on Phi of the verified bracket (convexity of the stop-loss, Theorem G.6's
+    Phi(p) = min_c (c p + E(gamma - c)_+)), on a law written here: gamma = +-M, M ~ Exp(1), so
+    E(gamma - c)_+ = e^-c / 2 and Phi(p) = p (1 - log 2p) (the top 2p of M lie above -log 2p). The
+    samples carry a relative uncertainty of 1e-12 either side."""
+    from wulff.diffmethod.verified import _phi_lower_lines
+
+    with mpmath.workdps(40):
+        slack = mpmath.mpf(10) ** -12
+        slopes = [mpmath.mpf(k) / 8 for k in range(0, 41)]
+        samples = [(c, mpmath.exp(-c) / 2 * (1 - slack), mpmath.exp(-c) / 2 * (1 + slack)) for c in slopes]
+        lines = _phi_lower_lines(samples, mpmath.mpf(1) / 2)
+        for p in mpmath.linspace(mpmath.mpf(10) ** -2, mpmath.mpf(1) / 2, 60):
+            phi = p * (1 - mpmath.log(2 * p))
+            low = min(c * p + g for c, g in lines)
+            assert low <= phi, (p, low, phi)
+            assert low >= phi * (1 - 1e-2), (p, low, phi)
+
+
+@pytest.mark.parametrize("family, m, d, rho", [("Laplace", Fraction(1), 3, 0.9),
+                                               ("Pareto", Fraction(639, 100), 2, 1 - 2.0 ** -53)])
+def test_verified_bracket_of_a_discrete_law_is_tight(family, m, d, rho):
+    """Discrete sign sums against linf (Theorem P.2): the bracket holds the exact radius of Theorem
+    G.6 (computed here) within 1e-12 relative."""
+    q = D.Laplace(d, lam=1.0) if family == "Laplace" else D.Pareto(d, 5.39, lam=1.0)
+    lower, upper = derive(q, "linf").verified_bracket(rho)
+    exact = discrete_sign_sum_radius(mpmath.mpf(m.numerator) / m.denominator, d, rho)
+    assert lower <= exact <= upper
+    assert (upper - lower) / lower < 1e-12
+
+
+def test_verified_bracket_refuses_what_it_cannot_bound():
+    cert = derive(D.Pareto(2, 3.0, lam=1.0), "l1")
+    with pytest.raises(ValueError, match="refine"):
+        cert.verified_bracket(0.6, refine=9)
+    with pytest.raises(ValueError, match="dps"):
+        cert.verified_bracket(0.6, dps=20)
+    with pytest.raises(NotImplementedError, match="verified_bracket"):
+        derive(D.Laplace(2, lam=1.0), "l1").verified_bracket(0.6)  # a closed form: verified_radius

@@ -384,6 +384,28 @@ class Certificate:
                 out[idx] = float(self.radius(arr[idx]))
         return out
 
+    def verified_bracket(self, rho: float, dps: int = 40, refine: int = 1) -> tuple[float, float]:
+        """(lower, upper) with lower <= R(rho) <= upper for an envelope certificate, R the exact
+        radius of Theorem G.6 for the certificate's law: lower is :meth:`verified_radius`, upper
+        integrates 1 / Phi_low for a proved lower bound Phi_low <= Phi (lower and upper stop-loss
+        bounds at the envelope's slopes and ``refine`` levels of midpoints, convexity of the
+        stop-loss; :meth:`wulff.diffmethod.verified.VerifiedEnvelope.bracket_unit`). So the verified
+        radius is within (upper - lower) / lower of the exact one, given mpmath's quadrature error
+        estimates. NotImplementedError where the certificate has no verified envelope below the
+        float path (a closed form below its ``formula_rho_max``, a level-set table, a conversion)."""
+        if dps < 30:
+            raise ValueError(f"dps must be >= 30; got {dps}")
+        rho = float(as_rho_array(rho))
+        bracket = getattr(self.verified_unit, "bracket", None)
+        if bracket is None or (self.formula is not None and
+                               (self.formula_rho_max is None or rho <= self.formula_rho_max)):
+            raise NotImplementedError(f"verified_bracket: no verified envelope for {self.method!r} "
+                                      f"at rho = {rho!r}")
+        low, high = bracket(rho, dps, refine)
+        lower = float(scale_toward_zero(np.array(low), self.lam))
+        upper = high * self.lam
+        return lower, upper if math.isinf(upper) else math.nextafter(upper, math.inf)
+
     @property
     def verified_method(self) -> str:
         """How :meth:`verified_radius` evaluates this certificate."""

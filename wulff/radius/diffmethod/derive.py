@@ -531,6 +531,9 @@ def _verified_unit(payload: dict, q: Distribution, adversary: str):
     engines: dict[int, VerifiedEnvelope] = {}
 
     def unit(rho: float, dps: int) -> float:
+        return engine(dps).radius_unit(rho)
+
+    def engine(dps: int) -> VerifiedEnvelope:
         if dps not in engines:
             law = None
             for form in [q, *q.equivalent_forms()]:
@@ -540,7 +543,8 @@ def _verified_unit(payload: dict, q: Distribution, adversary: str):
                 except NotImplementedError:
                     continue
             engines[dps] = VerifiedEnvelope(law, Envelope.from_payload(payload["envelope"]), dps)
-        return engines[dps].radius_unit(rho)
+        return engines[dps]
+    unit.bracket = lambda rho, dps, refine=1: engine(dps).bracket_unit(rho, refine)
     return unit
 
 

@@ -103,6 +103,7 @@ class _ProfileIntegrals:
             kinks = [mpmath.mpf(float(yb[0])) for _, yb, _, _ in M._runs]
             self._points = sorted(set(ys[::step] + [ys[-1]] + kinks))
             self._moments: dict = {}
+            self._stop_losses: dict = {}
             [(self._norm, self._norm_err)] = self._quad([lambda y: mpmath.mpf(1)], [])
 
     def abs_h(self, y) -> mpmath.mpf:
@@ -174,17 +175,28 @@ class _ProfileIntegrals:
         return self._moments[key]
 
     def stop_loss(self, t: mpmath.mpf) -> mpmath.mpf:
-        """An upper bound on E(|h(R)| - t)_+: on each piece above t as E[|h|; piece] - t P(piece)
-        from the memoized piece moments, unless the piece is next to a crossing (an end among the
-        crossings or the float cells near them) and the difference cancels more than five digits:
-        then by the integrand (|h| - t) itself. Then
+        """An upper bound on E(|h(R)| - t)_+ (:meth:`stop_loss_bounds`)."""
+        return self.stop_loss_bounds(t)[1]
+
+    def stop_loss_bounds(self, t: mpmath.mpf) -> tuple:
+        """(lower, upper) bounds on E(|h(R)| - t)_+, memoized per threshold: on each piece above t
+        as E[|h|; piece] - t P(piece) from the memoized piece moments, unless the piece is next to a
+        crossing (an end among the crossings or the float cells near them) and the difference
+        cancels more than five digits: then by the integrand (|h| - t) itself. The upper bound is
         (sum + 10 error) / (norm - 10 error), times 1 + 10^(8 - dps), plus 10^(8 - dps)
-        E[|h| + t; |h| > t] for rounding in the integrand (as :meth:`with_rounding`)."""
+        E[|h| + t; |h| > t] for rounding in the integrand (as :meth:`with_rounding`); the lower
+        bound is (sum - 10 error) / (norm + 10 error), times 1 - 10^(8 - dps), minus that term."""
+        key = mpmath.mpf(t)
+        if key not in self._stop_losses:
+            self._stop_losses[key] = self._stop_loss_bounds(key)
+        return self._stop_losses[key]
+
+    def _stop_loss_bounds(self, t: mpmath.mpf) -> tuple:
         crossings = self.crossings(float(t))
         near = crossings + self._boundaries_near(crossings)
         pieces = self._pieces(near, above=float(t))
         if not pieces:
-            return mpmath.mpf(0)
+            return mpmath.mpf(0), mpmath.mpf(0)
         moved = set(near)
         value = error = moment = moment_err = mass = mass_err = mpmath.mpf(0)
         for a, b in pieces:
@@ -198,11 +210,13 @@ class _ProfileIntegrals:
                 if e > tol:
                     v, e = self._refined(f, a, b, tol)
             value, error = value + v, error + e
-        norm = self._norm - 10 * self._norm_err
+        norm_low, norm_high = self._norm - 10 * self._norm_err, self._norm + 10 * self._norm_err
         widen = mpmath.mpf(10) ** (8 - self.dps)
-        main = (value + 10 * error) / norm * (1 + widen)
-        upper_moment, upper_mass = (moment + 10 * moment_err) / norm, (mass + 10 * mass_err) / norm
-        return max(main, mpmath.mpf(0)) + (upper_moment + t * upper_mass) * widen
+        upper_moment, upper_mass = (moment + 10 * moment_err) / norm_low, (mass + 10 * mass_err) / norm_low
+        rounding = (upper_moment + t * upper_mass) * widen
+        upper = max((value + 10 * error) / norm_low * (1 + widen), mpmath.mpf(0)) + rounding
+        lower = max((value - 10 * error) / norm_high * (1 - widen) - rounding, mpmath.mpf(0))
+        return lower, upper
 
     @staticmethod
     def _scaled_quad(f, a, b):
@@ -284,11 +298,11 @@ class _ProfileIntegrals:
         return main + (moment + t * mass) * mpmath.mpf(10) ** (8 - self.dps)
 
 
-def _profile_stop_loss(P: _ProfileIntegrals, t: mpmath.mpf) -> mpmath.mpf:
-    """Upper bound on E(M - t)_+ for the profile magnitude M."""
+def _profile_stop_loss(P: _ProfileIntegrals, t: mpmath.mpf, lower: bool = False) -> mpmath.mpf:
+    """Upper (or, with ``lower``, lower) bound on E(M - t)_+ for the profile magnitude M."""
     if t < 0:
         raise ValueError("stop-loss thresholds must be >= 0")
-    return P.stop_loss(t)
+    return P.stop_loss_bounds(t)[0 if lower else 1]
 
 
 def _sphere_unit_stop_loss(alpha: mpmath.mpf, d: int, a: mpmath.mpf) -> mpmath.mpf:
@@ -313,6 +327,7 @@ class VerifiedStopLoss:
                 exact = M.expr if M.expr.is_number and not M.expr.has(sp.Float) else None
                 self._m = mpmath.mpf(sp.N(exact, dps + 10)) if exact is not None else \
                     mpmath.mpf(math.nextafter(M.m, math.inf))
+                self._m_low = self._m if exact is not None else mpmath.mpf(math.nextafter(M.m, -math.inf))
                 self._profile = None
             else:
                 self._m = None
@@ -335,36 +350,60 @@ class VerifiedStopLoss:
             return self._m
         return None
 
-    def _magnitude_stop_loss(self, t: mpmath.mpf) -> mpmath.mpf:
+    def _magnitude_stop_loss(self, t: mpmath.mpf, lower: bool = False) -> mpmath.mpf:
         if self._m is not None:
-            return max(self._m - t, mpmath.mpf(0))
-        return _profile_stop_loss(self._profile, t)
+            return max((self._m_low if lower else self._m) - t, mpmath.mpf(0))
+        return _profile_stop_loss(self._profile, t, lower)
 
     def __call__(self, c: float) -> mpmath.mpf:
         """An upper bound on E(gamma - c)_+ for c >= 0 (c a double, taken exactly)."""
+        return self._bound(c, lower=False)
+
+    def lower(self, c: float) -> mpmath.mpf:
+        """A lower bound on E(gamma - c)_+ for c >= 0 (c a double, taken exactly): the same sums
+        with every estimate taken on its low side (:meth:`_ProfileIntegrals.stop_loss_bounds`)."""
+        return self._bound(c, lower=True)
+
+    def _bound(self, c: float, lower: bool) -> mpmath.mpf:
         sign = self.law.sign
         with mpmath.workdps(self.dps + 10):
             c = mpmath.mpf(float(c))
             if isinstance(sign, SymmetricSign):
-                value = _exact(sign.w) * self._magnitude_stop_loss(c)
+                value = _exact(sign.w) * self._magnitude_stop_loss(c, lower)
             elif isinstance(sign, RademacherSum):
-                value = self._binomial(sign.d, c)
+                value = self._binomial(sign.d, c, lower)
             elif isinstance(sign, SphereCoordinate):
+                if lower and self._m is None:
+                    raise NotImplementedError("verified bracket: no lower stop-loss bound for a sphere "
+                                              "coordinate times a profile magnitude")
                 value = self._sphere(sign.d, c)
             elif isinstance(sign, StandardNormal):
-                z = c / self._m
-                value = self._m * (mpmath.npdf(z) - z * mpmath.ncdf(-z))
+                m = self._m_low if lower else self._m
+                z = c / m
+                value = m * (mpmath.npdf(z) - z * mpmath.ncdf(-z))
             else:
                 raise NotImplementedError(f"verified mode has no exact form for the sign law {sign.describe()}")
-            return value * (1 + mpmath.mpf(10) ** (5 - self.dps))
+            return value * (1 + (-1 if lower else 1) * mpmath.mpf(10) ** (5 - self.dps))
 
-    def _binomial(self, d: int, c: mpmath.mpf) -> mpmath.mpf:
+    def positive_mass(self) -> mpmath.mpf:
+        """An upper bound on P(gamma > 0) = -dE(gamma - c)_+/dc at c = 0+, from the sign law alone:
+        w for a sparse sign, P(Bin(d, 1/2) > d/2) for a sum of d signs, 1/2 for a sphere coordinate
+        or a normal (the slope of the stop-loss at 0 that :meth:`VerifiedEnvelope.bracket_unit` needs)."""
+        sign = self.law.sign
+        if isinstance(sign, SymmetricSign):
+            return _exact(sign.w)
+        if isinstance(sign, RademacherSum):
+            return mpmath.fsum(mpmath.binomial(sign.d, i) for i in range(sign.d // 2 + 1, sign.d + 1)) \
+                / mpmath.mpf(2) ** sign.d
+        return mpmath.mpf(1) / 2
+
+    def _binomial(self, d: int, c: mpmath.mpf, lower: bool = False) -> mpmath.mpf:
         """sum over s = 2i - d > 0 of P(Bin(d, 1/2) = i) s E(M - c / s)_+ (Theorem P.2)."""
         total = mpmath.mpf(0)
         scale = mpmath.mpf(2) ** -d
         for i in range(d // 2 + 1, d + 1):
             s = 2 * i - d
-            total += mpmath.binomial(d, i) * scale * s * self._magnitude_stop_loss(c / s)
+            total += mpmath.binomial(d, i) * scale * s * self._magnitude_stop_loss(c / s, lower)
         return total
 
     def _sphere(self, d: int, c: mpmath.mpf) -> mpmath.mpf:
@@ -378,6 +417,63 @@ class VerifiedStopLoss:
             m = P.abs_h(y)
             return m * _sphere_unit_stop_loss(alpha, d, c / m)
         return P.with_rounding(weight, c)
+
+
+def _round_up(x: mpmath.mpf) -> float:
+    value = float(x)
+    return math.nextafter(value, math.inf) if mpmath.mpf(value) < x else value
+
+
+def _convex_minorant_vertices(lines: list, a: mpmath.mpf, b) -> list:
+    """[(c, max_j l_j(c))] at a, b (when finite) and every pairwise crossing of the lines
+    l_j(c) = v_j + s_j (c - x_j) inside (a, b): the vertices of their maximum on [a, b], among which
+    c p + max_j l_j(c) (convex in c) takes its minimum over [a, b] for every p."""
+    def value(c):
+        return max(v + slope * (c - x) for x, v, slope in lines)
+    points = [a] + ([b] if mpmath.isfinite(b) else [])
+    for i, (x0, v0, s0) in enumerate(lines):
+        for x1, v1, s1 in lines[i + 1:]:
+            if s0 != s1:
+                c = (v1 - s1 * x1 - v0 + s0 * x0) / (s0 - s1)
+                if a < c < b:
+                    points.append(c)
+    return [(c, value(c)) for c in points]
+
+
+def _phi_lower_lines(samples: list, positive_mass: mpmath.mpf) -> list:
+    """Lines (c, g(c)) whose minimum is a lower bound on Phi(p) = min_c (c p + E(gamma - c)_+) for
+    every p in [0, 1/2], from samples (c_k, lo_k, hi_k) with lo_k <= S(c_k) <= hi_k of the convex,
+    nonincreasing stop-loss S(c) = E(gamma - c)_+ (c_0 = 0 first, c_k increasing).
+
+    On [c_k, c_{k+1}] S lies above: 0; lo_{k+1} (S is nonincreasing); the secant through c_{k-1},
+    c_k extended to the right and the secant through c_{k+1}, c_{k+2} extended to the left
+    (convexity), their slopes widened by the sample bounds; at c_0 = 0 the tangent of slope
+    -P(gamma > 0) >= -``positive_mass``; beyond the last sample, 0 and the last secant. The
+    maximum g of those lines is a convex minorant of S on each interval, so c p + g(c) takes its
+    minimum there at a vertex (:func:`_convex_minorant_vertices`); for c < 0, c p + S(c) is
+    nonincreasing when p <= 1/2 (S' = -P(gamma > c) <= -1/2 for a symmetric gamma). Hence the
+    minimum of the vertex lines is <= Phi(p)."""
+    n = len(samples)
+    zero = mpmath.mpf(0)
+    out = []
+    for k in range(n):
+        c, lo, _ = samples[k]
+        lines = [(c, zero, zero)]
+        if k == 0:
+            lines.append((c, lo, -positive_mass))
+        else:
+            c0, _, hi0 = samples[k - 1]
+            lines.append((c, lo, (lo - hi0) / (c - c0)))
+        if k + 1 < n:
+            c1, lo1, _ = samples[k + 1]
+            lines.append((c1, lo1, zero))
+            if k + 2 < n:
+                c2, _, hi2 = samples[k + 2]
+                lines.append((c1, lo1, (hi2 - lo1) / (c2 - c1)))
+            out += _convex_minorant_vertices(lines, c, c1)
+        else:
+            out += _convex_minorant_vertices(lines, c, mpmath.inf)
+    return out
 
 
 def _lower_envelope(lines: list) -> tuple[list, list]:
@@ -435,6 +531,41 @@ class VerifiedEnvelope:
         if c not in self._intercepts:
             self._intercepts[c] = self.stop_loss(c)
         return self._intercepts[c]
+
+    def bracket_unit(self, rho: float, refine: int = 1) -> tuple[float, float]:
+        """(lower, upper) with lower <= R(rho) <= upper at lam = 1, R the exact radius of Theorem G.6
+        for the certificate's law. Samples: the float envelope's slopes active on [1 - rho, 1/2],
+        two more beyond, 0, and ``refine`` (0..4) levels of midpoints between consecutive slopes,
+        each with a lower and an upper bound on its stop-loss. lower is the larger of
+        :meth:`radius_unit` and the radius of the upper-bound lines at every sample (any valid
+        lines give a lower bound); upper integrates 1 / Phi_low for the lower bound
+        Phi_low <= Phi of :func:`_phi_lower_lines`. Both are proved given mpmath's quadrature error
+        estimates (see the module), so R lies within (upper - lower) / lower above lower and
+        radius_unit within (upper - radius_unit) / radius_unit below R."""
+        if not 0 <= refine <= 4:
+            raise ValueError(f"refine must be in 0..4; got {refine}")
+        verified = self.radius_unit(rho)
+        rho = float(rho)
+        if rho <= 0.5 or math.isinf(verified):
+            return verified, verified
+        p0 = max(1.0 - rho, 0.0)
+        active = int(self.envelope._piece(np.array([p0]))[0])
+        slopes = sorted({0.0} | {float(c) for c in self.envelope.c[:active + 3] if c >= 0})
+        for _ in range(refine):
+            slopes = sorted(set(slopes) | {(a + b) / 2 for a, b in zip(slopes[:-1], slopes[1:])})
+        with mpmath.workdps(self.dps + 10):
+            samples = [(mpmath.mpf(c), self.stop_loss.lower(c), self.intercept(c)) for c in slopes]
+            top = self.stop_loss.sup()
+            if top is not None and top > samples[-1][0]:
+                samples.append((top, mpmath.mpf(0), mpmath.mpf(0)))
+            p = mpmath.mpf(p0)
+            margin = mpmath.mpf(10) ** (5 - self.dps)
+            refined = _integral([(c, hi) for c, _, hi in samples], p)
+            lower = max(verified, _round_down(refined * (1 - margin))) if mpmath.isfinite(refined) else verified
+            lines = _phi_lower_lines(samples, self.stop_loss.positive_mass())
+            if min(c * p + g for c, g in lines) <= 0:
+                return lower, math.inf
+            return lower, _round_up(_integral(lines, p) * (1 + margin))
 
     def radius_unit(self, rho: float) -> float:
         """A provable lower bound on the radius at lam = 1 (0 for rho <= 1/2)."""

@@ -2,6 +2,7 @@
 
     python3 benchmarks/verified_ratio.py --exact [--dims 1 2 3 8]   # the table of issue 25
     python3 benchmarks/verified_ratio.py [--dims 1 2 3 8 3072]     # float / verified, every family
+    python3 benchmarks/verified_ratio.py --bracket [--refine 1 4] [--rho 0.51 0.6]  # proved widths
 
 ``--exact``: for every certificate that tests/test_verified_property.py covers (the same
 independent 40-digit references: Gaussian, Laplace l1 / linf, UniformCube l1, Pareto linf, the
@@ -9,6 +10,11 @@ Gaussian level set, log cosh l1 near 1/2), the worst relative gap radius / exact
 path and of the verified mode over rho within 1e-15 ... 1e-12 of 1/2, on (1/2, 1) and within
 1e-15 ... 1e-12 of 1 (log cosh: near 1/2 only, where the reference is a proved bracket; its gap is
 taken against the bracket's lower end). A gap above 0 would be an over-claim.
+
+``--bracket``: for the profile envelopes that tests/test_verified_property.py brackets (Pareto,
+ExpP with p < 1 and log cosh against l1, d = 2, the same exact references), Certificate.verified_bracket
+at each ``--refine`` level: whether verified <= lower <= exact <= upper, the proved widths
+(upper - verified) / verified and (upper - lower) / lower, the true gap exact / verified - 1, seconds.
 
 Without ``--exact``: the worst ratio radius / verified radius of every direct certificate of every
 named family (a ratio <= 1 everywhere is the soundness check; close to 1 is tightness). Closed
@@ -86,11 +92,46 @@ def exact_table(dims: list) -> None:
               f"{time.perf_counter() - start:6.1f}", flush=True)
 
 
+BRACKET_GRID = [0.5 + 1e-12, 0.5 + 1e-6, 0.5015, 0.51, 0.6, 0.9]
+
+
+def bracket_table(refines: list, grid: list) -> None:
+    """Proved widths of the verified bracket on profile envelopes (see the module)."""
+    import mpmath
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_verified_property import DPS, PROFILE_SHAPES, _profile_case
+
+    print(f"{'certificate':12} {'shape':>6} {'rho':>14} {'refine':>6} {'holds':>5} {'verified width':>14} "
+          f"{'bracket width':>13} {'exact/verified-1':>16} {'s':>6}")
+    for name, shapes in PROFILE_SHAPES.items():
+        for shape in shapes:
+            cert, reference = _profile_case(name, 2, shape)
+            for rho in grid:
+                with mpmath.workdps(DPS):
+                    exact = reference(rho)
+                    verified = float(cert.verified_radius(rho))
+                    for refine in refines:
+                        start = time.perf_counter()
+                        lower, upper = cert.verified_bracket(rho, DPS, refine)
+                        holds = verified <= lower <= exact <= upper
+                        print(f"{name:12} {float(shape):6.3g} {rho:14.12g} {refine:>6} {str(holds):>5} "
+                              f"{(upper - verified) / verified:14.2e} {(upper - lower) / lower:13.2e} "
+                              f"{float(exact / verified - 1):16.2e} {time.perf_counter() - start:6.1f}",
+                              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dims", type=int, nargs="+", default=[1, 2, 3, 8])
     parser.add_argument("--exact", action="store_true", help="the gaps to exact references (see above)")
+    parser.add_argument("--bracket", action="store_true", help="the verified bracket's widths (see above)")
+    parser.add_argument("--refine", type=int, nargs="+", default=[1, 4], help="--bracket's midpoint levels")
+    parser.add_argument("--rho", type=float, nargs="+", default=BRACKET_GRID, help="--bracket's rho values")
     args = parser.parse_args()
+    if args.bracket:
+        bracket_table(args.refine, args.rho)
+        return
     if args.exact:
         exact_table(args.dims)
         return

@@ -40,6 +40,27 @@ the certificate's law (Theorem P.2; the dominating law of a convex-order bound);
 magnitude it lies below that radius by the float envelope's own discretization (Pareto against
 l1, d = 2: up to 2.6e-6 near rho = 0.5015), which the float path shares.
 
+Proved bracket (:meth:`VerifiedEnvelope.bracket_unit`, ``Certificate.verified_bracket``). How far
+R_lines sits below the exact radius R is bounded by an upper bound on R, from the same kind of
+estimates: every stop-loss S(c) = E(gamma - c)_+ also gets a lower bound (the sums with ten error
+estimates subtracted, the rounding term subtracted, the normaliser taken high), at the envelope's
+slopes, 0 and ``refine`` levels of midpoints. S is convex and nonincreasing, so on each interval
+between samples it lies above the secants of the neighbouring intervals extended (slopes widened by
+the sample bounds), above the next sample's lower bound and 0, and at c = 0 above the tangent of
+slope -P(gamma > 0) (bounded by the sign law alone); the maximum g of those lines is convex on the
+interval, so min_c (c p + g(c)) is attained at one of its vertices, and Phi_low(p) = min over all
+vertices v of (v p + g(v)) <= min_c (c p + S(c)) = Phi(p) for every p <= 1/2 (for c < 0, c p + S(c)
+is nonincreasing since P(gamma > c) >= 1/2 for a symmetric gamma). Phi_low is concave (a minimum of
+lines), and R_upper = int_{1-rho}^{1/2} dp / Phi_low(p) is integrated exactly and rounded up: R <=
+R_upper. The lower end is the radius of the upper-bound lines at every sample (>= the verified
+radius). So the verified radius is proved within (R_upper - R_verified) / R_verified below the
+exact radius; measured (``benchmarks/verified_ratio.py --bracket``, d = 2, refine = 4): Pareto
+(a = 3, 4.7), ExpP (p = 0.7, 0.45) and log cosh against l1 within 3e-13 at rho = 1/2 + 1e-12,
+up to 4.3e-6 at rho = 0.5015 (the float envelope's own gap, which these lines share), 5e-7 at 0.6
+and 0.9 (refine = 1); the bracket itself within 3e-6 (ExpP p = 0.7 near rho = 0.5004; < 1e-6
+elsewhere measured). Discrete laws and constant magnitudes: within 3e-16. A sphere coordinate
+times a profile (Power2 against l2) has no lower stop-loss bound yet (NotImplementedError).
+
 Cost and memory. A profile magnitude's stop-loss E(M - t)_+ is summed, on the pieces away from
 the crossings M = t, from per-piece moments E[M; piece] and P(piece) memoized across thresholds
 (those pieces are shared), and by the integrand (M - t) itself on a piece next to a crossing

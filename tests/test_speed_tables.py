@@ -10,7 +10,14 @@ import wulff.distributions as D
 from wulff.radius.levelset import table as table_module
 from wulff.radius.levelset.shifts import PowerShift, shift_of
 from wulff.radius.levelset.spherical import spherical_form
-from wulff.radius.levelset.table import GRID_RATIO, P_RTOL, build_table, tail_bound
+from wulff.radius.levelset.table import (
+    GRID_RATIO,
+    LOW_D_RADIUS_MARGIN,
+    P_RTOL,
+    SMOOTH_SPHERE_D,
+    build_table,
+    tail_bound,
+)
 
 
 def _exact_shift(c: float, k: float, j: float, y: float, tau: float) -> float:
@@ -76,6 +83,7 @@ def test_low_d_table_solves_each_row_in_a_few_evaluations_and_keeps_its_values(l
     assert work[finest] < 5 * radii.size
     assert np.allclose(radii[1:] / radii[:-1], GRID_RATIO, rtol=1e-9, atol=0.0)
     rows = np.unique(np.linspace(0, radii.size - 1, 40).round().astype(int))
-    reference = tail_bound(shift, radial.radius_law, radial.d, radii[rows], table["half_nodes"])
+    solved = radii / (1.0 - LOW_D_RADIUS_MARGIN) if radial.d < SMOOTH_SPHERE_D else radii  # the rows as solved
+    reference = tail_bound(shift, radial.radius_law, radial.d, solved[rows], table["half_nodes"])
     assert np.all(p[rows] <= reference * (1 + 1e-6))
     assert np.all(reference - p[rows] <= P_RTOL * np.minimum(reference, 0.5 - reference) + 1e-12)

@@ -106,13 +106,19 @@ def selection_size(n_max: int) -> int:
 def schedule(n_max: int) -> tuple[int, ...]:
     """The cumulative estimation sample sizes at the looks: 500, 1000, ... (doubling while below
     m = n_max - n0), then m; just (m,) when m <= 500. Needs n_max >= 2."""
+    return _looks(n_max, BONFERRONI_FIRST_LOOK, lambda n: 2 * n)
+
+
+def _looks(n_max: int, first: int, grow: Callable[[int], int]) -> tuple[int, ...]:
+    """The cumulative estimation sample sizes: ``first``, then ``grow(n)`` while below m = n_max - n0,
+    then m; just (m,) when m <= ``first``. Needs n_max >= 2."""
     m = int(n_max) - selection_size(n_max)
     if m < 1:
         raise ValueError(f"n_max must be at least 2 (selection plus estimation); got n_max = {n_max}")
-    looks, n = [], min(BONFERRONI_FIRST_LOOK, m)
+    looks, n = [], min(first, m)
     while n < m:
         looks.append(n)
-        n *= 2
+        n = grow(n)
     looks.append(m)
     return tuple(looks)
 
@@ -157,15 +163,7 @@ class SequentialOutcome:
 def anytime_schedule(n_max: int) -> tuple[int, ...]:
     """The looks of the anytime procedure: FIRST_LOOK estimation samples, then LOOK_RATIO times more
     at each look (rounded up), then m = n_max - n0 (just (m,) when m <= FIRST_LOOK). Needs n_max >= 2."""
-    m = int(n_max) - selection_size(n_max)
-    if m < 1:
-        raise ValueError(f"n_max must be at least 2 (selection plus estimation); got n_max = {n_max}")
-    looks, n = [], min(FIRST_LOOK, m)
-    while n < m:
-        looks.append(n)
-        n = max(n + 1, math.ceil(n * LOOK_RATIO))
-    looks.append(m)
-    return tuple(looks)
+    return _looks(n_max, FIRST_LOOK, lambda n: max(n + 1, math.ceil(n * LOOK_RATIO)))
 
 
 def looks_of(method: str, n_max: int) -> tuple[int, ...]:

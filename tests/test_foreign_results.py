@@ -11,15 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from toys import run_cli
+from toys import run_cli, train_digits_mlp
 
 import wulff.distributions as D
 from wulff.certify import ResultWriter, read_results
 from wulff.certify.foreign import printed_lower_bound, read_cohen_log, read_rs4a_folder
 from wulff.certify.results import Results
 from wulff.certify.revisit import compare_results
-from wulff.train import TrainConfig, build_model, load_dataset, train_smoothed, training_meta
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -268,22 +266,9 @@ def test_compare_counts_grew_shrank_same_and_changed_class_on_constructed_inputs
     assert comparison.counts() == {"grew": 1, "shrank": 1, "same": 1, "changed class": 0}
 
 
-def _train(folder: Path) -> Path:
-    """A one-epoch MLP on 64 digits examples under Gaussian noise; the checkpoint's path."""
-    train_set, info = load_dataset("digits", "train")
-    q = D.Gaussian(64, sigma=0.25)
-    torch.manual_seed(0)
-    model = build_model("mlp", info.input_shape, info.num_classes, info.mean, info.std)
-    checkpoint = folder / "checkpoint.pt"
-    train_smoothed(model, q, torch.utils.data.Subset(train_set, range(64)),
-                   TrainConfig(epochs=1, batch_size=64, lr=0.01), checkpoint=checkpoint,
-                   meta=training_meta("mlp", info, q), progress=False)
-    return checkpoint
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    return _train(tmp_path_factory.mktemp("gaussian"))
+    return train_digits_mlp(tmp_path_factory.mktemp("gaussian"), D.Gaussian(64, sigma=0.25))
 
 
 CERTIFY = ("--skip", "90", "--n0", "8", "--n", "200", "--batch-size", "200", "--no-progress")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from toys import HalfSpace, run_cli
+from toys import HalfSpace, run_cli, train_digits_mlp
 
 import wulff
 import wulff.distributions as D
@@ -25,33 +25,21 @@ from wulff.certify import (
 )
 from wulff.cli import build_parser
 from wulff.splitting import SplittingNoise
-from wulff.train import TrainConfig, build_model, load_dataset, train_smoothed, training_meta
+from wulff.train import load_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROOT = Path(wulff.__file__).parent
 
 
-def _train(folder: Path, q) -> Path:
-    """A one-epoch MLP on 64 digits examples, smoothed by q; the checkpoint's path."""
-    train_set, info = load_dataset("digits", "train")
-    torch.manual_seed(0)
-    model = build_model("mlp", info.input_shape, info.num_classes, info.mean, info.std)
-    checkpoint = folder / "checkpoint.pt"
-    train_smoothed(model, q, torch.utils.data.Subset(train_set, range(64)),
-                   TrainConfig(epochs=1, batch_size=64, lr=0.01), checkpoint=checkpoint,
-                   meta=training_meta("mlp", info, q), progress=False)
-    return checkpoint
-
-
 @pytest.fixture(scope="module")
 def gaussian_checkpoint(tmp_path_factory):
-    return _train(tmp_path_factory.mktemp("gaussian"), D.Gaussian(64, sigma=0.25))
+    return train_digits_mlp(tmp_path_factory.mktemp("gaussian"), D.Gaussian(64, sigma=0.25))
 
 
 @pytest.fixture(scope="module")
 def dssn_checkpoint(tmp_path_factory):
-    return _train(tmp_path_factory.mktemp("dssn"), SplittingNoise(64, 0.5, quantization=16))
+    return train_digits_mlp(tmp_path_factory.mktemp("dssn"), SplittingNoise(64, 0.5, quantization=16))
 
 
 # -- evaluation as a library function ------------------------------------------------------------

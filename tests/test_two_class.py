@@ -13,6 +13,7 @@ import pytest
 import torch
 from scipy.optimize import brentq
 from scipy.stats import laplace, norm, uniform
+from toys import Slabs
 
 import wulff
 import wulff.distributions as D
@@ -106,19 +107,6 @@ def test_never_above_the_exact_radius_of_half_space_and_three_class_toys(family,
 def test_bad_bounds_are_refused(certificates, rho_a, rho_b, match):
     with pytest.raises(ValueError, match=match):
         two_class_radius(certificates[("Gaussian", "l2")], rho_a, rho_b)
-
-
-class Slabs(torch.nn.Module):
-    """Class 0 on x_1 < a, class 2 on a <= x_1 < b, class 1 on x_1 >= b."""
-
-    def __init__(self, a: float, b: float):
-        super().__init__()
-        self.a, self.b = a, b
-
-    def forward(self, x):
-        x1 = x[:, 0]
-        middle = (x1 >= self.a) & (x1 < self.b)
-        return torch.stack([(x1 < self.a).float(), (x1 >= self.b).float(), middle.float()], dim=1)
 
 
 def test_certify_records_the_runner_up_bound_and_the_form():

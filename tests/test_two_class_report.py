@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import beta, norm
-from toys import run_cli
+from toys import Slabs, run_cli
 
 import wulff.distributions as D
 from wulff.certify import DerandomizedSmoothed, Smoothed, certify_dataset, read_results
@@ -25,21 +25,8 @@ SIGMA, A, B = 0.5, 0.5, 0.7  # three slabs: class 0 below A, class 2 between A a
 ALPHA = 0.001
 
 
-class Slabs(torch.nn.Module):
-    """Class 0 on x_1 < a, class 2 on a <= x_1 < b, class 1 on x_1 >= b."""
-
-    def __init__(self, a: float = A, b: float = B):
-        super().__init__()
-        self.a, self.b = a, b
-
-    def forward(self, x):
-        x1 = x[:, 0]
-        middle = (x1 >= self.a) & (x1 < self.b)
-        return torch.stack([(x1 < self.a).float(), (x1 >= self.b).float(), middle.float()], dim=1)
-
-
 def slabs() -> Smoothed:
-    return Smoothed(Slabs(), D.Gaussian(2, sigma=SIGMA), 3)
+    return Smoothed(Slabs(A, B), D.Gaussian(2, sigma=SIGMA), 3)
 
 
 def votes(seed: int) -> torch.Generator:
@@ -195,7 +182,7 @@ def test_a_file_from_before_the_two_class_key_resumes_in_its_own_layout(tmp_path
 
 
 def test_two_class_is_refused_for_dssn_which_is_certified_exactly(tmp_path):
-    dssn = DerandomizedSmoothed(Slabs(), SplittingNoise(2, 0.5, quantization=4), 3)
+    dssn = DerandomizedSmoothed(Slabs(A, B), SplittingNoise(2, 0.5, quantization=4), 3)
     data = [(torch.zeros(2), 0)]
     for choice in (True, False):
         with pytest.raises(ValueError, match="two_class is a setting of Monte Carlo certification"):

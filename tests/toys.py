@@ -21,6 +21,34 @@ class HalfSpace(torch.nn.Module):
         return torch.stack([self.b - first, first - self.b], dim=1)
 
 
+class Slabs(torch.nn.Module):
+    """Class 0 on x_1 < a, class 2 on a <= x_1 < b, class 1 on x_1 >= b: three classes whose
+    probabilities under noise delta are known exactly from the law of delta_1."""
+
+    def __init__(self, a: float, b: float):
+        super().__init__()
+        self.a, self.b = a, b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = x[:, 0]
+        middle = (x1 >= self.a) & (x1 < self.b)
+        return torch.stack([(x1 < self.a).float(), (x1 >= self.b).float(), middle.float()], dim=1)
+
+
+def train_digits_mlp(folder: Path, q) -> Path:
+    """A one-epoch MLP on 64 digits examples, smoothed by q; the checkpoint's path."""
+    from wulff.train import TrainConfig, build_model, load_dataset, train_smoothed, training_meta
+
+    train_set, info = load_dataset("digits", "train")
+    torch.manual_seed(0)
+    model = build_model("mlp", info.input_shape, info.num_classes, info.mean, info.std)
+    checkpoint = folder / "checkpoint.pt"
+    train_smoothed(model, q, torch.utils.data.Subset(train_set, range(64)),
+                   TrainConfig(epochs=1, batch_size=64, lr=0.01), checkpoint=checkpoint,
+                   meta=training_meta("mlp", info, q), progress=False)
+    return checkpoint
+
+
 def run_cli(capsys, *args) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of ``wulff ARGS`` run in-process (argparse exits included)."""
     from wulff.cli import main

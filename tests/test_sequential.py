@@ -127,3 +127,29 @@ def test_anytime_schedule_looks_often_and_ends_at_the_budget():
     assert anytime_schedule(50) == (45,) and anytime_schedule(2) == (1,)
     with pytest.raises(ValueError, match="method"):
         certify_sequential(lambda k: np.array([k, 0]), 1000, 0.01, {"l2": None}, method="sprt")
+
+
+@pytest.mark.parametrize("method", ["anytime", "bonferroni"])
+def test_two_class_scores_bound_their_smaller_mean_at_rate_alpha(method):
+    """The two-class procedure's bound m (the smaller of the two scores' lower bounds, each at level
+    alpha: the intersection-union principle) exceeds what it certifies, (1 + p_A - max_C p_C) / 2, at
+    rate at most alpha = 0.05 over 1200 runs. Tight cases: the runner-up B takes a share s of 1 - p_A
+    and three other classes the rest, with s = 1/2 (both scores' means equal, the hardest case for the
+    intersection-union argument) or s = 0.8 (the score against B binding); p_A such that the certified
+    mean sits just above a grid threshold. And at every stop m is at least p_A's bound on the same votes."""
+    cert = wulff.best_certificate(D.Gaussian(2, sigma=0.25), "l2")
+    grid = (0.1, 0.2, 0.3)
+    thresholds = [float(cert.inverse_radius(r)) for r in grid]
+    rng, coins = np.random.default_rng(31), np.random.default_rng(32)
+    runs, wrong, gained = 1200, 0, 0
+    for i in range(runs):
+        mean, share = thresholds[i % len(grid)] + 1e-4, (0.5, 0.8)[i % 2]
+        p_a = (2 * mean - 1 + share) / (1 + share)  # (1 + p_A - share (1 - p_A)) / 2 = mean
+        probs = np.array([p_a, share * (1 - p_a), *[(1 - share) * (1 - p_a) / 3] * 3])
+        out = certify_sequential(lambda k, probs=probs: rng.multinomial(k, probs), 4000, ALPHA, {"l2": cert},
+                                 radii=grid, method=method, coins=coins)
+        assert out.score_lower >= out.rho_lower  # never below the p_A form on the same votes
+        wrong += not out.abstained and (out.candidate != 0 or out.score_lower > mean)
+        gained += out.score_lower > out.rho_lower
+    assert wrong / runs <= binomial_limit(ALPHA, runs)
+    assert gained > runs / 2

@@ -5,8 +5,7 @@ fresh noisy samples (an int array of length num_classes); it knows nothing of mo
 
 1. Selection: n0 = max(1, min(100, n_max // 10)) votes choose the candidate class c (their argmax)
    and the runner-up b (the argmax of the others). They are not reused for the estimate; being
-   independent of it, they may shape the confidence sequence's prior and decide whether p_B is
-   bounded (three or more classes among them: :func:`plural`).
+   independent of it, they may shape the confidence sequence's prior.
 2. Estimation: the m = n_max - n0 remaining samples are looked at on a schedule: "anytime" (the
    default with a radius grid, :func:`anytime_schedule`) after 100 samples and then every 10 % more,
    up to m; "bonferroni" (the default without a grid, :func:`schedule`) after 500, 1000, 2000, ...
@@ -18,17 +17,31 @@ fresh noisy samples (an int array of length num_classes); it knows nothing of mo
      ``certify``); the better of the two holds on the intersection of their events;
    * "bonferroni": Clopper-Pearson at look j at level alpha_j (:func:`look_levels`: half on the
      last look, the rest split over the earlier ones), a union bound over the K looks.
-   The level is alpha for p_A alone; with p_B bounded, (1 - TWO_CLASS_SHARE) alpha for the lower
-   bound on p_A and TWO_CLASS_SHARE alpha / 2 each for upper bounds on the runner-up's probability and
-   on the rest's (p_B <= max of the two, whichever class turns out second).
+   Each bound is at level alpha.
+4. Two-class (the default): instead of p_A, two scores are bounded. For a class C, the score of a
+   vote is 1 for the candidate c, 0 for C and 1/2 for any other class; its mean is
+   (1 + p_c - p_C) / 2. By the generic two-class theorem (:mod:`wulff.certify.two_class`: F = 1 on c,
+   0 on C, 1/2 elsewhere is a soft classifier; Theorem 2C.1 of docs/soundness.md), if that mean is at
+   least m > 1/2, then P(c) > P(C) at every x + eta with eta within R(m) of x. Two scores cover every
+   C != c: s_B against the runner-up B (chosen by the selection), and s_R against the rest (1 for c,
+   1/2 for B, 0 for every other class), whose mean (1 + p_c - p_rest) / 2 is at most
+   (1 + p_c - p_C) / 2 for each C in the rest. Each 1/2 is rounded by an independent fair coin, so each
+   score is a Bernoulli stream with the same mean and the bounds of step 3 apply as they are.
+   m = min(lower bound of s_B, lower bound of s_R), each at level alpha: the intersection-union
+   principle, no split of alpha, since min(E s_B, E s_R) < m needs the bound of the smaller mean to
+   fail (probability <= alpha). The radius is R(m) for every adversary, the answer c when m > 1/2.
+   At every look m is at least p_A's bound on the same votes: each score counts at least the
+   candidate's votes, and every bound here is nondecreasing in its count (so is its running best,
+   the scores using p_A's prior).
 
-Validity (the same guarantee as ``certify``). By the union bound over the bounds used, with
-probability at least 1 - alpha over the noise every bound holds at every look simultaneously. On that
-event, whichever look the procedure stops at, the returned radius (R_a(rho_lower), or the two-class
-radius of :mod:`wulff.certify.two_class`) is a true robustness radius for every adversary a, and
-when rho_lower > 1/2 the class c is the smoothed classifier's. So ANY data-dependent stopping rule
-keeps the guarantee: the rules below change the cost, never the validity. (Looking K times at level
-alpha with a fixed-n bound would not be valid: the chance that some look overshoots p grows with K.)
+Validity (the same guarantee as ``certify``). With probability at least 1 - alpha over the noise
+(and the coins) the bound the radius comes from holds at every look simultaneously (step 3; for the
+two scores, the one of the smaller mean, step 4). On that event, whichever look the procedure stops
+at, the returned radius (R_a(rho_lower), or R_a(m) of the two scores) is a true robustness radius for
+every adversary a, and when that bound is > 1/2 the class c is the smoothed classifier's. So ANY
+data-dependent stopping rule keeps the guarantee: the rules below change the cost, never the
+validity. (Looking K times at level alpha with a fixed-n bound would not be valid: the chance that
+some look overshoots p grows with K.)
 
 Which procedure is the default was chosen by measurement (benchmarks/certify_adaptive.py,
 docs/compare.md): with a radius grid, on the populations there the anytime one spends 1.1x to 1.3x
@@ -37,11 +50,11 @@ noise of the comparison; without a grid it spends more (:func:`default_method`),
 Bonferroni one stays the default.
 
 The stopping rules judge what more samples could still achieve by "hopeful" bounds: Clopper-Pearson
-at DECISION_LEVEL = 0.05 on p_A from above (and on the runner-up's and the rest's probabilities from
-below). A stop never costs validity (an abstention is always a valid answer; a stop returns a valid
-radius), only, with probability about 0.05 per decision, a grid radius that going on to n_max would
-have certified. With r(.) the radius of the bounds (two-class when p_B is bounded; no answer when the
-bound on p_A is <= 1/2), checked at every look but the last, which always stops:
+at DECISION_LEVEL = 0.05 from above on p_A (or on each score). A stop never costs validity (an
+abstention is always a valid answer; a stop returns a valid radius), only, with probability about
+0.05 per decision, a grid radius that going on to n_max would have certified. With r(.) the radius
+of the bounds (R of the smallest; no answer when it is <= 1/2), checked at every look but the last,
+which always stops:
 
 (a) abstention: the hopeful bound is <= 1/2, or even the reachable final bound (the last look's
     Clopper-Pearson bound at m fed the hopeful frequency) is <= 1/2; the answer is ABSTAIN. The
@@ -55,7 +68,7 @@ bound on p_A is <= 1/2), checked at every look but the last, which always stops:
     could not raise it by more than 1 % unless the frequencies themselves move).
 
 Whatever the rule, the returned radius of every adversary is the one of the bounds at the look where
-the procedure stopped (not a grid value); the answer is ABSTAIN when that rho_lower <= 1/2.
+the procedure stopped (not a grid value); the answer is ABSTAIN when that bound is <= 1/2.
 """
 from __future__ import annotations
 
@@ -63,6 +76,7 @@ import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -70,7 +84,7 @@ from wulff.certificate import Certificate
 
 from .sequential import PRIOR, Prior, cs_lower, cs_upper, selection_prior
 from .stats import check_alpha, clopper_pearson_lower, clopper_pearson_upper
-from .two_class import ONE_CLASS, two_class_radius
+from .two_class import GENERIC, ONE_CLASS, round_up, two_class_radius
 
 #: at most this many selection votes (n0 = max(1, min(MAX_SELECTION, n_max // 10)))
 MAX_SELECTION = 100
@@ -137,8 +151,10 @@ class SequentialOutcome:
     """The result of :func:`certify_sequential`.
 
     ``candidate`` is the selected class; ``abstained`` says whether the answer is ABSTAIN;
-    ``rho_lower`` / ``rho_upper`` are the bounds on p_A at the last look taken; ``rho_b_upper`` the
-    upper bound on the runner-up's probability p_B (1 - rho_lower when only p_A was bounded);
+    ``rho_lower`` / ``rho_upper`` are the bounds on p_A at the last look taken (each at level alpha);
+    ``score_lower`` the bound m the radius came from (the two scores' smaller lower bound, or
+    ``rho_lower`` in the p_A form); ``rho_b_upper`` 1 - rho_lower in the p_A form, else the bound on every
+    other class's probability the scores imply (:func:`implied_runner_up_bound`, reported only);
     ``radius`` maps each adversary to its radius (0.0 on abstention) and ``form`` to the form that
     gave it (:func:`wulff.certify.two_class.two_class_radius`); ``top_count`` of ``n_estimation``
     estimation votes went to the candidate; ``n`` counts every sample drawn, selection included;
@@ -158,6 +174,7 @@ class SequentialOutcome:
     rho_b_upper: float = 1.0
     form: dict[str, str] = field(default_factory=dict)
     method: str = "anytime"
+    score_lower: float | None = None
 
 
 def anytime_schedule(n_max: int) -> tuple[int, ...]:
@@ -189,7 +206,8 @@ class SequentialBound:
     """One side ("lower" or "upper") of one Bernoulli mean, valid at every look of ``method`` at once
     with probability at least 1 - ``level``.
 
-    * "bonferroni": Clopper-Pearson at look j at level alpha_j (:func:`look_levels`; union bound).
+    * "bonferroni": Clopper-Pearson at look j at level alpha_j (:func:`look_levels`; union bound), the
+      best so far (all looks' bounds hold together).
     * "anytime": the confidence sequence of :mod:`wulff.certify.sequential` at level
       (1 - FINAL_SHARE) level at every look (its running best: the running intersection of a
       confidence sequence keeps its coverage), and at the last look also Clopper-Pearson at
@@ -210,8 +228,9 @@ class SequentialBound:
     def at(self, successes: int, trials: int, look: int) -> float:
         """The bound after ``trials`` samples with ``successes`` at look ``look`` (0-based)."""
         fixed = clopper_pearson_lower if self.side == "lower" else clopper_pearson_upper
-        if self.method == "bonferroni":
-            return fixed(successes, trials, self.levels[look])
+        if self.method == "bonferroni":  # every look's bound holds at once: keep the best so far
+            self.best = self._better(self.best, fixed(successes, trials, self.levels[look]))
+            return self.best
         last = look == self.looks - 1
         if self.sequence_level > 0:
             sequence = cs_lower if self.side == "lower" else cs_upper
@@ -302,35 +321,46 @@ def certify_counts(selection: np.ndarray, counts: np.ndarray, alpha: float,
     return FixedOutcome(candidate, False, rho_lower, rho_b, radius, form)
 
 
-def radius_of(certificate: Certificate, rho_a: float, rho_b: float | None) -> float:
-    """The radius the bounds give (-1 when rho_a <= 1/2: no answer): R(rho_a) or, with a bound on p_B,
-    the two-class radius."""
-    if rho_a <= 0.5:
-        return -1.0
-    return float(certificate.radius(rho_a)) if rho_b is None else two_class_radius(certificate, rho_a, rho_b)[0]
+def radius_of(certificate: Certificate, rho: float) -> float:
+    """The radius R(rho) of a lower bound rho (on p_A or on the scores' means), -1 when rho <= 1/2 (no answer)."""
+    return -1.0 if rho <= 0.5 else float(certificate.radius(rho))
 
 
 @dataclass
 class Votes:
-    """The estimation votes so far: for the candidate, the runner-up (chosen by the selection) and the rest."""
+    """The estimation votes so far: for the candidate, the runner-up (chosen by the selection) and the
+    rest; with ``coins``, a fair coin tossed for each vote of the runner-up and of the rest (the heads
+    of the two-class scores, :meth:`successes`)."""
 
     top: int = 0
     second: int = 0
     used: int = 0
+    heads_second: int = 0
+    heads_rest: int = 0
 
-    def add(self, votes: np.ndarray, candidate: int, runner: int) -> None:
-        self.top += int(votes[candidate])
-        self.second += int(votes[runner])
-        self.used += int(np.sum(votes))
+    def add(self, votes: np.ndarray, candidate: int, runner: int,
+            coins: np.random.Generator | None = None) -> None:
+        top, second, used = int(votes[candidate]), int(votes[runner]), int(np.sum(votes))
+        self.top, self.second, self.used = self.top + top, self.second + second, self.used + used
+        if coins is not None:
+            self.heads_second += int(coins.binomial(second, 0.5))
+            self.heads_rest += int(coins.binomial(used - top - second, 0.5))
 
     @property
     def rest(self) -> int:
         return self.used - self.top - self.second
 
+    def successes(self, two_class: bool) -> tuple[int, ...]:
+        """The successes of each bounded stream: the candidate's votes (p_A form), or the two scores of
+        the module docstring: against the runner-up (the candidate's votes plus the heads among the
+        rest's) and against the rest (plus the heads among the runner-up's). Each is at least ``top``."""
+        return (self.top + self.heads_rest, self.top + self.heads_second) if two_class else (self.top,)
+
 
 def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: float,
                        certificates: Mapping[str, Certificate], radii=None, *,
-                       method: str | None = DEFAULT_METHOD, two_class: bool = True) -> SequentialOutcome:
+                       method: str | None = DEFAULT_METHOD, two_class: bool = True,
+                       coins: np.random.Generator | None = None) -> SequentialOutcome:
     """The sequential CERTIFY of the module docstring.
 
     ``draw(k)`` returns the votes (counts per class) of k fresh noisy samples; ``certificates`` maps
@@ -338,10 +368,10 @@ def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: flo
     rule (c). ``method`` is "anytime" (a confidence sequence looked at after every look of
     :func:`anytime_schedule`), "bonferroni" (Clopper-Pearson on :func:`schedule`, alpha split over
     the looks) or None (:func:`default_method`: anytime with ``radii``, bonferroni without). With
-    ``two_class`` and three or more plausible classes (:func:`plural`), p_B is
-    bounded too and the radius is the two-class one (:mod:`wulff.certify.two_class`); the stopping
-    rules then judge two-class radii.
-    With probability at least 1 - alpha every bound holds at every look, so the returned class
+    ``two_class`` the radius comes from the two scores' bounds (module docstring: never below the p_A
+    form's on the same votes), their fair coins tossed by ``coins`` (a fresh generator when None:
+    they must be independent of the votes).
+    With probability at least 1 - alpha every bound used holds at every look, so the returned class
     (when not abstaining) and every returned radius are valid, whatever look it stops at.
     """
     alpha = check_alpha(alpha)
@@ -352,59 +382,65 @@ def certify_sequential(draw: Callable[[int], np.ndarray], n_max: int, alpha: flo
     looks = looks_of(method, n_max)
     n0, m, count = selection_size(n_max), looks[-1], len(looks)
     first = next(iter(certificates.values()))
+    two_class = bool(two_class)
+    if two_class and coins is None:
+        coins = np.random.default_rng()
 
     selection = np.asarray(draw(n0))
     candidate = int(np.argmax(selection))
     runner = int(np.argmax(np.where(np.arange(len(selection)) == candidate, -1, selection)))
-    both = bool(two_class) and plural(selection, candidate)
-    a_level = alpha * (1 - TWO_CLASS_SHARE) if both else alpha
     prior = selection_prior(int(selection[candidate]), n0) if SELECTION_PRIOR else PRIOR
-    a_lower = SequentialBound(method, "lower", a_level, count, prior)
-    b_bounds = None
-    if both:  # p_B <= max(p_runner, p_rest), each bounded at TWO_CLASS_SHARE alpha / 2
-        rest_votes = n0 - int(selection[candidate]) - int(selection[runner])
-        b_bounds = tuple(SequentialBound(method, "upper", alpha * TWO_CLASS_SHARE / 2, count,
-                                         selection_prior(k, n0)) for k in (int(selection[runner]), rest_votes))
+    a_lower = SequentialBound(method, "lower", alpha, count, prior)
+    # the bounds the radius comes from: p_A's, or the two scores' (each at alpha: module docstring)
+    lowers = tuple(SequentialBound(method, "lower", alpha, count, prior) for _ in range(2)) if two_class \
+        else (a_lower,)
     votes = Votes()
-    lower, rho_b, reason = 0.0, None, "n_max"
+    rho_a, lower, reason = 0.0, 0.0, "n_max"
     for j, n in enumerate(looks):
-        votes.add(np.asarray(draw(n - votes.used)), candidate, runner)
-        lower = a_lower.at(votes.top, n, j)
-        if b_bounds is not None:
-            rho_b = max(b_bounds[0].at(votes.second, n, j), b_bounds[1].at(votes.rest, n, j))
+        votes.add(np.asarray(draw(n - votes.used)), candidate, runner, coins if two_class else None)
+        successes = votes.successes(two_class)
+        rho_a = a_lower.at(votes.top, n, j)
+        lower = min(bound.at(k, n, j) for bound, k in zip(lowers, successes)) if two_class else rho_a
         if j == count - 1:
             break
-        now = radius_of(first, lower, rho_b)
+        now = radius_of(first, lower)
         if radii is not None and now >= radii[-1]:
             reason = "every grid radius certified"
             break
-        sure = None if method == "bonferroni" else (lambda: cs_upper(votes.top, votes.used, DECISION_LEVEL, prior))
-        why = futile(first, votes, m, a_lower.final, b_bounds, now, radii, sure)
+        sure = None if method == "bonferroni" else \
+            (lambda: min(cs_upper(k, votes.used, DECISION_LEVEL, prior) for k in votes.successes(two_class)))
+        why = futile(first, successes, n, m, a_lower.final, now, radii, sure)
         if why:
             reason = why
             break
-    upper = SequentialBound(method, "upper", a_level, count, prior).at(votes.top, votes.used, j)  # reported only
+    upper = SequentialBound(method, "upper", alpha, count, prior).at(votes.top, votes.used, j)  # reported only
     abstained = lower <= 0.5
-    radius, form = {}, {}
-    for a, c in certificates.items():
-        radius[a], form[a] = (0.0, ONE_CLASS) if abstained else \
-            two_class_radius(c, lower, 1.0 - lower if rho_b is None else rho_b)
-    return SequentialOutcome(candidate, abstained, lower, upper, radius, votes.top, votes.used, n0 + votes.used,
-                             j + 1, reason, 1.0 - lower if rho_b is None else min(rho_b, 1.0), form, method)
+    gained = two_class and lower > rho_a
+    radius = {a: 0.0 if abstained else float(c.radius(lower)) for a, c in certificates.items()}
+    form = {a: GENERIC if gained and not abstained else ONE_CLASS for a in certificates}
+    rho_b = implied_runner_up_bound(lower, upper) if gained else 1.0 - rho_a
+    return SequentialOutcome(candidate, abstained, rho_a, upper, radius, votes.top, votes.used, n0 + votes.used,
+                             j + 1, reason, min(rho_b, 1.0), form, method, lower)
 
 
-def futile(first: Certificate, votes: Votes, m: int, a_final: float, b_bounds, now: float, radii,
+def implied_runner_up_bound(score_lower: float, rho_upper: float) -> float:
+    """1 + rho_upper - 2 m, rounded up: every class but the candidate has probability at most this when
+    both scores' means are at least m and p_A <= rho_upper (E score = (1 + p_A - p_C) / 2); reported
+    only (the radius is R(m)), valid where both bounds hold (level 2 alpha)."""
+    return min(1.0, max(0.0, round_up(1 + Fraction(rho_upper) - 2 * Fraction(score_lower))))
+
+
+def futile(first: Certificate, successes: tuple[int, ...], n: int, m: int, a_final: float, now: float, radii,
            sure_upper: Callable[[], float] | None = None) -> str:
     """Why going on to m estimation samples is not worth it (rules (a) to (c)), or "" to go on.
 
-    The "hopeful" bounds are Clopper-Pearson at DECISION_LEVEL: on p_A from above, on the runner-up's and
-    the rest's probabilities from below; a reachable final bound is the last look's bound at m fed the
-    hopeful frequency, the optimistic one (rule (c)) fed the current frequency. An abstention is
-    confirmed by ``sure_upper()`` when given (the anytime procedure's confidence sequence at
-    DECISION_LEVEL: its many looks then misjudge an input just above 1/2 no more often than the
-    Bonferroni procedure's few)."""
-    n = votes.used
-    hopeful = clopper_pearson_upper(votes.top, n, DECISION_LEVEL)
+    ``successes`` are the counts of the bounded streams after n samples (the radius is R of the
+    smallest lower bound). The "hopeful" bounds are Clopper-Pearson at DECISION_LEVEL from above; a
+    reachable final bound is the last look's bound at m fed the hopeful frequency, the optimistic one
+    (rule (c)) fed the current frequency. An abstention is confirmed by ``sure_upper()`` when given (the
+    anytime procedure's confidence sequence at DECISION_LEVEL: its many looks then misjudge an input
+    just above 1/2 no more often than the Bonferroni procedure's few)."""
+    hopeful = min(clopper_pearson_upper(k, n, DECISION_LEVEL) for k in successes)
 
     def reachable(upper: float) -> float:
         return clopper_pearson_lower(min(m, math.ceil(upper * m)), m, a_final)
@@ -412,19 +448,11 @@ def futile(first: Certificate, votes: Votes, m: int, a_final: float, b_bounds, n
     if hopeful <= 0.5 or reachable(hopeful) <= 0.5:
         sure = hopeful if sure_upper is None else sure_upper()
         return "abstain: certification out of reach" if sure <= 0.5 or reachable(sure) <= 0.5 else ""
-
-    def final_b(frequency: Callable[[int], float]) -> float | None:
-        if b_bounds is None:
-            return None
-        return max(clopper_pearson_upper(min(m, math.floor(frequency(k) * m)), m, bound.final)
-                   for k, bound in zip((votes.second, votes.rest), b_bounds))
-
-    reach = radius_of(first, reachable(hopeful), final_b(lambda k: clopper_pearson_lower(k, n, DECISION_LEVEL)))
+    reach = radius_of(first, min(reachable(clopper_pearson_upper(k, n, DECISION_LEVEL)) for k in successes))
     if radii is not None:
         following = next(r for r in radii if r > now)
         return "next grid radius out of reach" if following > reach else ""
     if now < 0:
         return ""
-    optimistic = radius_of(first, clopper_pearson_lower(round(votes.top / n * m), m, a_final),
-                           final_b(lambda k: k / n))
+    optimistic = radius_of(first, min(clopper_pearson_lower(round(k / n * m), m, a_final) for k in successes))
     return "at most 1 % gain by n_max" if optimistic <= (1.0 + RELATIVE_GAIN) * now else ""

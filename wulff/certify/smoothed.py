@@ -47,6 +47,15 @@ def check_certify_arguments(n0, n, alpha, batch_size) -> tuple[int, int, float, 
     return n0, n, check_alpha(alpha), positive_int("batch_size", batch_size)
 
 
+def coin_generator(generator: torch.Generator | None) -> np.random.Generator:
+    """The numpy generator of the two-class scores' fair coins, seeded by one draw of ``generator`` (torch's
+    global generator when None), so that a seeded run is reproducible and the coins stay independent of
+    the votes."""
+    device = generator.device if generator is not None else "cpu"
+    seed = torch.randint(0, 2 ** 62, (1,), generator=generator, device=device)
+    return np.random.default_rng(int(seed.item()))
+
+
 class Smoothed(SmoothedClassifier):
     """A base classifier ``model`` smoothed by the noise ``q`` over ``num_classes`` classes: the
     Monte Carlo implementation of :class:`~wulff.certify.classifier.SmoothedClassifier`.
@@ -113,8 +122,9 @@ class Smoothed(SmoothedClassifier):
         ... estimation samples and Clopper-Pearson (the other half) at the last look, n_max - n0;
         ``method="bonferroni"`` (the default without ``radii``) looks at Clopper-Pearson bounds after
         500, 1000, 2000, ... samples (half of alpha on the last look, the other half split over the
-        rest). With ``two_class``,
-        p_B is bounded too when the selection names three or more classes (as :meth:`certify`).
+        rest). With ``two_class`` (the default) the radius comes from two scores that count the other
+        classes' votes too (:mod:`wulff.certify.adaptive`, step 4; their fair coins are seeded from
+        ``generator``): never below the p_A form's radius on the same votes, at the same level.
         The same guarantee as :meth:`certify`: with probability at least 1 - alpha, the returned
         class (unless ABSTAIN) is the smoothed classifier's and every radius R_a(rho_lower) is a true
         robustness radius, wherever it stops.
@@ -139,7 +149,9 @@ class Smoothed(SmoothedClassifier):
         def draw(k: int) -> np.ndarray:
             return self.count_predictions(x, k, batch_size, generator=generator)
 
-        out = certify_sequential(draw, n_max, alpha, certificates, radii, method=method, two_class=two_class)
+        coins = coin_generator(generator if generator is not None else self.generator) if two_class else None
+        out = certify_sequential(draw, n_max, alpha, certificates, radii, method=method, two_class=two_class,
+                                 coins=coins)
         prediction = ABSTAIN if out.abstained else out.candidate
         rho_b = None if out.rho_b_upper == 1.0 - out.rho_lower else out.rho_b_upper
         return Certification(prediction, out.rho_lower, dict(out.radius), out.top_count, out.n, rho_b,

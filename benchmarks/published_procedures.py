@@ -35,7 +35,10 @@ What was taken from where, and what was assumed:
     level alpha_j = 5 alpha / ((j + 4)(j + 5)) (they sum to alpha), each an exact binomial test; he
     spends alpha on each side (kept). We use the RANDOMIZED exact test at each look
     (:func:`randomized_pvalue`; rejection <=> the randomized Clopper-Pearson lower bound at alpha_j is
-    above t), with the uniform of each look drawn in advance, independently of the votes.
+    above t), with the uniform of each look drawn in advance, independently of the votes. (A randomized
+    exact test may reject on no evidence: at the first looks, n = 3, 4, ..., all-success counts reject
+    H0 with probability about alpha_j whatever t, by the draw of u alone. Valid, the size being alpha_j,
+    but it shows as over-claims on the benchmark's slab cases, where the deterministic tests make none.)
   - Both: the thresholds are made nonincreasing from the right (his running minimum): since the counts
     only grow, a count above a LATER look's threshold will be above it at that look, so stopping at
     once claims nothing the unmodified test would not have claimed had it gone on.

@@ -28,12 +28,12 @@ from wulff.certificate import check_adversary
 from wulff.distributions.base import check_integer
 from wulff.errors import NonFiniteError
 
-from .two_class import DIFFERENTIAL, GENERIC, ONE_CLASS
+from .two_class import DIFFERENTIAL, GENERIC, NEYMAN_PEARSON, ONE_CLASS
 
 #: the class label returned when the smoothed classifier declines to answer
 ABSTAIN = -1
 #: how a result file codes the form that gave a radius (its ``form_<adversary>`` columns); an abstention is 0
-FORM_CODES = {ONE_CLASS: 0, GENERIC: 1, DIFFERENTIAL: 2}
+FORM_CODES = {ONE_CLASS: 0, GENERIC: 1, DIFFERENTIAL: 2, NEYMAN_PEARSON: 3}
 
 
 @dataclass(frozen=True)

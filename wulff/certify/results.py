@@ -13,7 +13,8 @@ then falls back to the header's n0 + n.
 
 A run with the two-class form (header ``"two_class": true``) adds :func:`two_class_columns`: p_B's
 bound ``rho_b_upper``, per adversary the form that gave the radius (``form_l1``: 0 = p_A, 1 = generic
-two-class, 2 = differential two-class) and the p_A form's radius of the same bounds (``radius_l1_pA``).
+two-class, 2 = differential two-class, 3 = Neyman-Pearson two-class) and the p_A form's radius of the same
+bounds (``radius_l1_pA``).
 
 Every row is flushed and fsync'ed before the next input starts, so a crash loses at most the row in
 flight; a torn last line is cut off when the file is reopened, and the indices already present are

@@ -5,7 +5,7 @@ Every wulff certificate R (one class: the smoothed probability of A stays above 
 when it is at least rho at x) holds for every soft base classifier F: R^d -> [0, 1], not only for
 indicator functions: Theorem G.6 is stated for such F, the Neyman-Pearson lemma behind the
 level-set tables (Theorem T.1) and the overlap bound of uniform noise (Theorems N.3, N.6, S.1) hold
-for randomized tests. Two forms follow, each sound for every certificate it is applied to:
+for randomized tests. Three forms follow, each sound for every certificate it is applied to:
 
 * **generic form** (every certificate; Theorem 2C.1 of docs/soundness.md): with p_A >= a and
   p_B <= b, b <= 1 - a, the radius R((1 + a - b) / 2). Proof: F = 1 on A, 0 on B, 1/2 on the other
@@ -23,22 +23,33 @@ for randomized tests. Two forms follow, each sound for every certificate it is a
   G(P_t(B)) <= G(b) + t, so P_t(A) > P_t(B) for t < (G(a) - G(b)) / 2 = (R(a) + R(1 - b)) / 2. No
   symmetry of the noise is needed. For the Gaussian against l2 it is Cohen et al.'s Theorem 1,
   sigma / 2 (Phi^-1(p_A) - Phi^-1(p_B)); it is at least the generic form (R is convex, Remark G.5).
-* a norm conversion (radius / C) carries over: both forms divide by the same C.
+* **Neyman-Pearson form** (level-set tables, Theorem T.1; Theorem 2C.3): the largest radius eps of
+  the table's grid with G_eps(1 - a) + G_eps(b) < 1, G_eps the growth function (the largest shifted
+  mass of a set of q-mass p, given by the Neyman-Pearson sets). Proof: P_eta(A) >= 1 - G(1 - p_A) >=
+  1 - G(1 - a) and P_eta(C) <= G(p_C) <= G(b) for every class C other than A. It is the exact
+  two-class radius up to the table's grid and quadrature bounds
+  (:mod:`wulff.radius.levelset.two_class`); it is at least the generic form (G is concave in p), at
+  b = 1 - a it is the table's own condition G(1 - a) < 1/2 (the form is then not computed: R(a)), and
+  for the Gaussian it is Cohen et al.'s Theorem 1 rounded down to the grid.
+* a norm conversion (radius / C) carries over: every form divides by the same C.
 
 Rounding: the float radii R(.) are lower bounds of their theorems' values; (1 + a - b) / 2 and
-(R(a) + R(1 - b)) / 2 are computed exactly (fractions) and rounded down, so every two-class radius is
-a lower bound. The best two-class radius is the largest over the candidates and forms, and never
-below the one-class R(a).
+(R(a) + R(1 - b)) / 2 are computed exactly (fractions) and rounded down; the Neyman-Pearson form's unit
+radius is a grid radius whose condition was checked on upper bounds of G, times lam / C rounded down;
+so every two-class radius is a lower bound. The best two-class radius is the largest over the candidates
+and forms, and never below the one-class R(a).
 """
 from __future__ import annotations
 
 import math
 from fractions import Fraction
 
-from wulff.certificate import Certificate
+from wulff.certificate import SMALLEST_KEPT_RADIUS, Certificate, factor_below
+from wulff.radius.levelset.two_class import two_class_table
 
 #: the form that gave a radius (``Certification.form``)
 ONE_CLASS, GENERIC, DIFFERENTIAL = "p_A", "two-class", "two-class (differential)"
+NEYMAN_PEARSON = "two-class (Neyman-Pearson)"
 
 
 def round_down(value: Fraction) -> float:
@@ -87,14 +98,33 @@ def member_radius(certificate: Certificate, rho_a: float, rho_b: float) -> tuple
         differential = round_down((Fraction(float(certificate.radius(rho_a))) + Fraction(mirrored)) / 2)
         if differential > best[0]:
             best = (differential, DIFFERENTIAL)
+    neyman_pearson = neyman_pearson_radius(certificate, rho_a, rho_b)
+    if neyman_pearson > best[0]:
+        best = (neyman_pearson, NEYMAN_PEARSON)
     return best
+
+
+def neyman_pearson_radius(certificate: Certificate, rho_a: float, rho_b: float) -> float:
+    """Theorem 2C.3 for a level-set certificate (0.0 for any other, and unless 1/2 < rho_a and
+    rho_b < 1 - rho_a): the table's unit radius (:mod:`wulff.radius.levelset.two_class`) times
+    lam / C rounded down (:func:`~wulff.certificate.factor_below`, C the norm conversion's constant)."""
+    if not (rho_a > 0.5 and Fraction(rho_b) < 1 - Fraction(rho_a)):
+        return 0.0
+    table = two_class_table(certificate)
+    if table is None:
+        return 0.0
+    unit = table.unit_radius(rho_a, rho_b)
+    scale = certificate.lam / certificate.conversion if certificate.conversion != 1 else certificate.lam
+    radius = unit * factor_below(scale)
+    return radius if radius >= SMALLEST_KEPT_RADIUS else 0.0
 
 
 def two_class_radius(certificate: Certificate, rho_a: float, rho_b: float) -> tuple[float, str]:
     """The certified radius when p_A >= ``rho_a`` and p_B <= ``rho_b`` (p_B the largest probability of
     any class other than A), with the form that gave it: :data:`ONE_CLASS` (R(rho_a), the p_A form),
-    :data:`GENERIC` or :data:`DIFFERENTIAL` (module docstring). 0.0 unless rho_a > 1/2 (abstain, as
-    CERTIFY). Never below R(rho_a); at rho_b = 1 - rho_a it is R(rho_a) (up to rounding down)."""
+    :data:`GENERIC`, :data:`DIFFERENTIAL` or :data:`NEYMAN_PEARSON` (module docstring). 0.0 unless
+    rho_a > 1/2 (abstain, as CERTIFY). Never below R(rho_a); at rho_b = 1 - rho_a it is R(rho_a) (up to
+    rounding down)."""
     rho_a, rho_b = check_bounds(rho_a, rho_b)
     if rho_a <= 0.5:
         return 0.0, ONE_CLASS

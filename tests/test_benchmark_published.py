@@ -192,3 +192,11 @@ def test_frontier_table_on_a_small_population(monkeypatch):
         assert group in text
     assert text.count("| anytime | 0.4 |") == 2 and text.count("| bonferroni | 0.05 |") == 2
     assert "bonferroni:" in text and "anytime:" in text
+
+
+def test_union_test_claims_nothing_on_the_uniform_alone():
+    """Up to n = 30 no count can reject p <= 0.999 at any look's level (all successes are the likeliest
+    outcome): the randomized test must not certify on the draw of u alone."""
+    rng = np.random.default_rng(5)
+    decided = published.voracek(toy(0.95, 2000), [0.999], ALPHA, rng, 30, "union")
+    assert not np.any(decided.level > 0)

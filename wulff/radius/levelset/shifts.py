@@ -63,22 +63,46 @@ class PowerShift(Shift):
         monotonically. No exponential overflows on the way (a e^(k eta) <= a + max(tau, 0))."""
         k, j = self.k, self.j
         a, tau = np.broadcast_arrays(np.asarray(a, dtype=float), np.asarray(tau, dtype=float))
+        shape = a.shape
+        a, tau = a.ravel(), tau.ravel()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             exp_root = np.log1p(np.maximum(tau / a, -1.0)) / k  # -inf where tau <= -a
             lin_root = tau / j
-            eta = np.where(tau >= 0, np.minimum(exp_root, lin_root), np.maximum(exp_root, lin_root))
-            eta = np.where(tau < 0, np.minimum(eta - self._step(a, tau, eta), 0.0), eta)
-            for _ in range(100):
-                step = self._step(a, tau, eta)
-                eta = eta - step
-                if np.all(np.abs(step) <= _ETA_RTOL * np.abs(eta)):
+            rising = tau >= 0
+            eta = np.where(rising, np.minimum(exp_root, lin_root), np.maximum(exp_root, lin_root))
+            falling = np.nonzero(~rising)[0]
+            if falling.size:
+                start = eta[falling]
+                eta[falling] = np.minimum(start - self._step(a[falling], tau[falling], start), 0.0)
+            return self._converge(a, tau, eta).reshape(shape)
+
+    def _converge(self, a, tau, eta):
+        """Newton's method on f from ``eta`` (flat arrays), each element until its next iterate is
+        within _ETA_RTOL of the root. For this f, f''/f' = k a e^(k eta) / (k a e^(k eta) + j) < k, so
+        a step of size h from a point right of the root (where every step of :meth:`_newton` after the
+        first starts) leaves an error at most (k/2) h^2: an element whose step satisfies
+        (k/2) h^2 <= _ETA_RTOL |eta| / 4 is final after that step, without another evaluation.
+        The elements still moving are gathered into shorter arrays after each step."""
+        half_k = 0.5 * self.k
+        active = np.arange(eta.size)
+        a_on, tau_on, eta_on = a, tau, eta.copy()
+        for _ in range(100):
+            step = self._step(a_on, tau_on, eta_on)
+            eta_on -= step
+            moving = half_k * step * step > (0.25 * _ETA_RTOL) * np.abs(eta_on)
+            if not moving.all():
+                eta[active] = eta_on
+                if not moving.any():
                     return eta
+                active, a_on, tau_on, eta_on = active[moving], a_on[moving], tau_on[moving], eta_on[moving]
         raise ArithmeticError("level set method: the level shift did not converge; please report this")
 
     def _step(self, a, tau, eta):
         """The Newton step f(eta) / f'(eta) of :meth:`_newton` (0 where f(eta) = 0 exactly)."""
         grown = np.expm1(self.k * eta)
         step = (a * grown + self.j * eta - tau) / (self.k * a * (grown + 1.0) + self.j)
+        if np.isfinite(step).all():
+            return step
         return np.where(np.isfinite(step), step, 0.0)
 
 

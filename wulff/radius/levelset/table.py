@@ -73,7 +73,7 @@ ROUGH_HALF_NODES = 64
 #: below P_RTOL p0 in the tail
 SOLVE_TOLERANCE = 1e-12
 #: rows x nodes evaluated at once (memory)
-CHUNK_ELEMENTS = 2 ** 21
+CHUNK_ELEMENTS = 2 ** 16
 
 
 def sphere_outside(x: np.ndarray, d: int) -> np.ndarray:

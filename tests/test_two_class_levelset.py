@@ -215,3 +215,16 @@ def test_largest_passing_returns_only_a_passing_index():
 
 def test_result_files_code_the_neyman_pearson_form():
     assert FORM_CODES[NEYMAN_PEARSON] not in (FORM_CODES[ONE_CLASS], FORM_CODES[GENERIC], FORM_CODES[DIFFERENTIAL])
+
+
+def test_a_failed_solve_falls_back_to_the_other_forms_with_a_warning(gaussian_tables, monkeypatch):
+    """NaN from the quadrature never passes a check: the level cannot be bracketed, the form is skipped with
+    a warning, and the sound forms stand (no traceback, no lost input)."""
+    cert = gaussian_tables[3072]
+    solver = two_class_table(cert)
+    nan = lambda eps, log_t: (np.full(np.shape(eps), np.nan), np.full(np.shape(eps), np.nan))  # noqa: E731
+    monkeypatch.setattr(solver.growth, "p0_lower", nan)
+    monkeypatch.setattr(solver.growth, "p1_upper", lambda eps, log_t: np.full(np.shape(eps), np.nan))
+    with pytest.warns(RuntimeWarning, match="Neyman-Pearson form skipped"):
+        radius, form = two_class_radius(cert, 0.9, 0.05)
+    assert form == GENERIC and radius == float(cert.radius(generic_rho(0.9, 0.05)))

@@ -42,6 +42,7 @@ and forms, and never below the one-class R(a).
 from __future__ import annotations
 
 import math
+import warnings
 from fractions import Fraction
 
 from wulff.certificate import SMALLEST_KEPT_RADIUS, Certificate, factor_below
@@ -113,7 +114,12 @@ def neyman_pearson_radius(certificate: Certificate, rho_a: float, rho_b: float) 
     table = two_class_table(certificate)
     if table is None:
         return 0.0
-    unit = table.unit_radius(rho_a, rho_b)
+    try:
+        unit = table.unit_radius(rho_a, rho_b)
+    except ArithmeticError as exc:  # the other forms stand (sound); say so rather than lose the input
+        warnings.warn(f"two-class Neyman-Pearson form skipped at rho_a={rho_a!r}, rho_b={rho_b!r}: {exc}",
+                      RuntimeWarning, stacklevel=2)
+        return 0.0
     scale = certificate.lam / certificate.conversion if certificate.conversion != 1 else certificate.lam
     radius = unit * factor_below(scale)
     return radius if radius >= SMALLEST_KEPT_RADIUS else 0.0

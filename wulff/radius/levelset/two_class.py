@@ -48,10 +48,16 @@ from .shifts import shift_of
 from .spherical import TableLookup
 from .table import LOW_D_RADIUS_MARGIN, SMOOTH_SPHERE_D, GrowthFunction, lookup
 
-#: a level is solved until P0_lower is within this (relative to the target mass) above the target, or
-#: its bracket is within LEVEL_BRACKET_RTOL of itself: it moves G by ~kappa times that, far below the
-#: change of G over one grid step of the table
+#: a level is solved until P0_lower is within LEVEL_TOLERANCE (relative to the target mass) plus
+#: LEVEL_FLOOR above the target, or its bracket is within LEVEL_BRACKET_RTOL of itself: it moves G by
+#: ~kappa times that, far below the change of G over one grid step of the table
 LEVEL_TOLERANCE = 1e-10
+#: the quadrature's own error floor on P0 is above 1e-16 (RadiusQuadrature.mean), so no level is known
+#: closer than this to its mass
+LEVEL_FLOOR = 1e-16
+#: positive masses below this are raised to it (G is nondecreasing, so G(MASS_FLOOR) bounds G(p) above):
+#: P0_lower cannot resolve smaller masses (its error floor), and their levels only cost iterations
+MASS_FLOOR = 1e-17
 LEVEL_BRACKET_RTOL = 1e-13
 #: iteration caps (the bracket doubles its width per expansion; Illinois converges superlinearly)
 MAX_EXPANSIONS = 200
@@ -106,8 +112,8 @@ class TwoClassTable:
         out = np.zeros(masses.shape)
         rows = np.nonzero(masses > 0)[0]
         if rows.size:
-            e = np.full(rows.size, float(eps))
-            out[rows] = self.p1_upper(e, self.feasible_levels(e, masses[rows]))
+            e, raised = np.full(rows.size, float(eps)), np.maximum(masses[rows], MASS_FLOOR)
+            out[rows] = self.p1_upper(e, self.feasible_levels(e, raised))
         return out
 
     def gaussian_level(self, eps: np.ndarray, masses: np.ndarray) -> np.ndarray:
@@ -118,17 +124,24 @@ class TwoClassTable:
 
     def feasible_levels(self, eps: np.ndarray, masses: np.ndarray) -> np.ndarray:
         """Per row a signed level T with P0_lower(eps, T) >= p (p > 0), as large as the solver gets it:
-        bracketed around :meth:`gaussian_level`, then the Illinois method; the feasible end is kept."""
-        f = lambda rows, level: self.p0_lower(eps[rows], level) - masses[rows]  # noqa: E731 (decreasing)
+        bracketed around :meth:`gaussian_level`, then the Illinois method on log(P0_lower / p) (nearly
+        linear in T in the tails; -inf where the bound is 0, and the method bisects); the feasible end
+        is kept."""
+        log_mass = np.log(masses)
+
+        def f(rows, level):  # decreasing in the level; >= 0 exactly where P0_lower >= p
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.log(np.maximum(self.p0_lower(eps[rows], level), 0.0)) - log_mass[rows]
+
         guess = self.gaussian_level(eps, masses)
         scale = eps * self.gaussian_units  # a change of T by this moves the Gaussian's P0 by ~0.4 at most
         width = 0.05 * scale + 0.01 * np.abs(guess)
         lo, hi = guess - width, guess + width
         every = np.arange(eps.size)
         f_lo, f_hi = f(every, lo), f(every, hi)
-        for _ in range(MAX_EXPANSIONS):  # until f(lo) >= 0 > f(hi)
-            bad_lo = np.nonzero(f_lo < 0)[0]  # the level of mass p lies left of lo: lo becomes hi
-            bad_hi = np.nonzero((f_hi >= 0) & (f_lo >= 0))[0]  # ... right of hi: hi becomes lo
+        for _ in range(MAX_EXPANSIONS):  # until f(lo) >= 0 > f(hi) (NaN counts as neither)
+            bad_lo = np.nonzero(~(f_lo >= 0))[0]  # the level of mass p lies left of lo: lo becomes hi
+            bad_hi = np.nonzero(~(f_hi < 0) & (f_lo >= 0))[0]  # ... right of hi: hi becomes lo
             if not (bad_lo.size or bad_hi.size):
                 break
             width[bad_lo] *= 2.0
@@ -145,18 +158,21 @@ class TwoClassTable:
 
     @staticmethod
     def _illinois(f, lo, hi, f_lo, f_hi, masses, scale) -> np.ndarray:
-        """The Illinois method on a decreasing f with f(lo) >= 0 > f(hi); returns the lo ends, each with
-        f(lo) >= 0 (``f_lo`` and ``f_hi`` are scaled by the method, ``excess`` keeps f(lo) itself)."""
+        """The Illinois method on a decreasing f = log(P0_lower / p) with f(lo) >= 0 > f(hi); returns the
+        lo ends, each with f(lo) >= 0 (``f_lo`` and ``f_hi`` are scaled by the method, ``excess`` keeps
+        f(lo) itself)."""
         excess = f_lo.copy()
         side = np.zeros(lo.size, dtype=int)
         active = np.arange(lo.size)
         for _ in range(MAX_ILLINOIS_STEPS):
             narrow = hi[active] - lo[active] <= LEVEL_BRACKET_RTOL * np.maximum(np.abs(lo[active]), scale[active])
-            active = active[~((excess[active] <= LEVEL_TOLERANCE * masses[active]) | narrow)]
+            close = excess[active] <= np.log1p(LEVEL_TOLERANCE + LEVEL_FLOOR / masses[active])
+            active = active[~(close | narrow)]
             if not active.size:
                 break
             a, b, fa, fb = lo[active], hi[active], f_lo[active], f_hi[active]
-            c = b - fb * (b - a) / (fb - fa)
+            with np.errstate(invalid="ignore", divide="ignore"):  # an end at -inf (P0_lower = 0): bisect
+                c = b - fb * (b - a) / (fb - fa)
             c = np.where((c > a) & (c < b) & np.isfinite(c), c, 0.5 * (a + b))
             fc = f(active, c)
             feasible = fc >= 0

@@ -15,10 +15,13 @@ import math
 import mpmath
 import numpy as np
 import pytest
+import torch
 from scipy.stats import norm
+from toys import Slabs
 
 import wulff
 import wulff.distributions as D
+from wulff.certify import Smoothed
 from wulff.certify.classifier import FORM_CODES
 from wulff.certify.two_class import DIFFERENTIAL, GENERIC, NEYMAN_PEARSON, ONE_CLASS, generic_rho, two_class_radius
 from wulff.radius.levelset import derive
@@ -228,3 +231,13 @@ def test_a_failed_solve_falls_back_to_the_other_forms_with_a_warning(gaussian_ta
     with pytest.warns(RuntimeWarning, match="Neyman-Pearson form skipped"):
         radius, form = two_class_radius(cert, 0.9, 0.05)
     assert form == GENERIC and radius == float(cert.radius(generic_rho(0.9, 0.05)))
+
+
+def test_certify_records_the_neyman_pearson_form():
+    """Three slabs under Exp2 noise (d = 10): CERTIFY with two-class bounds takes the level-set candidate's
+    Neyman-Pearson form, above what the same bounds give in the generic and differential forms."""
+    s = Smoothed(Slabs(0.6, 0.7), D.Exp2(10, sigma=0.5), 3, seed=0)
+    res = s.certify(torch.zeros(10), 100, 20_000, 0.001, 5000, adversaries=("l2",), two_class=True)
+    assert res.prediction == 0 and res.form == {"l2": NEYMAN_PEARSON} and res.rho_b_upper < 1 - res.rho_lower
+    others = [two_class_radius(c, res.rho_lower, res.rho_b_upper) for c in s.certificate("l2").certificates]
+    assert res.radius["l2"] > max(r for r, f in others if f != NEYMAN_PEARSON)

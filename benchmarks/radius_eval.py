@@ -3,7 +3,7 @@
 linf at d = 150528 from a cold cache.
 
     PYTHONPATH=. python benchmarks/radius_eval.py [--n 1000000] [--d 3072] [--sigma 0.5] [--families ...]
-        [--repeat 7] [--no-memory]
+        [--repeat 7] [--no-memory] [--envelopes-only]
 
 Every named family (default shape parameters) at d, sigma, against every adversary it has a
 certificate for. Times are the best of --repeat rounds after a warm-up call (the certificate is
@@ -12,6 +12,11 @@ pair's closed form with nothing else (:func:`bare_formulas`; "—" where the rad
 a table, or torch lacks the function). Timings of operations under a few milliseconds move by tens
 of percent between runs on a shared machine: compare ratios, and run twice.
 Targets: wulff <= 1.5x bare, <= 100 us per scalar call, <= 200 MB for the d = 150528 case.
+
+A second table (issue 29) times the pairs whose radius is an envelope or a table (Laplace, Exp1 and
+Pareto vs linf; PowerInf, Power2 and Exp2 vs l1, l2, linf) against wulff's own Laplace vs l1 closed form
+on the same rho, the two taking turns in each round; "kernels" names the candidates evaluated in the
+range (an envelope is read through its indexed Taylor table). Target: <= 1.5x Laplace vs l1.
 """
 from __future__ import annotations
 
@@ -25,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import special
+from wulff.diffmethod.derive import _float_constants
 
 import wulff
 from wulff.catalog import ADVERSARIES, FAMILY_NAMES
 from wulff.certificate import rho_symbol
-from wulff.diffmethod.derive import _float_constants
 from wulff.distributions import registry
 from wulff.special import lambdify_numpy, lambdify_torch
 
@@ -80,6 +85,45 @@ def best_of_each(fns, repeat: int) -> list[float]:
     return best
 
 
+#: the pairs of issue 29 whose radius is an envelope or a table
+ENVELOPE_PAIRS = [("Laplace", "linf"), ("Exp1", "linf"), ("Pareto", "linf"),
+                  *((name, adversary) for name in ("PowerInf", "Power2", "Exp2") for adversary in ADVERSARIES)]
+
+
+def kernel_names(best, lo: float, hi: float) -> str:
+    """The kernels of the best certificate's candidates that can win somewhere in [lo, hi]."""
+    kernel = best.kernel
+    if not hasattr(kernel, "_plans"):
+        return type(kernel).__name__
+    return " + ".join(type(candidate.kernel).__name__ for _, candidate, _ in kernel._plans(lo, hi))
+
+
+def envelope_rows(args, rho: np.ndarray) -> None:
+    """The envelope and table pairs against wulff's Laplace vs l1 closed form, taking turns."""
+    rho_t = torch.from_numpy(rho)
+    laplace = registry.build("Laplace", args.d, sigma=args.sigma)
+    base_np = lambda: wulff.certified_radius(laplace, rho, "l1")  # noqa: E731
+    base_t = lambda: wulff.certified_radius(laplace, rho_t, "l1")  # noqa: E731
+    base_np(), base_t()
+    print("\n| pair (envelope / table) | wulff numpy (ms) | Laplace l1 numpy (ms) | ratio | wulff torch (ms) "
+          "| Laplace l1 torch (ms) | ratio | kernels |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for name, adversary in ENVELOPE_PAIRS:
+        q = registry.build(name, args.d, sigma=args.sigma, **registry.example_parameters(name, args.d))
+        try:
+            best = wulff.best_certificate(q, adversary)
+        except NotImplementedError:
+            continue
+        wulff.certified_radius(q, rho[:10], adversary), wulff.certified_radius(q, rho_t[:10], adversary)
+        ours_np = lambda q=q, a=adversary: wulff.certified_radius(q, rho, a)  # noqa: E731
+        ours_torch = lambda q=q, a=adversary: wulff.certified_radius(q, rho_t, a)  # noqa: E731
+        ours, base = best_of_each([ours_np, base_np], args.repeat)
+        ours_t, base_tt = best_of_each([ours_torch, base_t], args.repeat)
+        print(f"| {name} vs {adversary} | {ours * 1e3:.1f} | {base * 1e3:.1f} | {ours / base:.2f}x "
+              f"| {ours_t * 1e3:.1f} | {base_tt * 1e3:.1f} | {ours_t / base_tt:.2f}x "
+              f"| {kernel_names(best, float(rho.min()), float(rho.max()))} |", flush=True)
+
+
 def scalar_cost(q, adversary: str, calls: int = 2000) -> float:
     wulff.certified_radius(q, 0.9, adversary)
     start = time.perf_counter()
@@ -117,10 +161,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--families", nargs="+", default=list(FAMILY_NAMES))
     parser.add_argument("--no-memory", action="store_true", help="skip the cold d = 150528 memory measurement")
+    parser.add_argument("--envelopes-only", action="store_true",
+                        help="only the envelope and table pairs against Laplace vs l1 (issue 29)")
     args = parser.parse_args()
     rho = np.random.default_rng(0).uniform(0.5, 0.999, args.n)
     rho_t = torch.from_numpy(rho)
     print(f"{args.n:,} rho in [0.5, 0.999], d = {args.d}, sigma = {args.sigma}; best of {args.repeat}\n")
+    if args.envelopes_only:
+        envelope_rows(args, rho)
+        return
     print("| pair | wulff numpy (ms) | bare numpy (ms) | ratio | wulff torch (ms) | bare torch (ms) | ratio "
           "| scalar call (us) | candidates |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -149,6 +198,7 @@ def main() -> None:
             cells[0], cells[3] = f"{ours * 1e3:.1f}", f"{ours_t * 1e3:.1f}"
             print(f"| {name} vs {adversary} | {' | '.join(cells)} | {scalar_cost(q, adversary) * 1e6:.0f} "
                   f"| {len(best.certificates)} |", flush=True)
+    envelope_rows(args, rho)
     if not args.no_memory:
         print(f"\nLaplace vs linf, d = 150528, cold cache: +{cold_memory_mb():.0f} MB peak resident memory")
 

@@ -1,7 +1,8 @@
 """The numeric pieces every radius engine shares, below all of them: rounding toward zero (one
 multiplication by :func:`factor_below`, casts and products that never round a radius up), the checks
 of rho, constant tables kept on a device (:class:`OnDevice`), the bucket locator of a sorted table
-(:class:`Locator`) and the tangent table of a convex radius (:class:`TangentTable`).
+(:class:`Locator`) and the arithmetically indexed Taylor table of a convex radius
+(:class:`IndexedTaylorTable`; the tangent table of a closed form, ``TangentTable``, is in ``kernel``).
 
 Nothing here knows a distribution or an engine: the differential method, the level set method and the
 uniform-noise theorems import these from below, never from one another (docs/design.md, "Layers").
@@ -9,6 +10,8 @@ uniform-noise theorems import these from below, never from one another (docs/des
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import mpmath
 import numpy as np
@@ -159,6 +162,217 @@ class Locator:
             j += self._padded[j] < p
         return j
 
+
+#: mantissa bits of u = 1 - rho that pick an :class:`IndexedTaylorTable` cell: 2^12 cells per binade of u
+TABLE_BITS = 12
+#: the largest relative loss an :class:`IndexedTaylorTable` cell may have against the radius it
+#: tabulates (measured at each cell's far end and midpoint); a cell that would lose more is evaluated
+#: by that radius itself
+TABLE_LOSS = 1e-9
+#: relative margin taken off every coefficient of an :class:`IndexedTaylorTable`: it absorbs the float
+#: error of the coefficients, the three roundings of an evaluation and the last digits of the radius
+#: tabulated (so the table also stays below that radius's own float values)
+TABLE_MARGIN = 1e-12
+#: u = 1 - rho of a float64 rho in [1/2, 1] is 0 or a multiple of 2^-53 (the spacing of floats below 1)
+_SMALLEST_U_EXPONENT = -53
+
+
+def rho_at_or_below(u: np.ndarray) -> np.ndarray:
+    """The largest float64 rho with rho <= 1 - u, for u in [0, 1/2] (1 - rho is exact for such rho)."""
+    rho = 1.0 - u
+    above = (1.0 - rho) < u  # rounded up: 1 - u is not a float
+    return np.where(above, np.nextafter(rho, 0.0), rho)
+
+
+class Missing(NamedTuple):
+    """Where an :class:`IndexedTaylorTable` has no value (a flagged cell): the flat positions, their rho
+    and their rows (numpy or torch alike)."""
+
+    where: np.ndarray | torch.Tensor
+    rho: np.ndarray | torch.Tensor
+    row: np.ndarray | torch.Tensor
+
+
+class IndexedTaylorTable:
+    """A sound fast evaluation of a convex, nondecreasing radius R(rho) on (1/2, 1]: one quadratic per
+    cell of u = 1 - rho, the cell found from the float bits of u (no search), one multiply-add chain.
+
+    Cells. The key is the exponent and the top ``bits`` mantissa bits of u: ``u.view(int64) >> (52 -
+    bits)``, a nondecreasing function of u >= 0. The cell [m, m') of u has edges with ``bits`` mantissa
+    bits (m' is the float of bits (key + 1) << (52 - bits), no lookup), so for u in it ``t = m' - u`` is
+    exact (Sterbenz: m' <= 2u), as is u = 1 - rho; the row is the key less a constant. Binades from
+    2^-53 (the smallest u of a float rho < 1) to 1/2; one row for rho = 1 (u = 0, the radius at 1, inf
+    where it diverges) and one zero row for u >= 1/2 (rho <= 1/2, which the certificate never asks).
+
+    Lower bound (Taylor's theorem with integral remainder). With rho_a = 1 - m', the cell's smallest rho,
+
+        R(rho_a + t) = R(rho_a) + R'(rho_a) t + int_0^t (t - s) R''(rho_a + s) ds
+                     >= R(rho_a) + R'(rho_a) t + (1/2) min_cell R'' t^2,
+
+    so q(t) = a + t (b + c t) is below R on the cell when a <= R(rho_a), b <= R'(rho_a) and 2c <= R''
+    on the cell (R'' >= 0: R is convex, Remark G.5: R' = 1 / Phi(1 - rho) and Phi is nondecreasing on
+    [0, 1/2]). ``lower_derivatives(p)`` gives b and 2c at p = m' (lower bounds); a is ``radius`` at the
+    float rho at or below rho_a; all three are then multiplied by 1 - :data:`TABLE_MARGIN`. With a, b, c,
+    t >= 0 there is no cancellation: the float value is within 3 roundings of q, which the margin covers.
+    A cell narrower than 2^-53 (u below 2^(bits - 53)) holds one float rho at most: a is ``radius`` there
+    and b = c = 0.
+
+    Monotone in rho, rounding included. The anchors a are made nonincreasing in u (each replaced by the
+    smallest anchor at a smaller u, which only lowers them). Every operation of the float evaluation is
+    monotone in t with nonnegative operands, so a cell's values lie between its anchor and its value at
+    t = m' - m; b and c are scaled down (still lower bounds) until that value is at most the anchor of
+    the next cell in rho. So the table is nondecreasing within and across cells.
+
+    Loss. At each cell's far end and midpoint the table is compared with ``radius``; a cell losing more
+    than ``loss`` (relative) is flagged (b = NaN: its values come out NaN, and :meth:`__call__` lists
+    them as :class:`Missing`). The caller evaluates its radius there and hands it to :meth:`settle`,
+    which takes 1 - :data:`TABLE_MARGIN` of it, clipped into [the cell's anchor, the next anchor], so
+    that monotonicity across cells holds there too (the caller evaluates, so that a kernel's call never
+    comes back here from its own module). Flagged cells sit where an envelope's active line changes
+    slope a lot within one cell (near rho = 1/2).
+    """
+
+    def __init__(self, radius: Callable[[np.ndarray], np.ndarray],
+                 lower_derivatives: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                 bits: int = TABLE_BITS, loss: float = TABLE_LOSS):
+        self.radius = radius
+        self.bits, self.loss = int(bits), float(loss)
+        self._shift = 52 - self.bits
+        first_key = (1023 + _SMALLEST_U_EXPONENT) << self.bits  # the cell of u = 2^-53
+        cells = (-1 - _SMALLEST_U_EXPONENT) << self.bits  # binades 2^-53 ... 2^-2
+        self._offset = first_key - 1  # row = key - offset: row 0 is u = 0, the last row u >= 1/2
+        keys = first_key + np.arange(cells + 1, dtype=np.int64)
+        edges = (keys << self._shift).view(np.float64)  # cell left edges m, then 1/2
+        self._cells = {"anchor": np.concatenate([[0.0], edges[1:], [0.5]]), "far": edges[:-1]}
+        a, b, c = self._coefficients(lower_derivatives)
+        self._fit(a, b, c)
+        self.flagged = self._flag()
+        self.rows = len(a)
+        self._columns = OnDevice(a=self.a, b=self.b, c=self.c)
+
+    def _coefficients(self, lower_derivatives):
+        """(a, b, c) of every row, before the monotone fit: Taylor at each cell's anchor, less the margin."""
+        anchor, far = self._cells["anchor"][1:-1], self._cells["far"]
+        at_one = np.asarray(self.radius(np.array([1.0])), dtype=np.float64)
+        # a cell narrower than the spacing 2^-53 of u holds one float rho at most, the one at or below
+        # 1 - far: its value is that rho's radius (b = c = 0 below)
+        single = anchor - far <= 2.0 ** -53
+        values = np.asarray(self.radius(rho_at_or_below(np.where(single, far, anchor))), dtype=np.float64)
+        slope, curvature = (np.asarray(x, dtype=np.float64) for x in lower_derivatives(anchor))
+        slope, curvature = np.where(single, 0.0, slope), np.where(single, 0.0, curvature)
+        keep = 1.0 - TABLE_MARGIN
+        a = np.concatenate([at_one, values * keep, [0.0]])
+        b = np.concatenate([[0.0], np.maximum(slope, 0.0) * keep, [0.0]])
+        c = np.concatenate([[0.0], np.maximum(curvature, 0.0) * (0.5 * keep), [0.0]])
+        bad = ~(np.isfinite(b) & np.isfinite(c))  # a diverging derivative: a plain step (b = c = 0)
+        b[bad], c[bad] = 0.0, 0.0
+        return a, b, c
+
+    @staticmethod
+    def _value(a, b, c, t):
+        """The float evaluation, operation by operation as :meth:`__call__` does it."""
+        return a + t * (b + c * t)
+
+    def _fit(self, a, b, c) -> None:
+        """Anchors nonincreasing in u; b, c scaled down until each cell ends at or below the next anchor."""
+        a = np.minimum.accumulate(a)
+        a[np.isnan(a)] = 0.0
+        cap = np.concatenate([[np.inf], a[:-1]])  # the anchor of the next cell in rho
+        width = np.concatenate([[0.0], self._cells["anchor"][1:-1] - self._cells["far"], [0.0]])
+        for _ in range(8):
+            top = self._value(a, b, c, width)
+            over = top > cap
+            if not over.any():
+                break
+            with np.errstate(invalid="ignore"):  # inf - inf at the row of rho = 1 (not over)
+                scale = np.where(over, (cap - a) / np.where(over, top - a, 1.0) * (1.0 - 2.0 ** -20), 1.0)
+            b, c = b * scale, c * scale
+        else:
+            b[over], c[over] = 0.0, 0.0
+        self.a, self.b, self.c = a, b, c
+
+    def _flag(self) -> np.ndarray:
+        """Rows whose loss against ``radius`` exceeds ``loss`` at the far end or the midpoint (b set to NaN)."""
+        anchor, far = self._cells["anchor"][1:-1], self._cells["far"]
+        worst = np.zeros(anchor.shape)
+        for u in (far, 0.5 * (far + anchor)):
+            rho = rho_at_or_below(u)
+            t = anchor - (1.0 - rho)
+            inside = t > 0  # a cell finer than the floats has no rho here
+            exact = np.asarray(self.radius(rho), dtype=np.float64)
+            table = self._value(self.a[1:-1], self.b[1:-1], self.c[1:-1], np.maximum(t, 0.0))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                loss = np.where(inside, (exact - table) / exact, 0.0)
+            worst = np.maximum(worst, np.where(np.isnan(loss), np.inf, loss))
+        flagged = np.concatenate([[False], worst > self.loss, [False]])
+        self.b = np.where(flagged, np.nan, self.b)
+        return flagged
+
+    def _rows(self, u: np.ndarray) -> np.ndarray:
+        """The row of every u (not yet clipped: below 0 for u = 0, past the end for u >= 1/2)."""
+        key = u.view(np.int64) >> self._shift
+        key -= self._offset
+        return key
+
+    def __call__(self, rho):
+        """(values, missing) at float64 rho in (1/2, 1] (any shape; a numpy array, or a tensor evaluated
+        on its device): the table's values, NaN in flagged cells, and None or the :class:`Missing` rho
+        there, which the caller evaluates exactly and hands to :meth:`settle`."""
+        if isinstance(rho, torch.Tensor):
+            return self._torch(rho)
+        rho = np.asarray(rho, dtype=np.float64)
+        flat = rho.reshape(-1)
+        u = np.subtract(1.0, flat)
+        key = np.right_shift(u.view(np.int64), self._shift)
+        t = np.left_shift(key + 1, self._shift).view(np.float64)  # the cell's anchor m'
+        t -= u
+        row = key
+        row -= self._offset  # below 0 for u = 0 and past the end for u >= 1/2: np.take clips
+        columns, scratch = self._columns.arrays, u  # u is not needed any more
+        out = np.take(columns["c"], row, mode="clip")
+        out *= t
+        out += np.take(columns["b"], row, out=scratch, mode="clip")
+        out *= t
+        out += np.take(columns["a"], row, out=scratch, mode="clip")
+        missing = None
+        if np.isnan(out).any():
+            where = np.flatnonzero(np.isnan(out))
+            missing = Missing(where, flat[where], np.clip(row[where], 0, self.rows - 1))
+        return (out if rho.ndim == 1 else out.reshape(rho.shape)), missing  # a fresh array, not a view
+
+    def _torch(self, rho: torch.Tensor):
+        """:meth:`__call__` on rho's device (float64): the same operations, the columns copied there once."""
+        columns = self._columns.on(rho.device)
+        flat = rho.reshape(-1).to(torch.float64)
+        u = 1.0 - flat
+        key = u.view(torch.int64) >> self._shift
+        t = ((key + 1) << self._shift).view(torch.float64) - u
+        row = (key - self._offset).clamp_(0, self.rows - 1)
+        out = torch.index_select(columns["c"], 0, row) * t
+        out += torch.index_select(columns["b"], 0, row)
+        out *= t
+        out += torch.index_select(columns["a"], 0, row)
+        flagged = torch.isnan(out)
+        missing = None
+        if bool(flagged.any()):
+            where = torch.nonzero(flagged).reshape(-1)
+            missing = Missing(where, flat[where], row[where])
+        return out.reshape(rho.shape), missing
+
+    def settle(self, out, missing: Missing, exact):
+        """``out`` with the flagged cells' values: ``exact`` (the tabulated radius at ``missing.rho``)
+        less the margin, clipped into [the cell's anchor, the next cell's anchor] so that the table stays
+        nondecreasing across cells. numpy or torch, as :meth:`__call__` gave them; ``out`` is changed."""
+        flat = out.reshape(-1)
+        if isinstance(out, torch.Tensor):
+            a = self._columns.on(out.device)["a"]
+            exact = torch.as_tensor(exact, dtype=torch.float64, device=out.device) * (1.0 - TABLE_MARGIN)
+            flat[missing.where] = torch.minimum(torch.maximum(exact, a[missing.row]), a[missing.row - 1])
+            return out
+        a = self._columns.arrays["a"]
+        exact = np.asarray(exact, dtype=np.float64) * (1.0 - TABLE_MARGIN)
+        flat[missing.where] = np.minimum(np.maximum(exact, a[missing.row]), a[missing.row - 1])
+        return out
 
 def monotone_envelope(rho: np.ndarray, radius: np.ndarray) -> np.ndarray:
     """radius made nondecreasing in rho over the batch: each value replaced by the smallest radius at

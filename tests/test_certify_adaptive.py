@@ -223,3 +223,34 @@ def test_the_default_procedure_is_anytime_with_a_grid_and_bonferroni_without(gau
     assert with_grid.method == "anytime" and without.method == "bonferroni"
     with pytest.raises(ValueError, match="method"):
         certify_sequential(bernoulli_votes(0.99, rng), 10_000, 0.001, {"l2": gaussian_l2}, method="wald")
+
+
+def test_final_frequency_is_the_least_count_the_last_look_certifies():
+    from wulff.certify.adaptive import final_frequency
+    for threshold, m, level in ((0.9, 10_000, 5e-4), (0.5001, 999, 0.01), (0.999, 100_000, 5e-4)):
+        k = round(final_frequency(threshold, m, level) * m)
+        assert clopper_pearson_lower(k, m, level) >= threshold > clopper_pearson_lower(k - 1, m, level)
+    assert final_frequency(0.9999, 100, 0.01) > 1  # no count of 100 votes reaches it
+
+
+def test_an_input_whose_next_radius_is_a_coin_flip_at_n_max_is_given_up_early(gaussian_l2, monkeypatch):
+    """p such that the last look (n_max) certifies the next grid radius about half the time: with the
+    value rule (VALUE_PRICE > 0) the procedure keeps the radius it has and stops long before n_max in
+    most runs; without it (VALUE_PRICE = 0, issue 12's rules) it runs to n_max in most runs. Either way
+    the returned radius is valid (checked against the exact half-space radius)."""
+    import wulff.certify.adaptive as adaptive
+    n_max, alpha = 100_000, 0.001
+    m = n_max - selection_size(n_max)
+    final_level = alpha * adaptive.FINAL_SHARE
+    threshold = float(adaptive.grid_thresholds(gaussian_l2, (0.25,))[0])
+    p = adaptive.final_frequency(threshold, m, final_level)
+    used = {}
+    for price in (0.2, 0.0):
+        monkeypatch.setattr(adaptive, "VALUE_PRICE", price)
+        rng = np.random.default_rng(7)
+        runs = [certify_sequential(bernoulli_votes(p, rng), n_max, alpha, {"l2": gaussian_l2}, radii=COARSE,
+                                   method="anytime", two_class=False) for _ in range(40)]
+        assert all(r.radius["l2"] <= SIGMA * normal.ppf(p) for r in runs)
+        assert not any(r.abstained for r in runs)  # the radius it has is kept
+        used[price] = np.median([r.n for r in runs])
+    assert used[0.2] < n_max / 4 and used[0.0] == n_max

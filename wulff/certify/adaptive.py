@@ -62,7 +62,13 @@ which always stops:
     at every look: looking ten times as often then costs no more wrong abstentions).
 (b) with ``radii`` (an increasing grid of radii against the first adversary listed): stop when the
     current radius reaches the largest grid radius, or when the next grid radius above it exceeds the
-    reachable radius (the final bounds at m fed the hopeful frequencies).
+    reachable radius (the final bounds at m fed the hopeful frequencies), or, once a grid radius is
+    certified, when the next one is not worth its samples: the chance of certifying it by n_max
+    (:func:`success_chance`: the Jeffreys posterior's mass above the frequency the last look needs) is
+    below max(DECISION_LEVEL, VALUE_PRICE x the unspent share of the budget). An input is then given
+    up only when its chance is small against what it would still cost: each give-up costs, in
+    expectation, at most that chance of one certified input at that radius (measured trade-off in
+    docs/compare.md).
 (c) without ``radii``: stop when the optimistic final radius (the final bounds at m fed the current
     frequencies) is at most 1.01 times the current radius of the first adversary (going on to n_max
     could not raise it by more than 1 % unless the frequencies themselves move).
@@ -79,6 +85,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
+from scipy.special import betainc
 
 from wulff.certificate import Certificate
 
@@ -110,6 +117,11 @@ FINAL_SHARE = 0.5
 RELATIVE_GAIN = 0.01
 #: level of the upper bound the stopping rules (a) and (b) use; it sets the cost, never the validity
 DECISION_LEVEL = 0.05
+#: rule (b), second part: once a grid radius is certified, the next one is given up when the chance of
+#: certifying it by n_max is below max(DECISION_LEVEL, VALUE_PRICE x the share of the estimation budget
+#: still unspent); chosen by measurement (benchmarks/certify_adaptive.py), it sets the cost, never the
+#: validity; 0 turns this part off (the procedure of issue 12)
+VALUE_PRICE = 0.2
 
 
 def selection_size(n_max: int) -> int:
@@ -430,6 +442,29 @@ def implied_runner_up_bound(score_lower: float, rho_upper: float) -> float:
     return min(1.0, max(0.0, round_up(1 + Fraction(rho_upper) - 2 * Fraction(score_lower))))
 
 
+@functools.lru_cache(maxsize=1024)
+def final_frequency(threshold: float, m: int, level: float) -> float:
+    """The least frequency k / m whose last-look Clopper-Pearson bound (at ``level``, m samples) reaches
+    ``threshold`` (above 1 when none does)."""
+    lo, hi = -1, m + 1  # bound(lo) < threshold, bound(hi) >= threshold by convention
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if clopper_pearson_lower(mid, m, level) >= threshold:
+            hi = mid
+        else:
+            lo = mid
+    return hi / m
+
+
+def success_chance(successes: int, trials: int, needed: float) -> float:
+    """P(p >= needed) under the Jeffreys posterior Beta(k + 1/2, n - k + 1/2) of the votes so far: the
+    chance (a heuristic of the stopping rules, never of the bounds) that the stream's mean is high
+    enough for the last look to certify."""
+    if needed > 1:
+        return 0.0
+    return float(1.0 - betainc(successes + 0.5, trials - successes + 0.5, needed))
+
+
 def futile(first: Certificate, successes: tuple[int, ...], n: int, m: int, a_final: float, now: float, radii,
            sure_upper: Callable[[], float] | None = None) -> str:
     """Why going on to m estimation samples is not worth it (rules (a) to (c)), or "" to go on.
@@ -451,7 +486,14 @@ def futile(first: Certificate, successes: tuple[int, ...], n: int, m: int, a_fin
     reach = radius_of(first, min(reachable(clopper_pearson_upper(k, n, DECISION_LEVEL)) for k in successes))
     if radii is not None:
         following = next(r for r in radii if r > now)
-        return "next grid radius out of reach" if following > reach else ""
+        if following > reach:
+            return "next grid radius out of reach"
+        if now < radii[0] or not VALUE_PRICE:
+            return ""
+        needed = final_frequency(float(grid_thresholds(first, (following,))[0]), m, a_final)
+        chance = min(success_chance(k, n, needed) for k in successes)
+        worth = max(DECISION_LEVEL, VALUE_PRICE * (m - n) / m)
+        return "next grid radius not worth its samples" if chance < worth else ""
     if now < 0:
         return ""
     optimistic = radius_of(first, min(clopper_pearson_lower(round(k / n * m), m, a_final) for k in successes))

@@ -131,8 +131,9 @@ def register(sub) -> None:
                    "--adversaries; an input stops once the largest one it can certify is decided "
                    "(default: stop when going on could raise its radius by at most 1 %%)")
     p.add_argument("--two-class", action=argparse.BooleanOptionalAction, default=None,
-                   help="two-class certificates: also bound the runner-up class's probability p_B (where the n0 "
-                   "votes name three or more classes) and take the two-class radius (wulff.certify.two_class); "
+                   help="two-class certificates: use the runner-up class's probability p_B too, not p_B = 1 - p_A "
+                   "(wulff.certify.two_class; with --adaptive by two scores each bounded at alpha, never below "
+                   "p_A alone; without, where the n0 votes name three or more classes, by bounds on p_A and p_B); "
                    "default: on with --adaptive, off without (CERTIFY as Cohen et al.'s, p_A alone)")
     p.add_argument("--compare-with", default=None, metavar="FILE",
                    help="an earlier certification of the same model and inputs (a wulff result file, a Cohen "

@@ -88,8 +88,9 @@ def generic_rho(rho_a: float, rho_b: float) -> float:
     return round_down((1 + Fraction(rho_a) - Fraction(rho_b)) / 2)
 
 
-def member_radius(certificate: Certificate, rho_a: float, rho_b: float) -> tuple[float, str]:
-    """The two-class radius of one certificate and its form (the larger of the forms that apply)."""
+def member_radius(certificate: Certificate, rho_a: float, rho_b: float, above: float = 0.0) -> tuple[float, str]:
+    """The two-class radius of one certificate and its form (the larger of the forms that apply); the
+    Neyman-Pearson form is searched only above ``above`` and the other forms' radii (it is the costly one)."""
     best = (float(certificate.radius(rho_a)), ONE_CLASS)
     generic = float(certificate.radius(generic_rho(rho_a, rho_b)))
     if generic > best[0]:
@@ -99,29 +100,31 @@ def member_radius(certificate: Certificate, rho_a: float, rho_b: float) -> tuple
         differential = round_down((Fraction(float(certificate.radius(rho_a))) + Fraction(mirrored)) / 2)
         if differential > best[0]:
             best = (differential, DIFFERENTIAL)
-    neyman_pearson = neyman_pearson_radius(certificate, rho_a, rho_b)
+    neyman_pearson = neyman_pearson_radius(certificate, rho_a, rho_b, above=max(best[0], above))
     if neyman_pearson > best[0]:
         best = (neyman_pearson, NEYMAN_PEARSON)
     return best
 
 
-def neyman_pearson_radius(certificate: Certificate, rho_a: float, rho_b: float) -> float:
+def neyman_pearson_radius(certificate: Certificate, rho_a: float, rho_b: float, above: float = 0.0) -> float:
     """Theorem 2C.3 for a level-set certificate (0.0 for any other, and unless 1/2 < rho_a and
     rho_b < 1 - rho_a): the table's unit radius (:mod:`wulff.radius.levelset.two_class`) times
-    lam / C rounded down (:func:`~wulff.certificate.factor_below`, C the norm conversion's constant)."""
+    lam / C rounded down (:func:`~wulff.certificate.factor_below`, C the norm conversion's constant).
+    Only radii above ``above`` (a radius already given by another form) are searched; 0.0 if none."""
     if not (rho_a > 0.5 and Fraction(rho_b) < 1 - Fraction(rho_a)):
         return 0.0
     table = two_class_table(certificate)
     if table is None:
         return 0.0
+    scale = certificate.lam / certificate.conversion if certificate.conversion != 1 else certificate.lam
+    factor = factor_below(scale)
     try:
-        unit = table.unit_radius(rho_a, rho_b)
+        unit = table.unit_radius(rho_a, rho_b, above=above / factor)
     except ArithmeticError as exc:  # the other forms stand (sound); say so rather than lose the input
         warnings.warn(f"two-class Neyman-Pearson form skipped at rho_a={rho_a!r}, rho_b={rho_b!r}: {exc}",
                       RuntimeWarning, stacklevel=2)
         return 0.0
-    scale = certificate.lam / certificate.conversion if certificate.conversion != 1 else certificate.lam
-    radius = unit * factor_below(scale)
+    radius = unit * factor
     return radius if radius >= SMALLEST_KEPT_RADIUS else 0.0
 
 
@@ -134,4 +137,9 @@ def two_class_radius(certificate: Certificate, rho_a: float, rho_b: float) -> tu
     rho_a, rho_b = check_bounds(rho_a, rho_b)
     if rho_a <= 0.5:
         return 0.0, ONE_CLASS
-    return max((member_radius(c, rho_a, rho_b) for c in members(certificate)), key=lambda rf: rf[0])
+    best = (0.0, ONE_CLASS)
+    for member in members(certificate):  # the largest, the first of equals
+        radius_form = member_radius(member, rho_a, rho_b, above=best[0])
+        if radius_form[0] > best[0]:
+            best = radius_form
+    return best

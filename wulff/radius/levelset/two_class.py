@@ -191,20 +191,26 @@ class TwoClassTable:
         g_a, g_b = self.growth_upper(eps, np.array([1.0 - rho_a, rho_b]))  # 1 - rho_a exact for rho_a >= 1/2
         return bool(g_a + g_b < 1.0)
 
-    def unit_radius(self, rho_a: float, rho_b: float) -> float:
+    def unit_radius(self, rho_a: float, rho_b: float, above: float = 0.0) -> float:
         """The largest grid radius of the table at which (2C.3) holds for p_A >= rho_a > 1/2 and
-        p_B <= rho_b < 1 - rho_a (unit scale, l2); 0.0 if none. Never above the exact two-class
-        Neyman-Pearson radius (module docstring)."""
+        p_B <= rho_b < 1 - rho_a (unit scale, l2), searched only above ``above`` (a radius another form
+        already gives: one failed check there settles that this form adds nothing); 0.0 if none. Never
+        above the exact two-class Neyman-Pearson radius (module docstring)."""
+        n = self.radii.size
+        low = int(np.searchsorted(self.radii, above, side="right"))  # the first grid radius above ``above``
+        if low >= n:
+            return 0.0
         guess = float(np.mean(lookup(self.table, np.array([rho_a, 1.0 - rho_b]))))  # (R(a) + R(1 - b)) / 2
-        start = int(np.clip(np.searchsorted(self.radii, guess, side="right") - 1, 0, self.radii.size - 1))
-        index = largest_passing(lambda i: self.certifies(i, rho_a, rho_b), start, self.radii.size)
-        return float(self.radii[index]) if index >= 0 else 0.0
+        start = int(np.clip(np.searchsorted(self.radii, guess, side="right") - 1, low, n - 1))
+        index = largest_passing(lambda i: self.certifies(i, rho_a, rho_b), start, n, low)
+        return float(self.radii[index]) if index >= low else 0.0
 
 
-def largest_passing(check, start: int, n: int) -> int:
-    """The largest i in [0, n) whose ``check(i)`` passed, for a check that passes up to some index and
-    fails beyond: galloping from ``start``, then bisection; -1 when none passed. Only indices whose
-    check passed are returned (a check that is not monotone still never yields a failed index)."""
+def largest_passing(check, start: int, n: int, low: int = 0) -> int:
+    """The largest i in [low, n) whose ``check(i)`` passed, for a check that passes up to some index and
+    fails beyond: galloping from ``start`` (in [low, n)), then bisection; low - 1 when none passed. Only
+    indices whose check passed are returned (a check that is not monotone still never yields a failed
+    index)."""
     if check(start):
         lo, step = start, 1
         hi = min(lo + step, n)
@@ -213,10 +219,10 @@ def largest_passing(check, start: int, n: int) -> int:
             hi = min(lo + step, n)
     else:
         hi, step = start, 1
-        lo = max(hi - step, -1)
-        while lo >= 0 and not check(lo):
+        lo = max(hi - step, low - 1)
+        while lo >= low and not check(lo):
             hi, step = lo, 2 * step
-            lo = max(hi - step, -1)
+            lo = max(hi - step, low - 1)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if check(mid):

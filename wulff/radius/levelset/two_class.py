@@ -11,7 +11,9 @@ long as the worst case of A, 1 - G_eps(1 - a), stays above the worst case of any
     G_eps(1 - a) + G_eps(b) < 1.                                                    (2C.3)
 
 At b = 1 - a this is Algorithm 1's G_eps(1 - a) < 1/2; for the Gaussian, G_eps(p) = Phi(Phi^-1(p) + eps)
-and (2C.3) is eps < (Phi^-1(a) - Phi^-1(b)) / 2, Cohen et al.'s Theorem 1.
+and (2C.3) is eps < (Phi^-1(a) - Phi^-1(b)) / 2, Cohen et al.'s Theorem 1. A radius eps covers every
+shift of norm <= eps under the premise of Algorithm 2 (the one-class table rests on it too): G_eps(p)
+is nondecreasing in eps.
 
 Signed levels. The table's levels are t = T > 0 (p1 = 1/2 needs T > 0); here the mass 1 - a may be
 close to 1/2 and its level negative. The reflection w -> v - w maps the complement of NP_{-t} onto
@@ -21,14 +23,16 @@ evaluated by the table's own quadrature (:class:`~.table.GrowthFunction`) at |T|
 Soundness of each number (the same bounds as the table's rows):
 
 * for a target mass p, a level T with P0_lower(T) >= p is found (bracketing from the Gaussian level,
-  then the Illinois method, the feasible end kept); G_eps being nondecreasing, G_eps(p) <=
+  then the Illinois method on log(P0_lower / p), the feasible end kept; NaN is never feasible; masses
+  below :data:`MASS_FLOOR` are raised to it); G_eps being nondecreasing in p, G_eps(p) <=
   G_eps(P0(T)) = P1(T) <= P1_upper(T): quadrature estimates with their error bounds (half-step rule,
   lost mass, rounding floor) added in the safe direction, 1 - x rounded outward;
 * (2C.3) is checked on these upper bounds in floats (round to nearest is monotone, so a float sum
   below 1 is an exact sum below 1);
 * eps runs over the table's own grid (Algorithm 2's rounding, <= 0.4 % of a radius), found by a
-  galloping search from the Gaussian guess (R(a) + R(1 - b)) / 2 and bisection; the largest grid
-  radius whose check passed is returned (the lower end), 0 when none did;
+  galloping search from the Gaussian guess (R(a) + R(1 - b)) / 2 and bisection (above a radius the
+  caller already has, if given); the largest grid radius whose check passed is returned (the lower
+  end), 0 when none did;
 * below d = SMOOTH_SPHERE_D the check runs at the table's unshrunk radius and the shrunk one is
   returned (:data:`~.table.LOW_D_RADIUS_MARGIN`, the table's empirical margin for the half-step
   estimate's shortfall at low d).

@@ -12,8 +12,8 @@ long as the worst case of A, 1 - G_eps(1 - a), stays above the worst case of any
 
 At b = 1 - a this is Algorithm 1's G_eps(1 - a) < 1/2; for the Gaussian, G_eps(p) = Phi(Phi^-1(p) + eps)
 and (2C.3) is eps < (Phi^-1(a) - Phi^-1(b)) / 2, Cohen et al.'s Theorem 1. A radius eps covers every
-shift of norm <= eps under the premise of Algorithm 2 (the one-class table rests on it too): G_eps(p)
-is nondecreasing in eps.
+shift of norm <= eps: G_eps(p) is nondecreasing in eps for every density that decreases with ||x||
+(Lemma 2C.4 of docs/soundness.md, a reflection argument; Algorithm 2's one-class table needs it too).
 
 Signed levels. The table's levels are t = T > 0 (p1 = 1/2 needs T > 0); here the mass 1 - a may be
 close to 1/2 and its level negative. The reflection w -> v - w maps the complement of NP_{-t} onto

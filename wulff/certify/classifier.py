@@ -49,7 +49,8 @@ class Certification:
     top-class probability, ``n`` the N = 2 lam Q offsets evaluated and ``top_count`` their votes for it.
     ``rho_b_upper`` is the upper bound on the runner-up's probability p_B the radius used (None: p_B
     was not bounded, the p_A form 1 - rho_lower); ``form`` maps each adversary to the form that gave
-    its radius: "p_A", "two-class" or "two-class (differential)" (:mod:`wulff.certify.two_class`).
+    its radius: "p_A", "two-class", "two-class (differential)" or "two-class (Neyman-Pearson)"
+    (:mod:`wulff.certify.two_class`).
     """
 
     prediction: int

@@ -38,6 +38,12 @@ class Shift:
         """eta with G(y + eta) - G(y) = tau (broadcast), -inf where no such eta exists."""
         raise NotImplementedError
 
+    def shift_near(self, y: np.ndarray, tau: np.ndarray, near: np.ndarray) -> np.ndarray:
+        """:meth:`shift`, given ``near``: an approximation of the result (same shape), e.g. from nearby
+        levels, which a solver may start from. The result is the same root to the solver's tolerance;
+        by default ``near`` is ignored."""
+        return self.shift(y, tau)
+
 
 class PowerShift(Shift):
     """g(r) = c r^k + j log r (+ const), c, k > 0, j >= 0: D = c r^k expm1(k eta) + j eta (Example T.2)."""
@@ -53,6 +59,27 @@ class PowerShift(Shift):
                 z = tau / a
                 return np.where(z > -1.0, np.log1p(np.maximum(z, -1.0)) / self.k, -np.inf)
         return self._newton(a, tau)
+
+    def shift_near(self, y, tau, near):
+        """Newton's method on f (see :meth:`_newton`) from ``near`` for at most WARM_STEPS steps; an
+        element still moving then, or not finite, is solved again from the one-term roots."""
+        if self.j == 0.0:
+            return self.shift(y, tau)
+        a = self.c * np.exp(self.k * np.asarray(y, dtype=float))
+        a, tau, near = np.broadcast_arrays(a, np.asarray(tau, dtype=float), np.asarray(near, dtype=float))
+        shape = a.shape
+        a, tau, eta = a.ravel(), tau.ravel(), near.ravel().copy()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            moving = self._converge(a, tau, eta, self.WARM_STEPS, from_right=False)
+        left = np.nonzero(~np.isfinite(eta))[0]
+        if moving.size:
+            left = np.union1d(left, moving)
+        if left.size:
+            eta[left] = self._newton(a[left], tau[left])
+        return eta.reshape(shape)
+
+    #: Newton steps from a nearby level's shift before falling back to a cold start
+    WARM_STEPS = 6
 
     def _newton(self, a, tau):
         """f(eta) = a expm1(k eta) + j eta - tau is increasing and convex. Each term alone reaches tau
@@ -74,35 +101,66 @@ class PowerShift(Shift):
             if falling.size:
                 start = eta[falling]
                 eta[falling] = np.minimum(start - self._step(a[falling], tau[falling], start), 0.0)
-            return self._converge(a, tau, eta).reshape(shape)
+            if self._converge(a, tau, eta, 100, from_right=True).size:
+                raise ArithmeticError("level set method: the level shift did not converge; please report this")
+        return eta.reshape(shape)
 
-    def _converge(self, a, tau, eta):
-        """Newton's method on f from ``eta`` (flat arrays), each element until its next iterate is
-        within _ETA_RTOL of the root. For this f, f''/f' = k a e^(k eta) / (k a e^(k eta) + j) < k, so
-        a step of size h from a point right of the root (where every step of :meth:`_newton` after the
-        first starts) leaves an error at most (k/2) h^2: an element whose step satisfies
-        (k/2) h^2 <= _ETA_RTOL |eta| / 4 is final after that step, without another evaluation.
-        The elements still moving are gathered into shorter arrays after each step."""
-        half_k = 0.5 * self.k
-        active = np.arange(eta.size)
-        a_on, tau_on, eta_on = a, tau, eta.copy()
-        for _ in range(100):
-            step = self._step(a_on, tau_on, eta_on)
-            eta_on -= step
-            moving = half_k * step * step > (0.25 * _ETA_RTOL) * np.abs(eta_on)
-            if not moving.all():
-                eta[active] = eta_on
-                if not moving.any():
-                    return eta
-                active, a_on, tau_on, eta_on = active[moving], a_on[moving], tau_on[moving], eta_on[moving]
-        raise ArithmeticError("level set method: the level shift did not converge; please report this")
+    def _converge(self, a, tau, eta, steps: int, from_right: bool) -> np.ndarray:
+        """Newton's method on f from ``eta`` (flat arrays, updated in place), each element until its
+        next iterate is within _ETA_RTOL of the root; returns the indices still moving after ``steps``.
+
+        For this f, f''/f' = k a e^(k eta) / (k a e^(k eta) + j) < k. A step of size h from a point x
+        right of the root (f' increasing: f'(x) >= f' between the root and x) leaves an error at most
+        (k/2) h^2; from a point left of it, at most (k/2) e^(k |h|) h^2, below k h^2 for k |h| <= 1/2
+        (which the test below implies: |eta| < 1500 for any finite r and s, so h^2 <= 1e-12 / k). An
+        element whose step makes that bound at most _ETA_RTOL |eta| / 4 is final after the step. The
+        elements still moving are gathered into shorter arrays after each step. From a cold start
+        (``from_right``) a step that is not finite (f = 0 exactly at an infinite level) counts as 0;
+        from a warm one it leaves eta not finite, for the caller to solve again."""
+        k, j = self.k, self.j
+        limit = 0.25 * _ETA_RTOL / (0.5 * k if from_right else k)
+        active = None  # all elements, until the first gathering
+        a_on, tau_on, eta_on = a, tau, eta
+        grown, step = np.empty_like(eta), np.empty_like(eta)
+        for _ in range(steps):
+            g, h = grown[:eta_on.size], step[:eta_on.size]
+            np.multiply(eta_on, k, out=g)
+            np.expm1(g, out=g)
+            np.multiply(a_on, g, out=h)  # f = a expm1(k eta) + j eta - tau
+            h -= tau_on
+            h += j * eta_on
+            g += 1.0  # f' = k a (expm1(k eta) + 1) + j
+            g *= a_on
+            g *= k
+            g += j
+            h /= g
+            if from_right and not np.isfinite(h).all():
+                h[~np.isfinite(h)] = 0.0
+            eta_on -= h
+            h *= h
+            np.abs(eta_on, out=g)
+            g *= limit
+            moving = np.nonzero(h > g)[0]
+            if moving.size < eta_on.size:
+                if active is not None:
+                    eta[active] = eta_on
+                if not moving.size:
+                    return moving
+                active = moving if active is None else active[moving]
+                a_on, tau_on, eta_on = a_on[moving], tau_on[moving], eta_on[moving]
+        if active is None:
+            return np.arange(eta.size)
+        eta[active] = eta_on
+        return active
+
+    def _raw_step(self, a, tau, eta):
+        """The Newton step f(eta) / f'(eta) of :meth:`_newton` (nan or inf where it overflows)."""
+        grown = np.expm1(self.k * eta)
+        return (a * grown + self.j * eta - tau) / (self.k * a * (grown + 1.0) + self.j)
 
     def _step(self, a, tau, eta):
         """The Newton step f(eta) / f'(eta) of :meth:`_newton` (0 where f(eta) = 0 exactly)."""
-        grown = np.expm1(self.k * eta)
-        step = (a * grown + self.j * eta - tau) / (self.k * a * (grown + 1.0) + self.j)
-        if np.isfinite(step).all():
-            return step
+        step = self._raw_step(a, tau, eta)
         return np.where(np.isfinite(step), step, 0.0)
 
 

@@ -72,8 +72,11 @@ ROUGH_HALF_NODES = 64
 #: this of its root): it moves p0 by about as much, below 1e-6 of 1/2 - p0 >= NEAR_HALF, and far
 #: below P_RTOL p0 in the tail
 SOLVE_TOLERANCE = 1e-12
-#: rows x nodes evaluated at once (memory)
+#: rows x nodes evaluated at once: small enough that the temporaries stay in the processor's cache
 CHUNK_ELEMENTS = 2 ** 16
+#: the level shifts of a row start from those of a row of the previous chunk at most this far in log eps
+#: (a chunk of the table spans 8 rows, 1.004^8 ~ e^0.032)
+WARM_RADIUS = 0.1
 
 
 def sphere_outside(x: np.ndarray, d: int) -> np.ndarray:
@@ -177,6 +180,9 @@ class GrowthFunction:
     def __init__(self, profile: Shift, law: RadiusLaw, d: int, half_nodes: int):
         self.profile, self.law, self.d = profile, law, d
         self.quad = RadiusQuadrature(law, half_nodes)
+        #: per sign, the rows (increasing eps) of the last chunk evaluated, their levels and their level
+        #: shifts at the nodes: the next evaluation of any of those rows starts its shift solver there
+        self._last_shifts: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def _offset(self, eps, eta):
         """r expm1(2 eta) / (4 eps) - eps / (4 r) = 1/2 - x, for rows eps and the quadrature nodes."""
@@ -191,11 +197,36 @@ class GrowthFunction:
         for lo in range(0, eps.size, rows):
             e = eps[lo:lo + rows, None]
             t = np.exp(log_t[lo:lo + rows])[:, None]
-            eta = self.profile.shift(self.quad.y, sign * t)
+            eta = self._shifts(eps[lo:lo + rows], sign * t, sign)
             # 1 - W_d(x) = W_d(1 - x) by the symmetry of Beta(a, a)
             values = sphere_outside(0.5 - sign * self._offset(e, eta), self.d)
             est[lo:lo + rows], err[lo:lo + rows] = self.quad.mean(values)
         return est, err
+
+    def _shifts(self, eps: np.ndarray, tau: np.ndarray, sign: float) -> np.ndarray:
+        """The level shifts eta (rows eps x nodes) at levels tau (a column).
+
+        Where every row of this chunk has a row of the last chunk of this sign within WARM_RADIUS in
+        log eps (the same row, evaluated again by :meth:`refine_half`'s steps, or a neighbour of the
+        table's grid), the solver starts from that row's shifts scaled by the ratio of the levels
+        (eta ~ tau / G'(y) for small shifts). Only the start changes: the solver's tolerance fixes the
+        result."""
+        last = self._last_shifts.get(sign)
+        eta = None
+        if last is not None:
+            last_eps, last_tau, last_eta = last
+            above = np.minimum(np.searchsorted(last_eps, eps), last_eps.size - 1)
+            below = np.maximum(above - 1, 0)
+            distance_above = np.abs(np.log(last_eps[above] / eps))
+            distance_below = np.abs(np.log(last_eps[below] / eps))
+            at = np.where(distance_below < distance_above, below, above)
+            if np.all(np.minimum(distance_above, distance_below) <= WARM_RADIUS):
+                eta = self.profile.shift_near(self.quad.y, tau, last_eta[at] * (tau / last_tau[at]))
+        if eta is None:
+            eta = self.profile.shift(self.quad.y, tau)
+        if eps.size < 2 or np.all(np.diff(eps) > 0):
+            self._last_shifts[sign] = (eps.copy(), tau, eta)
+        return eta
 
     def p1_upper(self, eps: np.ndarray, log_t: np.ndarray) -> np.ndarray:
         """Upper bound on p1 = E W_d(r, s1(r), eps), g(s1) = g(r) + t."""
@@ -254,11 +285,36 @@ class GrowthFunction:
 
 
     def refine_half(self, eps: np.ndarray, start: np.ndarray, slope: np.ndarray, tolerance: float,
-                    progress: tqdm | None = None, evaluations: int = 5) -> np.ndarray:
+                    progress: tqdm | None = None, evaluations: int = 8, *,
+                    rough: np.ndarray | None = None) -> np.ndarray:
         """:meth:`solve_half` from a close start: a Newton step with an estimated slope df/du < 0 of
         f = p1_upper - 1/2, then secant steps, all aiming at f = -tolerance/2, each on the rows not
         yet done (f in [-tolerance, 0]); rows left after ``evaluations`` go to solve_half, bracketed
-        by their last two points. Same contract: p1_upper(log t) <= 1/2 for every row returned."""
+        by their last two points. Same contract: p1_upper(log t) <= 1/2 for every row returned.
+
+        The rows (increasing eps) are refined a chunk (CHUNK_ELEMENTS rows x nodes) at a time, so that
+        every evaluation after a row's first starts the level shifts from the row's previous ones
+        (:meth:`_shifts`). With ``rough`` (a cheaper quadrature's log t per row), each chunk after the
+        first starts instead at rough + the gap (this log t - rough) of the last row solved, with the
+        last secant slope there: the rows a chunk apart differ by 1.004^8 in eps, and their gaps far
+        less than the gaps interpolated between radii a factor 2 apart."""
+        block = max(1, CHUNK_ELEMENTS // self.quad.r.size)
+        u, slope = np.empty(eps.size), np.broadcast_to(np.asarray(slope, dtype=float), eps.shape)
+        gap = last_slope = None
+        for lo in range(0, eps.size, block):
+            rows = slice(lo, lo + block)
+            start_here, slope_here = start[rows], slope[rows]
+            if gap is not None:
+                start_here, slope_here = rough[rows] + gap, np.full(slope_here.shape, last_slope)
+            u[rows], secant = self._refine_block(eps[rows], start_here, slope_here, tolerance, progress,
+                                                 evaluations)
+            if rough is not None and math.isfinite(u[rows][-1] - rough[rows][-1]):
+                gap = u[rows][-1] - rough[rows][-1]
+                last_slope = secant[-1] if math.isfinite(secant[-1]) and secant[-1] < 0 else slope[rows][-1]
+        return u
+
+    def _refine_block(self, eps, start, slope, tolerance, progress, evaluations):
+        """:meth:`refine_half` on one chunk of rows: (log t, the last secant slope) per row."""
         u, f = start.copy(), self.p1_upper(eps, start) - 0.5
         prev_u, prev_f = u.copy(), f.copy()
         secant = np.asarray(slope, dtype=float).copy()
@@ -280,7 +336,8 @@ class GrowthFunction:
             width = np.abs(u[active] - prev_u[active]) + 1e-9
             u[active] = self.solve_half(eps[active], u[active], width=width, progress=progress,
                                         tolerance=tolerance)
-        return u
+        return u, secant
+
 
 def tangent_slope(law: RadiusLaw, d: int) -> float:
     """An upper bound on Phi(1/2) = E[gamma^+] for gamma = u_1 g'(R) (Lemma U.1, Theorem R.1's gamma).
@@ -373,7 +430,7 @@ def _solve_rows(radii: np.ndarray, growth: GrowthFunction, coarse_eps: np.ndarra
         slope = (rough.p1_upper(radii, rough_u + step) - rough.p1_upper(radii, rough_u)) / step
         gap = coarse_u - rough.solve_half(coarse_eps, coarse_u, width=0.05, tolerance=SOLVE_TOLERANCE)
         start = rough_u + np.interp(np.log(radii), np.log(coarse_eps), gap)
-        log_t = growth.refine_half(radii, start, slope, SOLVE_TOLERANCE, progress=bar)
+        log_t = growth.refine_half(radii, start, slope, SOLVE_TOLERANCE, progress=bar, rough=rough_u)
     p, err = growth.p0_lower(radii, log_t)
     return log_t, p, err
 

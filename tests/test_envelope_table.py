@@ -160,3 +160,26 @@ def test_a_certificate_reads_the_table_at_its_scale_and_dtype():
     np.testing.assert_allclose(got, exact, rtol=STATED_LOSS + 1e-12, atol=0)
     narrow = cert.radius(torch.tensor(rho, dtype=torch.float32))
     assert torch.all(narrow.double() <= torch.as_tensor(cert.radius(rho.astype(np.float32).astype(np.float64))))
+
+
+def test_a_closed_form_with_an_envelope_beyond_reads_the_envelope_beyond_rho_max_only(monkeypatch):
+    """PowerInf vs l1: the closed form for rho <= rho_max, the envelope's table beyond. The envelope is
+    not evaluated at all where every rho is at most rho_max (it was evaluated on the whole batch)."""
+    q = registry.build("PowerInf", 10, lam=1.0, **registry.example_parameters("PowerInf", 10))
+    cert = next(c for c in wulff.best_certificate(q, "l1").certificates if c.formula_rho_max is not None)
+    rho_max = cert.formula_rho_max
+    below = np.linspace(0.5 + 1e-6, rho_max, 5001)
+    beyond = np.concatenate([np.linspace(rho_max, 1.0, 2001), 1 - np.geomspace(2.0 ** -53, 1e-3, 500)])
+    beyond = np.unique(beyond[beyond > rho_max])
+    expected_below = cert.kernel.unit(below)
+    env = _envelope("PowerInf", "l1")
+    np.testing.assert_allclose(cert.kernel.unit(beyond), env.unit(beyond), rtol=1e-13, atol=0)
+
+    def trap(self, rho):
+        if np.size(rho):
+            raise AssertionError("the envelope was evaluated below rho_max")
+        return np.zeros(0)
+
+    monkeypatch.setattr(Envelope, "radius_unit", trap)
+    monkeypatch.setattr(Envelope, "unit", trap)
+    np.testing.assert_array_equal(cert.kernel.unit(below), expected_below)

@@ -399,12 +399,13 @@ def _unit_functions(payload: dict):
     def radius_unit(x):
         x = np.asarray(x, dtype=float)
         inside = x <= rho_max
-        out = np.asarray(envelope.radius_unit(x), dtype=float).copy()
+        out = np.empty(x.shape)
         out[inside] = guarded(x[inside])
+        out[~inside] = envelope.unit(x[~inside])  # the envelope's kernel (its table) beyond rho_max only
         return out
 
     def radius_unit_torch(x):
-        return torch.where(x <= rho_max, guarded.torch(x), envelope.radius_unit_torch(x))
+        return torch.where(x <= rho_max, guarded.torch(x), envelope.unit_torch(x))
 
     def Phi(x):
         x = np.asarray(x, dtype=float)

@@ -295,21 +295,29 @@ class GrowthFunction:
         The rows (increasing eps) are refined a chunk (CHUNK_ELEMENTS rows x nodes) at a time, so that
         every evaluation after a row's first starts the level shifts from the row's previous ones
         (:meth:`_shifts`). With ``rough`` (a cheaper quadrature's log t per row), each chunk after the
-        first starts instead at rough + the gap (this log t - rough) of the last row solved, with the
-        last secant slope there: the rows a chunk apart differ by 1.004^8 in eps, and their gaps far
-        less than the gaps interpolated between radii a factor 2 apart."""
+        first starts instead from the rows solved before it, with the last secant slope there: at
+        rough + the gap (this log t - rough) of the last row solved (the rows a chunk apart differ by
+        1.004^8 in eps, and their gaps far less than the gaps interpolated between radii a factor 2
+        apart), or on the parabola through the log t of three rows solved (:func:`_extrapolate`),
+        whichever would have started the chunk before it closer. Only the starts depend on this."""
         block = max(1, CHUNK_ELEMENTS // self.quad.r.size)
         u, slope = np.empty(eps.size), np.broadcast_to(np.asarray(slope, dtype=float), eps.shape)
-        gap = last_slope = None
+        log_eps = np.log(eps)
+        last_slope, use_gap = None, True
         for lo in range(0, eps.size, block):
             rows = slice(lo, lo + block)
             start_here, slope_here = start[rows], slope[rows]
-            if gap is not None:
-                start_here, slope_here = rough[rows] + gap, np.full(slope_here.shape, last_slope)
+            if rough is not None and lo > 0:
+                by_gap = rough[rows] + (u[lo - 1] - rough[lo - 1])
+                by_trend = _extrapolate(log_eps, u, lo, block, log_eps[rows])
+                start_here = by_gap if use_gap or by_trend is None else by_trend
+                slope_here = np.full(slope_here.shape, last_slope)
             u[rows], secant = self._refine_block(eps[rows], start_here, slope_here, tolerance, progress,
                                                  evaluations)
-            if rough is not None and math.isfinite(u[rows][-1] - rough[rows][-1]):
-                gap = u[rows][-1] - rough[rows][-1]
+            if rough is not None:
+                if lo > 0:  # the next chunk starts the way that would have started this one better
+                    use_gap = by_trend is None or (np.median(np.abs(by_gap - u[rows]))
+                                                   <= np.median(np.abs(by_trend - u[rows])))
                 last_slope = secant[-1] if math.isfinite(secant[-1]) and secant[-1] < 0 else slope[rows][-1]
         return u
 
@@ -337,6 +345,17 @@ class GrowthFunction:
             u[active] = self.solve_half(eps[active], u[active], width=width, progress=progress,
                                         tolerance=tolerance)
         return u, secant
+
+
+def _extrapolate(x: np.ndarray, u: np.ndarray, lo: int, spacing: int, at: np.ndarray) -> np.ndarray | None:
+    """The parabola through (x, u) at rows lo - 1 - 2 spacing, lo - 1 - spacing and lo - 1, at ``at``
+    (None before row 2 spacing + 1). Rows one apart carry the quadrature's row-to-row noise (~1e-5 in
+    log t at d = 2); rows a chunk apart average it less than the gap to the rough quadrature varies."""
+    stencil = [lo - 1 - 2 * spacing, lo - 1 - spacing, lo - 1]
+    if stencil[0] < 0:
+        return None
+    value = np.polyval(np.polyfit(x[stencil], u[stencil], 2), at)
+    return value if np.all(np.isfinite(value)) else None
 
 
 def tangent_slope(law: RadiusLaw, d: int) -> float:

@@ -192,6 +192,20 @@ def test_frontier_table_on_a_small_population(monkeypatch):
         assert group in text
     assert text.count("| anytime | 0.4 |") == 2 and text.count("| bonferroni | 0.05 |") == 2
     assert "bonferroni:" in text and "anytime:" in text
+    assert text.count("x cheaper than the reference") == 2
+
+
+def test_floor_bound_arithmetic():
+    """One input of three ran to n_max (100 of 120 passes); the others at their floors (5 each) would cost
+    110 in all, everyone at the floor 30: against a reference of 240, 2.18x and 8.00x."""
+    from benchmarks import certify_adaptive as bench
+
+    results = (np.zeros(3), np.ones(3, dtype=bool), np.array([100, 10, 10]))
+    reason = np.array(["n_max", "next grid radius out of reach", "abstain ..."], dtype=object)
+    reference = (np.zeros(3), np.ones(3, dtype=bool), np.array([80, 80, 80]))
+    text = bench.floor_bound("anytime", results, reason, np.array([20.0, 5.0, 5.0]), reference)
+    assert "33.3% of the inputs" in text and "83% of the passes" in text
+    assert "2.18x cheaper" in text and "8.00x with the n_max inputs" in text
 
 
 def test_union_test_claims_nothing_on_the_uniform_alone():

@@ -66,17 +66,19 @@ class PowerShift(Shift):
         if self.j == 0.0:
             return self.shift(y, tau)
         a = self.c * np.exp(self.k * np.asarray(y, dtype=float))
-        a, tau, near = np.broadcast_arrays(a, np.asarray(tau, dtype=float), np.asarray(near, dtype=float))
-        shape = a.shape
-        a, tau, eta = a.ravel(), tau.ravel(), near.ravel().copy()
+        tau = np.asarray(tau, dtype=float)
+        shape = np.broadcast_shapes(a.shape, tau.shape, np.shape(near))
+        eta = np.array(np.broadcast_to(np.asarray(near, dtype=float), shape))  # a copy: near is kept
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             moving = self._converge(a, tau, eta, self.WARM_STEPS, from_right=False)
-        left = np.nonzero(~np.isfinite(eta))[0]
+        flat = eta.reshape(-1)
+        left = np.nonzero(~np.isfinite(flat))[0]
         if moving.size:
             left = np.union1d(left, moving)
         if left.size:
-            eta[left] = self._newton(a[left], tau[left])
-        return eta.reshape(shape)
+            at = np.unravel_index(left, shape)
+            flat[left] = self._newton(np.broadcast_to(a, shape)[at], np.broadcast_to(tau, shape)[at])
+        return eta
 
     #: Newton steps from a nearby level's shift before falling back to a cold start
     WARM_STEPS = 6
@@ -106,8 +108,9 @@ class PowerShift(Shift):
         return eta.reshape(shape)
 
     def _converge(self, a, tau, eta, steps: int, from_right: bool) -> np.ndarray:
-        """Newton's method on f from ``eta`` (flat arrays, updated in place), each element until its
-        next iterate is within _ETA_RTOL of the root; returns the indices still moving after ``steps``.
+        """Newton's method on f from ``eta`` (a contiguous array, updated in place; a and tau broadcast
+        against it), each element until its next iterate is within _ETA_RTOL of the root; returns the
+        flat indices of the elements still moving after ``steps``.
 
         For this f, f''/f' = k a e^(k eta) / (k a e^(k eta) + j) < k. A step of size h from a point x
         right of the root (f' increasing: f'(x) >= f' between the root and x) leaves an error at most
@@ -119,14 +122,13 @@ class PowerShift(Shift):
         from a warm one it leaves eta not finite, for the caller to solve again."""
         k, j = self.k, self.j
         limit = 0.25 * _ETA_RTOL / (0.5 * k if from_right else k)
-        active = None  # all elements, until the first gathering
+        shape, flat = eta.shape, eta.reshape(-1)
+        active = None  # every element (a and tau broadcast against eta), until the first gathering
         a_on, tau_on, eta_on = a, tau, eta
-        grown, step = np.empty_like(eta), np.empty_like(eta)
         for _ in range(steps):
-            g, h = grown[:eta_on.size], step[:eta_on.size]
-            np.multiply(eta_on, k, out=g)
+            g = np.multiply(eta_on, k)
             np.expm1(g, out=g)
-            np.multiply(a_on, g, out=h)  # f = a expm1(k eta) + j eta - tau
+            h = a_on * g  # f = a expm1(k eta) + j eta - tau
             h -= tau_on
             h += j * eta_on
             g += 1.0  # f' = k a (expm1(k eta) + 1) + j
@@ -140,17 +142,21 @@ class PowerShift(Shift):
             h *= h
             np.abs(eta_on, out=g)
             g *= limit
-            moving = np.nonzero(h > g)[0]
+            moving = np.nonzero((h > g).reshape(-1))[0]
             if moving.size < eta_on.size:
                 if active is not None:
-                    eta[active] = eta_on
+                    flat[active] = eta_on
                 if not moving.size:
                     return moving
-                active = moving if active is None else active[moving]
-                a_on, tau_on, eta_on = a_on[moving], tau_on[moving], eta_on[moving]
+                if active is None:
+                    at = np.unravel_index(moving, shape)
+                    a_on, tau_on = np.broadcast_to(a, shape)[at], np.broadcast_to(tau, shape)[at]
+                    active, eta_on = moving, flat[moving]
+                else:
+                    active, a_on, tau_on, eta_on = active[moving], a_on[moving], tau_on[moving], eta_on[moving]
         if active is None:
             return np.arange(eta.size)
-        eta[active] = eta_on
+        flat[active] = eta_on
         return active
 
     def _raw_step(self, a, tau, eta):

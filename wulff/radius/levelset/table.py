@@ -72,6 +72,9 @@ ROUGH_HALF_NODES = 64
 #: this of its root): it moves p0 by about as much, below 1e-6 of 1/2 - p0 >= NEAR_HALF, and far
 #: below P_RTOL p0 in the tail
 SOLVE_TOLERANCE = 1e-12
+#: the largest change of log kappa in one secant step of :meth:`GrowthFunction.refine_half` (its
+#: starts are within ~1e-2 of the root; a slope estimate that is far off must not send kappa to inf)
+MAX_STEP = 1.0
 #: rows x nodes evaluated at once: small enough that the temporaries stay in the processor's cache
 CHUNK_ELEMENTS = 2 ** 16
 #: the level shifts of a row start from those of a row of the previous chunk at most this far in log eps
@@ -140,6 +143,7 @@ class RadiusQuadrature:
         self.lost_mass = lost + float(w[~usable].sum() + w_half[~usable].sum())
         self.r, self.w, self.w_half = r[usable], w[usable], w_half[usable]
         self.y = np.log(self.r)
+        self._both_weights = np.stack([self.w, self.w_half], axis=1)  # one pass over the values for both
 
     @staticmethod
     def _normal_score_rule(law: RadiusLaw, n: int):
@@ -168,8 +172,8 @@ class RadiusQuadrature:
 
     def mean(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(estimate, error bound) of E values(R), values in [0, 1] given at the nodes (last axis)."""
-        full = values @ self.w
-        half = values @ self.w_half
+        both = values @ self._both_weights
+        full, half = both[..., 0], both[..., 1]
         err = np.abs(full - half) + self.lost_mass + 1e-13 * np.abs(full) + 1e-16
         return full, err
 
@@ -190,16 +194,28 @@ class GrowthFunction:
         with np.errstate(invalid="ignore", over="ignore"):
             return r * np.expm1(2.0 * eta) / (4.0 * eps) - eps / (4.0 * r)
 
+    def _argument(self, eps, eta, sign):
+        """x = 1/2 - sign * :meth:`_offset` (rows eps x nodes): W_d(x) is the sphere's fraction outside
+        the ball (sign = +1), and 1 - W_d(x) = W_d(1 - x) inside it (sign = -1, Beta(a, a) symmetric).
+        Computed in place: (1/2 + sign eps / (4 r)) - sign r expm1(2 eta) / (4 eps)."""
+        r = self.quad.r
+        with np.errstate(invalid="ignore", over="ignore"):
+            x = np.multiply(eta, 2.0)
+            np.expm1(x, out=x)
+            x *= r
+            x *= (-0.25 * sign / eps)[:, None]
+            x += np.multiply.outer(0.25 * sign * eps, 1.0 / r)
+            x += 0.5
+        return x
+
     def _mean_over_rows(self, eps, log_t, sign):
         """E of W_d(r, s1) (sign = +1) or of 1 - W_d(r, s0) (sign = -1), rows in chunks."""
         est, err = np.empty(eps.size), np.empty(eps.size)
         rows = max(1, CHUNK_ELEMENTS // self.quad.r.size)
         for lo in range(0, eps.size, rows):
-            e = eps[lo:lo + rows, None]
             t = np.exp(log_t[lo:lo + rows])[:, None]
             eta = self._shifts(eps[lo:lo + rows], sign * t, sign)
-            # 1 - W_d(x) = W_d(1 - x) by the symmetry of Beta(a, a)
-            values = sphere_outside(0.5 - sign * self._offset(e, eta), self.d)
+            values = sphere_outside(self._argument(eps[lo:lo + rows], eta, sign), self.d)
             est[lo:lo + rows], err[lo:lo + rows] = self.quad.mean(values)
         return est, err
 
@@ -295,15 +311,15 @@ class GrowthFunction:
         The rows (increasing eps) are refined a chunk (CHUNK_ELEMENTS rows x nodes) at a time, so that
         every evaluation after a row's first starts the level shifts from the row's previous ones
         (:meth:`_shifts`). With ``rough`` (a cheaper quadrature's log t per row), each chunk after the
-        first starts instead from the rows solved before it, with the last secant slope there: at
+        first starts instead from the rows solved before it (:func:`_slope_trend` for the slope): at
         rough + the gap (this log t - rough) of the last row solved (the rows a chunk apart differ by
         1.004^8 in eps, and their gaps far less than the gaps interpolated between radii a factor 2
         apart), or on the parabola through the log t of three rows solved (:func:`_extrapolate`),
         whichever would have started the chunk before it closer. Only the starts depend on this."""
         block = max(1, CHUNK_ELEMENTS // self.quad.r.size)
         u, slope = np.empty(eps.size), np.broadcast_to(np.asarray(slope, dtype=float), eps.shape)
-        log_eps = np.log(eps)
-        last_slope, use_gap = None, True
+        log_eps, secants = np.log(eps), np.empty(eps.size)
+        use_gap = True
         for lo in range(0, eps.size, block):
             rows = slice(lo, lo + block)
             start_here, slope_here = start[rows], slope[rows]
@@ -311,14 +327,12 @@ class GrowthFunction:
                 by_gap = rough[rows] + (u[lo - 1] - rough[lo - 1])
                 by_trend = _extrapolate(log_eps, u, lo, block, log_eps[rows])
                 start_here = by_gap if use_gap or by_trend is None else by_trend
-                slope_here = np.full(slope_here.shape, last_slope)
-            u[rows], secant = self._refine_block(eps[rows], start_here, slope_here, tolerance, progress,
-                                                 evaluations)
-            if rough is not None:
-                if lo > 0:  # the next chunk starts the way that would have started this one better
-                    use_gap = by_trend is None or (np.median(np.abs(by_gap - u[rows]))
-                                                   <= np.median(np.abs(by_trend - u[rows])))
-                last_slope = secant[-1] if math.isfinite(secant[-1]) and secant[-1] < 0 else slope[rows][-1]
+                slope_here = _slope_trend(log_eps, secants, lo, block, log_eps[rows])
+            u[rows], secants[rows] = self._refine_block(eps[rows], start_here, slope_here, tolerance,
+                                                        progress, evaluations)
+            if rough is not None and lo > 0:  # the next chunk starts as this one would have better
+                use_gap = by_trend is None or (np.median(np.abs(by_gap - u[rows]))
+                                               <= np.median(np.abs(by_trend - u[rows])))
         return u
 
     def _refine_block(self, eps, start, slope, tolerance, progress, evaluations):
@@ -330,7 +344,8 @@ class GrowthFunction:
         for _ in range(evaluations - 1):
             if not active.size:
                 break
-            step_to = u[active] - (f[active] + 0.5 * tolerance) / secant[active]
+            step = np.clip((f[active] + 0.5 * tolerance) / secant[active], -MAX_STEP, MAX_STEP)
+            step_to = u[active] - np.where(np.isfinite(step), step, 0.0)
             f_to = self.p1_upper(eps[active], step_to) - 0.5
             prev_u[active], prev_f[active] = u[active], f[active]
             u[active], f[active] = step_to, f_to
@@ -356,6 +371,20 @@ def _extrapolate(x: np.ndarray, u: np.ndarray, lo: int, spacing: int, at: np.nda
         return None
     value = np.polyval(np.polyfit(x[stencil], u[stencil], 2), at)
     return value if np.all(np.isfinite(value)) else None
+
+
+def _slope_trend(x: np.ndarray, secants: np.ndarray, lo: int, spacing: int, at: np.ndarray) -> np.ndarray:
+    """df/du < 0 at ``at`` from the secant slopes of the rows solved before row lo: a least-squares
+    parabola in log(-slope) through the last 3 chunks' rows, or the last row's slope while fewer are
+    solved. Only the first step of a chunk's rows depends on it."""
+    last = np.full(at.shape, secants[lo - 1])
+    if lo >= 3 * spacing and np.all(secants[lo - 3 * spacing:lo] < 0):
+        rows = slice(lo - 3 * spacing, lo)
+        with np.errstate(all="ignore"):
+            trend = -np.exp(np.polyval(np.polyfit(x[rows], np.log(-secants[rows]), 2), at))
+        if np.all((trend / last >= 0.5) & (trend / last <= 2.0)):  # else the secants were too noisy
+            return trend
+    return last
 
 
 def tangent_slope(law: RadiusLaw, d: int) -> float:

@@ -87,3 +87,80 @@ def test_low_d_table_solves_each_row_in_a_few_evaluations_and_keeps_its_values(l
     reference = tail_bound(shift, radial.radius_law, radial.d, solved[rows], table["half_nodes"])
     assert np.all(p[rows] <= reference * (1 + 1e-6))
     assert np.all(reference - p[rows] <= P_RTOL * np.minimum(reference, 0.5 - reference) + 1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# warm starts (the rows of a table are solved a chunk at a time, each level shift started from a
+# nearby row's) and the guard on the secant steps
+# ---------------------------------------------------------------------------------------------
+#: (y, tau) pairs where one term of f dominates or both are comparable: tau >> c r^k (the log term
+#: decides), tau << -c r^k, tiny levels at large and at tiny radii, and levels near the crossover
+_HARD_POINTS = [(0.0, 1000.0), (-5.0, 200.0), (2.0, -30.0), (1.0, -1e4), (-3.0, 1e-9), (3.0, 2e5),
+                (-30.0, 1e-12), (-30.0, -50.0), (4.0, 1e-14), (0.0, 1.0), (0.0, -0.5)]
+
+
+@pytest.mark.parametrize("c, k, j", [(1.0, 1.0, 1.0), (1.0, 2.0, 1.0), (0.5, 0.5, 3.0), (2.0, 3.0, 0.01)])
+def test_warm_shift_solves_from_any_start_to_the_mpmath_root(c, k, j):
+    """PowerShift.shift_near (Newton from a given start, with a cold solve for any element it leaves
+    unconverged or not finite) returns the root of c r^k expm1(k eta) + j eta = tau to 1e-13 relative
+    (50-digit bisection), whether the start is a rounding away, 1e-6 or 1e-2 off, a factor 2 off,
+    far on either side, or not finite."""
+    y = np.array([p[0] for p in _HARD_POINTS])
+    tau = np.array([p[1] for p in _HARD_POINTS])
+    exact = np.array([_exact_shift(c, k, j, yi, ti) for yi, ti in zip(y, tau)])
+    shift = PowerShift(c, k, j)
+    starts = [exact * (1 + 1e-15), exact * (1 + 1e-6), exact * (1 - 1e-2), exact * 2.0, exact / 2.0,
+              exact - 50.0, exact + 50.0, np.full(y.size, np.nan), np.full(y.size, np.inf), np.zeros(y.size)]
+    for start in starts:
+        near = start.copy()
+        eta = shift.shift_near(y, tau, near)
+        np.testing.assert_allclose(eta, exact, rtol=1e-13, atol=0.0)
+        np.testing.assert_array_equal(near, start)  # the start is not overwritten
+    # rows x nodes broadcast as the tables call it: the same roots
+    grid = shift.shift_near(y[None, :], tau[:, None], np.ones((tau.size, y.size)))
+    np.testing.assert_allclose(np.diag(grid), exact, rtol=1e-13, atol=0.0)
+
+
+def test_rows_evaluated_again_start_from_their_previous_shifts(monkeypatch):
+    """A GrowthFunction evaluating the same rows (or a chunk's neighbours) at nearby levels solves the
+    level shifts from the previous ones: the cold solver is not called again, and p1 and p0 equal those
+    of a fresh GrowthFunction (cold starts everywhere) to rounding."""
+    radial = spherical_form(D.Exp2(2, k=1, j=1, lam=1.0))
+    shift = shift_of(radial)
+    eps = np.geomspace(1e-3, 3.0, 8)
+    log_t = 2 * np.log(eps) + 0.3
+    growth = table_module.GrowthFunction(shift, radial.radius_law, radial.d, 256)
+    growth.p1_upper(eps, log_t)
+    growth.p0_lower(eps, log_t)
+    cold = []
+    original = PowerShift._newton
+
+
+    def counted(self, a, tau):
+        cold.append(np.size(a))
+        return original(self, a, tau)
+
+    monkeypatch.setattr(PowerShift, "_newton", counted)
+    moved = log_t + 1e-6
+    p1 = growth.p1_upper(eps[2:], moved[2:])  # a subset of the rows, at nearby levels
+    p0, err0 = growth.p0_lower(eps * 1.004, moved)  # the table's next rows
+    assert sum(cold) <= 0.001 * eps.size * growth.quad.r.size
+    fresh = table_module.GrowthFunction(shift, radial.radius_law, radial.d, 256)
+    np.testing.assert_allclose(p1, fresh.p1_upper(eps[2:], moved[2:]), rtol=0, atol=1e-15)
+    fresh_p0, fresh_err0 = fresh.p0_lower(eps * 1.004, moved)
+    np.testing.assert_allclose(p0, fresh_p0, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(err0, fresh_err0, rtol=1e-9, atol=1e-15)
+
+
+def test_refine_half_survives_a_wrong_slope():
+    """A slope estimate far too small (or of the wrong sign) must not send kappa to infinity: the secant
+    steps are capped and the rows still end with p1_upper <= 1/2 within the tolerance."""
+    radial = spherical_form(D.Exp2(3, k=1, j=1, lam=1.0))
+    growth = table_module.GrowthFunction(shift_of(radial), radial.radius_law, radial.d, 256)
+    eps = np.geomspace(1e-2, 2.0, 6)
+    exact = growth.solve_half(eps, 2 * np.log(eps), tolerance=1e-13)
+    for slope in (-1e-300, 1e-3, -1e300):
+        u = growth.refine_half(eps, exact + 1e-3, np.full(eps.size, slope), 1e-12)
+        f = growth.p1_upper(eps, u) - 0.5
+        assert np.all(f <= 0)
+        assert np.all((f >= -1e-12) | (np.abs(u - exact) <= 1e-6))

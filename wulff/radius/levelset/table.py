@@ -27,6 +27,12 @@ Numerics (all sound in the direction that matters):
   the mass outside the window and a rounding floor are subtracted from p0 and added to p1.
 * t is found by the Illinois method on u = log t, and the end of the bracket with
   p1 + error <= 1/2 is kept: p_i is a lower bound on the exact Neyman-Pearson p0.
+* Cost (issue 29): rows x nodes are evaluated in chunks small enough to stay in the processor's
+  cache; a table's rows are solved a chunk at a time from starts predicted by the rows solved before
+  (:meth:`GrowthFunction.refine_half`), and every level shift is solved from a nearby row's
+  (:meth:`GrowthFunction._shifts`). Starts only: every row still ends with p1 + error <= 1/2 within
+  SOLVE_TOLERANCE, and every shift within the solver's tolerance, so the values are those of a
+  cold solve to rounding.
 """
 from __future__ import annotations
 

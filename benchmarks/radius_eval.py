@@ -14,7 +14,7 @@ of percent between runs on a shared machine: compare ratios, and run twice.
 Targets: wulff <= 1.5x bare, <= 100 us per scalar call, <= 200 MB for the d = 150528 case.
 
 A second table (issue 29) times the pairs whose radius is an envelope or a table (Laplace, Exp1 and
-Pareto vs linf; PowerInf, Power2 and Exp2 vs l1, l2, linf) against wulff's own Laplace vs l1 closed form
+Pareto vs linf; PowerInf, Power2, Exp2 and ExpP vs l1, l2, linf) against wulff's own Laplace vs l1 closed form
 on the same rho, the two taking turns in each round; "kernels" names the candidates evaluated in the
 range (an envelope is read through its indexed Taylor table). Target: <= 1.5x Laplace vs l1.
 """
@@ -85,9 +85,10 @@ def best_of_each(fns, repeat: int) -> list[float]:
     return best
 
 
-#: the pairs of issue 29 whose radius is an envelope or a table
+#: the pairs of issue 29 whose radius is an envelope or a table, and ExpP (a tangent table alone)
 ENVELOPE_PAIRS = [("Laplace", "linf"), ("Exp1", "linf"), ("Pareto", "linf"),
-                  *((name, adversary) for name in ("PowerInf", "Power2", "Exp2") for adversary in ADVERSARIES)]
+                  *((name, adversary) for name in ("PowerInf", "Power2", "Exp2", "ExpP")
+                    for adversary in ADVERSARIES)]
 
 
 def kernel_names(best, lo: float, hi: float) -> str:

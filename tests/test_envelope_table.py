@@ -13,6 +13,7 @@ import mpmath
 import numpy as np
 import pytest
 import torch
+from wulff.diffmethod.derive import derive
 from wulff.diffmethod.envelope import Envelope
 from wulff.diffmethod.structure import gamma_law
 
@@ -20,6 +21,7 @@ import wulff
 import wulff.distributions as D
 from wulff.distributions import registry
 from wulff.radius import numeric
+from wulff.radius.kernel import TangentTable
 from wulff.radius.numeric import IndexedTaylorTable
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -183,3 +185,39 @@ def test_a_closed_form_with_an_envelope_beyond_reads_the_envelope_beyond_rho_max
     monkeypatch.setattr(Envelope, "radius_unit", trap)
     monkeypatch.setattr(Envelope, "unit", trap)
     np.testing.assert_array_equal(cert.kernel.unit(below), expected_below)
+
+
+def _tangent_table(name: str, adversary: str, d: int = 10):
+    """The tangent table of a slow closed form (Phi of Definition G.4, concave) and its certificate."""
+    q = registry.build(name, d, lam=1.0, **registry.example_parameters(name, d))
+    cert = derive(q, adversary)  # the differential method's certificate alone (no level-set table)
+    assert isinstance(cert.kernel, TangentTable)
+    return cert.kernel, cert
+
+
+@pytest.mark.parametrize("pair", [("ExpP", "l1"), ("Exp2", "l2")])
+def test_a_slow_closed_form_reads_an_indexed_table_within_the_stated_loss(pair):
+    """Below the formula's own float values (less its 1e-10 margin) up to the guard's estimate, within
+    the stated loss of them away from rho = 1/2 (the grid tangents lost up to 1e-2 next to rho = 1), at
+    least the grid tangents next to 1/2 (cells flagged there are left to them), nondecreasing, the same
+    on torch tensors; below the mpmath value of the closed form."""
+    table, cert = _tangent_table(*pair)
+    rho = _dense_rho()
+    formula = np.asarray(table._formula(rho), dtype=float) * (1 - 1e-10)
+    got = table(rho)
+    assert np.all(np.diff(got) >= 0)
+    assert np.array_equal(np.isinf(got), np.isinf(formula))
+    positive = np.isfinite(formula) & (formula > 0)
+    loss = (formula[positive] - got[positive]) / formula[positive]
+    far_from_half = rho[positive] > 0.51  # next to 1/2 cells may be left to the grid tangents
+    assert loss[far_from_half].max() <= STATED_LOSS, loss[far_from_half].max()
+    near = rho <= 0.51
+    grid = table._on_grid(rho[near])
+    assert np.all((got[near] >= grid * (1 - 2e-12)) | (got[near] >= formula[near] * (1 - STATED_LOSS)))
+    np.testing.assert_allclose(table.torch(torch.tensor(rho)).numpy(), got, rtol=1e-12, atol=0)
+    # the guard's float formula is the tangent at 1/2 below its threshold, and shaved by an absolute
+    # term above: where the table is above it (by the exact R' and R''), mpmath decides
+    above = rho[positive][np.argsort(loss)[:12]]
+    sample = np.concatenate([above, [0.5 + 2.0 ** -30, 0.6, 0.75, 0.9, 0.99, 0.999999, 1 - 2.0 ** -40]])
+    reference = cert.verified_radius(sample)
+    assert np.all(table(sample) * cert.lam <= reference), (table(sample), reference)

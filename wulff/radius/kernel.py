@@ -21,7 +21,7 @@ import numpy as np
 import sympy as sp
 import torch
 
-from .numeric import ROUNDING_MARGIN, Locator, OnDevice, exact_scale, factor_below
+from .numeric import ROUNDING_MARGIN, IndexedTaylorTable, Locator, OnDevice, exact_scale, factor_below
 
 #: the scale a kernel applies: 1 (none), or the pair (lam, C) of the exact scale lam and the exact
 #: norm-conversion constant C (the radius is lam R_unit / C)
@@ -136,6 +136,13 @@ def as_kernel(radius_unit, radius_unit_torch=None) -> Kernel:
     return FunctionKernel(radius_unit, radius_unit_torch)
 
 
+#: mantissa bits of the indexed table of a :class:`TangentTable` with a concave Phi (each of its
+#: 52 * 2^12 cells evaluates the slow formula three times when the table is built: 0.1-0.4 s, once)
+TANGENT_TABLE_BITS = 12
+#: a curvature from secants of Phi is taken times 1 - this (it absorbs Phi's float error, amplified by
+#: the difference of two close values; the curvature term is at most ~1e-7 of the radius)
+SECANT_MARGIN = 1e-6
+
 #: p = 1 - rho where slow closed forms are tabulated (:class:`TangentTable`)
 TABLE_P_GRID = np.unique(np.concatenate([np.linspace(1e-3, 0.5, 3000), np.geomspace(1e-14, 0.5, 16000),
                                          np.geomspace(1e-300, 1e-14, 300)]))
@@ -158,12 +165,21 @@ class TangentTable(Kernel):
     larger tangent is capped at values[j-1]. Each tangent is a chain of correctly rounded monotone
     operations in p0, so the table is nondecreasing within a cell, lies in [values[j], values[j-1]]
     there, and is hence nondecreasing across cells too.
+
+    With ``concave_Phi`` (Phi of Definition G.4 is concave: Phi' is the quantile of gamma, nonincreasing
+    in p) the radius is read from an :class:`~wulff.radius.numeric.IndexedTaylorTable` of the formula
+    (:attr:`indexed`, built at the first evaluation; no search), whose curvature R'' = Phi' / Phi^2 is
+    bounded below on a cell [m, m'] of p by the secant of Phi over the next cell [m', m''] (by concavity
+    it is at most Phi'(m') <= Phi'(p)) over Phi(m')^2; its flagged cells (next to rho = 1/2) are the
+    tangents above, clipped. Within 1e-9 of the formula elsewhere; like the tangents, it may lie above
+    the formula's shaved float value where that is far below R (the guard's tangent at 1/2 just below
+    its threshold), never above R given the formula's value at the anchors and Phi.
     """
 
-    guarantee = ("proved below the tabulated formula (tangents of a convex radius); the formula's own float "
-                 "error as its kernel states")
+    guarantee = ("proved below the tabulated formula (tangents, or Taylor bounds by concavity of Phi, of a "
+                 "convex radius); the formula's own float error as its kernel states")
 
-    def __init__(self, radius_unit, Phi, p_grid: np.ndarray):
+    def __init__(self, radius_unit, Phi, p_grid: np.ndarray, *, concave_Phi: bool = False):
         p = np.unique(np.asarray(p_grid, dtype=float))  # ascending p = descending rho
         p = np.unique(1.0 - (1.0 - p))  # p exactly 1 - rho for a float rho (as the queries will be)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -174,9 +190,39 @@ class TangentTable(Kernel):
         self._locator = Locator(self.p)
         self._formula = radius_unit
         self._device = OnDevice(p=self.p, values=self.values, slope=self.slope)
+        self._Phi, self.concave_Phi = Phi, bool(concave_Phi)
+
+    @property
+    def indexed(self) -> IndexedTaylorTable | None:
+        """The indexed Taylor table of the formula (with ``concave_Phi``; built once, at the first use)."""
+        if self.concave_Phi and self.__dict__.get("_indexed") is None:
+            self._indexed = IndexedTaylorTable(self._shaved_formula, self._lower_derivatives,
+                                               bits=TANGENT_TABLE_BITS)
+        return self.__dict__.get("_indexed")
+
+    def _shaved_formula(self, rho: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(self._formula(rho), dtype=float) * (1.0 - ROUNDING_MARGIN)
+
+    def _lower_derivatives(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(R', a lower bound on R'' on each cell) at the cells' anchors p (ascending, the last 1/2): R' =
+        1 / Phi(p) and the secant of the concave Phi to the next anchor over Phi(p)^2 (0 at p = 1/2),
+        with the margins of the tabulated values."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            phi = np.asarray(self._Phi(p), dtype=float)
+            secant = np.append(np.diff(phi) / np.diff(p), 0.0)
+            keep = 1.0 - ROUNDING_MARGIN
+            return keep / phi, np.maximum(secant, 0.0) * (keep * (1.0 - SECANT_MARGIN)) / (phi * phi)
 
     def __call__(self, rho) -> np.ndarray:
         rho = np.asarray(rho, dtype=float)
+        if self.indexed is None:
+            return self._on_grid(rho)
+        out, missing = self.indexed(rho)
+        return out if missing is None else self.indexed.settle(out, missing, self._on_grid(missing.rho))
+
+    def _on_grid(self, rho: np.ndarray) -> np.ndarray:
+        """The tangents of the grid at rho (the formula outside the grid)."""
         p0 = 1.0 - rho
         # p[j-1] < p0 <= p[j]: rho between the grid rhos 1 - p[j] <= rho < 1 - p[j-1]
         j = np.searchsorted(self.p, p0, side="left") if p0.size <= 4 else self._locator.left(p0)
@@ -219,6 +265,13 @@ class TangentTable(Kernel):
 
     def torch(self, rho: torch.Tensor) -> torch.Tensor:
         """The table on rho's device; the few rho outside it (next to 1) by the formula on the host."""
+        if self.indexed is None:
+            return self._on_grid_torch(rho)
+        out, missing = self.indexed(rho)
+        return out if missing is None else self.indexed.settle(out, missing, self._on_grid_torch(missing.rho))
+
+    def _on_grid_torch(self, rho: torch.Tensor) -> torch.Tensor:
+        """:meth:`_on_grid` on rho's device."""
         table = self._device.on(rho.device)
         p0 = 1.0 - rho
         j = torch.searchsorted(table["p"], p0, side="left")

@@ -211,7 +211,8 @@ class IndexedTaylorTable:
 
     so q(t) = a + t (b + c t) is below R on the cell when a <= R(rho_a), b <= R'(rho_a) and 2c <= R''
     on the cell (R'' >= 0: R is convex, Remark G.5: R' = 1 / Phi(1 - rho) and Phi is nondecreasing on
-    [0, 1/2]). ``lower_derivatives(p)`` gives b and 2c at p = m' (lower bounds); a is ``radius`` at the
+    [0, 1/2]). ``lower_derivatives(p)`` gives b and 2c at p = m' (lower bounds; p is every cell's m',
+    ascending, the last one 1/2); a is ``radius`` at the
     float rho at or below rho_a; all three are then multiplied by 1 - :data:`TABLE_MARGIN`. With a, b, c,
     t >= 0 there is no cancellation: the float value is within 3 roundings of q, which the margin covers.
     A cell narrower than 2^-53 (u below 2^(bits - 53)) holds one float rho at most: a is ``radius`` there
@@ -249,6 +250,8 @@ class IndexedTaylorTable:
         self.flagged = self._flag()
         self.rows = len(a)
         self._columns = OnDevice(a=self.a, b=self.b, c=self.c)
+        self.a, self.b, self.c = (self._columns.arrays[name] for name in "abc")  # one copy of each column
+        del self._cells, self._undefined  # the edges are computed from the keys when the table is read
 
     def _coefficients(self, lower_derivatives):
         """(a, b, c) of every row, before the monotone fit: Taylor at each cell's anchor, less the margin."""
@@ -274,18 +277,25 @@ class IndexedTaylorTable:
         return a + t * (b + c * t)
 
     def _fit(self, a, b, c) -> None:
-        """Anchors nonincreasing in u; b, c scaled down until each cell ends at or below the next anchor."""
+        """Anchors nonincreasing in u; b, c scaled down until each cell ends at or below the next anchor.
+        A NaN anchor (the radius undefined there) takes the next valid anchor at a larger u (a smaller,
+        so sound, value), and its cell is flagged."""
+        self._undefined = np.isnan(a)
+        if self._undefined.any():
+            backwards = a[::-1]
+            last_valid = np.maximum.accumulate(np.where(np.isnan(backwards), 0, np.arange(a.size)))
+            a = backwards[last_valid][::-1]  # the zero row at the end is always valid
         a = np.minimum.accumulate(a)
-        a[np.isnan(a)] = 0.0
         cap = np.concatenate([[np.inf], a[:-1]])  # the anchor of the next cell in rho
         width = np.concatenate([[0.0], self._cells["anchor"][1:-1] - self._cells["far"], [0.0]])
-        for _ in range(8):
+        for attempt in range(12):  # the scale is shaved a little more at each attempt (float rounding)
             top = self._value(a, b, c, width)
             over = top > cap
             if not over.any():
                 break
             with np.errstate(invalid="ignore"):  # inf - inf at the row of rho = 1 (not over)
-                scale = np.where(over, (cap - a) / np.where(over, top - a, 1.0) * (1.0 - 2.0 ** -20), 1.0)
+                shave = 1.0 - 2.0 ** (-44 + 3 * attempt)
+                scale = np.where(over, (cap - a) / np.where(over, top - a, 1.0) * shave, 1.0)
             b, c = b * scale, c * scale
         else:
             b[over], c[over] = 0.0, 0.0
@@ -304,7 +314,7 @@ class IndexedTaylorTable:
             with np.errstate(divide="ignore", invalid="ignore"):
                 loss = np.where(inside, (exact - table) / exact, 0.0)
             worst = np.maximum(worst, np.where(np.isnan(loss), np.inf, loss))
-        flagged = np.concatenate([[False], worst > self.loss, [False]])
+        flagged = np.concatenate([[False], worst > self.loss, [False]]) | self._undefined
         self.b = np.where(flagged, np.nan, self.b)
         return flagged
 

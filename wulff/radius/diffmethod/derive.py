@@ -391,7 +391,7 @@ def _unit_functions(payload: dict):
     guarded = _guard_near_half(radius_expr, phi_formula)
     if envelope is None:
         if _is_slow(closed["radius"]):
-            table = TangentTable(guarded, phi_formula, TABLE_P_GRID)
+            table = TangentTable(guarded, phi_formula, TABLE_P_GRID, concave_Phi=True)  # Phi of Definition G.4
             return table, phi_formula, table.slope_torch
         return guarded, phi_formula, _slope_from(phi_torch)
     rho_max = closed["rho_max"]

@@ -77,9 +77,12 @@ from wulff.certify.analysis import radius_grid
 N0, N, ALPHA, ADVERSARY = 100, 100_000, 0.001, "l1"
 CLASSES = 10
 CHECK_ALPHA, CHECK_RUNS, CHECK_N_MAX = 0.05, 2000, 20_000
-#: the frontier's decision levels, and the reference: today's adaptive procedure (issue 12) at 0.05
+#: the frontier's decision levels, and the reference: the adaptive procedure of issue 12, (method,
+#: DECISION_LEVEL, VALUE_PRICE), VALUE_PRICE = 0 turning off the later rule "next grid radius not worth
+#: its samples"
 DECISION_LEVELS = (1e-4, 1e-3, 0.01, 0.05, 0.2, 0.4)
-REFERENCE = ("bonferroni", 0.05)
+REFERENCE = ("bonferroni", 0.05, 0.0)
+ISSUE_12 = "bonferroni, issue 12 rules"
 #: the targets of issue 28: 1.5x fewer passes than the reference within 0.5 points at every radius
 TARGET_RATIO, TARGET_POINTS = 1.5, 0.5
 #: the stop reasons of certify_sequential, grouped (every abstention reason starts with "abstain")
@@ -166,6 +169,13 @@ def sequential_reasons(population: np.ndarray, cert, method: str, radii, seed: i
 
 
 # -- the published procedures (vectorized over the population) ------------------------------------------
+def versus(results: dict[str, Results], name: str, grid) -> str:
+    """One procedure against issue 12's: how many fewer passes, and the largest accuracy gap."""
+    ratio = results[ISSUE_12][2].sum() / results[name][2].sum()
+    return (f"{name} vs {ISSUE_12} (grid): {ratio:.2f}x fewer forward passes, largest accuracy gap "
+            f"{largest_gap(results[name], results[ISSUE_12], grid):.1f} points")
+
+
 PUBLISHED_GRID = ("Horvath et al. (grid)", "Voracek, mixture (grid)", "Voracek, union bound + rand. CP (grid)")
 
 
@@ -261,7 +271,8 @@ def population_section(title: str, population: np.ndarray, cert, seed: int,
     began = time.perf_counter()
     plain = run_population(population, cert, {"Cohen": cohen}, seed)
     grid = radius_grid([_as_results(*plain["Cohen"])], ADVERSARY)
-    procedures = {"Cohen": cohen, "bonferroni": sequential("bonferroni", tuple(grid)),
+    procedures = {"Cohen": cohen, ISSUE_12: with_rules(sequential("bonferroni", tuple(grid)), *REFERENCE[1:]),
+                  "bonferroni": sequential("bonferroni", tuple(grid)),
                   "anytime": sequential("anytime", tuple(grid)),
                   "bonferroni, no grid": sequential("bonferroni", None),
                   "anytime, no grid": sequential("anytime", None),
@@ -270,13 +281,12 @@ def population_section(title: str, population: np.ndarray, cert, seed: int,
     results = run_population(population, cert, procedures, seed)
     results.update(published_results(population, cert, grid, seed))
     lines = [f"### {title} ({len(population)} inputs)", "", "Certified accuracy (%) at each radius:", ""]
-    lines += grid_table(results, grid, "bonferroni")
+    lines += grid_table(results, grid, ISSUE_12)
     floor = floor_per_input(population, cert, grid).mean()
-    ratio = results["bonferroni"][2].sum() / results["anytime"][2].sum()
-    lines += ["", f"anytime vs bonferroni (grid): {ratio:.2f}x fewer forward passes, largest accuracy gap "
-              f"{largest_gap(results['anytime'], results['bonferroni'], grid):.1f} points; floor (oracle knowing "
-              f"p, Clopper-Pearson at alpha, one look): {floor:,.0f} passes per input, anytime "
-              f"{results['anytime'][2].mean():,.0f}, bonferroni {results['bonferroni'][2].mean():,.0f}"]
+    lines += [""] + [versus(results, name, grid) for name in ("anytime", "bonferroni")]
+    lines += [f"floor (oracle knowing p, Clopper-Pearson at alpha, one look): {floor:,.0f} passes per input; "
+              + ", ".join(f"{name} {results[name][2].mean():,.0f}"
+                          for name in (ISSUE_12, "bonferroni", "anytime"))]
     lines += [published_verdict(results, grid)]
     gain = accuracy(*results["anytime two-class"][:2], grid) - accuracy(*results["anytime"][:2], grid)
     lines += [f"two-class form (anytime): {' / '.join(f'{100 * g:+.1f}' for g in gain)} points at the radii "
@@ -310,93 +320,126 @@ def _as_results(radius, correct, passes):
 
 # -- the frontier of the stopping rules -----------------------------------------------------------------
 @contextlib.contextmanager
-def decision_level(value: float) -> Iterator[None]:
-    """``wulff.certify.adaptive.DECISION_LEVEL`` set to ``value`` for the block (the stopping rules' level;
-    it sets the cost, never the validity)."""
+def stopping_rules(level: float, price: float | None = None) -> Iterator[None]:
+    """``wulff.certify.adaptive.DECISION_LEVEL`` set to ``level`` for the block, and VALUE_PRICE (the rule
+    that gives up a grid radius not worth its samples) to ``price`` where given and the library has it;
+    they set the cost, never the validity."""
+    patch = {"DECISION_LEVEL": level}
     if not hasattr(adaptive, "DECISION_LEVEL"):
         raise RuntimeError("wulff.certify.adaptive.DECISION_LEVEL is gone: the frontier cannot patch it")
-    saved = adaptive.DECISION_LEVEL
-    adaptive.DECISION_LEVEL = value
+    if price is not None and hasattr(adaptive, "VALUE_PRICE"):
+        patch["VALUE_PRICE"] = price
+    elif price:
+        raise RuntimeError("wulff.certify.adaptive.VALUE_PRICE is gone: the frontier cannot patch it")
+    saved = {name: getattr(adaptive, name) for name in patch}
+    for name, value in patch.items():
+        setattr(adaptive, name, value)
     try:
         yield
     finally:
-        adaptive.DECISION_LEVEL = saved
+        for name, value in saved.items():
+            setattr(adaptive, name, value)
+
+
+def value_prices() -> tuple[float, ...]:
+    """0 (issue 12's rules) and the library's VALUE_PRICE, where it has one."""
+    current = float(getattr(adaptive, "VALUE_PRICE", 0.0))
+    return (0.0,) if current == 0 else (0.0, current)
+
+
+def with_rules(procedure, level: float | None = None, price: float | None = None):
+    """A per-input procedure run under :func:`stopping_rules` (level None: the library's)."""
+    def run(probs: np.ndarray, rng, cert):
+        with stopping_rules(adaptive.DECISION_LEVEL if level is None else level, price):
+            return procedure(probs, rng, cert)
+    return run
 
 
 def frontier_section(title: str, population: np.ndarray, cert, grid, seed: int) -> str:
-    """Passes against accuracy as DECISION_LEVEL varies, for both wulff procedures; and where the passes go."""
+    """Passes against accuracy as DECISION_LEVEL (and VALUE_PRICE) vary, for both wulff procedures; where
+    the passes go."""
     floor = floor_per_input(population, cert, grid)
     runs = {}
     for method in ("bonferroni", "anytime"):
-        for level in DECISION_LEVELS:
-            with decision_level(level):
-                runs[method, level] = sequential_reasons(population, cert, method, tuple(grid), seed)
+        for price in value_prices():
+            for level in DECISION_LEVELS:
+                with stopping_rules(level, price):
+                    runs[method, level, price] = sequential_reasons(population, cert, method, tuple(grid), seed)
     reference = runs[REFERENCE][0]
     cohen_run = run_population(population, cert, {"Cohen": cohen}, seed)["Cohen"]
-    with decision_level(REFERENCE[1]):
+    with stopping_rules(*REFERENCE[1:]):
         again = sequential_reasons(population, cert, REFERENCE[0], tuple(grid), seed + 1)[0]
     lines = [f"### Frontier on {title} ({len(population)} inputs): DECISION_LEVEL of the stopping rules",
-             "", f"Reference: today's adaptive procedure ({REFERENCE[0]}, DECISION_LEVEL = {REFERENCE[1]}); "
-             f"target: {TARGET_RATIO}x fewer passes within {TARGET_POINTS} points at every radius. "
-             f"Floor (oracle): {floor.mean():,.0f} passes per input. Monte Carlo noise: the reference run again "
-             f"with other votes differs from it by up to {largest_gap(again, reference, grid):.1f} points and "
-             f"{abs(again[2].sum() / reference[2].sum() - 1):.0%} in passes.", "",
-             "| procedure | DECISION_LEVEL | passes per input | x fewer than reference | largest gap vs "
-             "reference (points) | largest gap vs Cohen | " + " | ".join(f"r = {r:g}" for r in grid) + " |",
-             "|---|---:|---:|---:|---:|---:|" + "---:|" * len(grid)]
-    for (method, level), (results, _) in runs.items():
+             "", f"Reference: issue 12's adaptive procedure ({REFERENCE[0]}, DECISION_LEVEL = {REFERENCE[1]:g}, "
+             f"VALUE_PRICE = 0); target: {TARGET_RATIO}x fewer passes within {TARGET_POINTS} points at every "
+             f"radius. Floor (oracle): {floor.mean():,.0f} passes per input. Monte Carlo noise: the reference run "
+             f"again with other votes differs from it by up to {largest_gap(again, reference, grid):.1f} points "
+             f"and {abs(again[2].sum() / reference[2].sum() - 1):.0%} in passes.", "",
+             "| procedure | DECISION_LEVEL | VALUE_PRICE | passes per input | x fewer than reference | "
+             "largest gap vs reference (points) | largest gap vs Cohen | "
+             + " | ".join(f"r = {r:g}" for r in grid) + " |",
+             "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(grid)]
+    for (method, level, price), (results, _) in runs.items():
         ratio = reference[2].sum() / results[2].sum()
-        lines.append(f"| {method} | {level:g} | {results[2].mean():,.0f} | {ratio:.2f} | "
+        lines.append(f"| {method} | {level:g} | {price:g} | {results[2].mean():,.0f} | {ratio:.2f} | "
                      f"{largest_gap(results, reference, grid):.1f} | "
                      f"{largest_gap(results, cohen_run, grid):.1f} | "
                      + " | ".join(f"{100 * a:.1f}" for a in accuracy(*results[:2], grid)) + " |")
     lines += ["", frontier_verdict(runs, reference, grid), ""]
-    lines += [floor_bound(method, *runs[method, REFERENCE[1]], floor, reference)
-              for method in ("bonferroni", "anytime")]
-    lines += ["",
-              "Where the passes go (per stop reason: share of all passes / passes per input / oracle floor per "
-              "input / inputs):", "",
-              "| procedure | DECISION_LEVEL | " + " | ".join(STOP_GROUPS) + " |", "|---|---:|" + "---|" * 4]
-    for (method, level), (results, reason) in runs.items():
-        total = results[2].sum()
-        cells = []
-        for group in STOP_GROUPS:
-            chosen = reason == group
-            if not chosen.any():
-                cells.append("-")
-                continue
-            cells.append(f"{100 * results[2][chosen].sum() / total:.0f} % / {results[2][chosen].mean():,.0f} / "
-                         f"{floor[chosen].mean():,.0f} / {int(chosen.sum())}")
-        lines.append(f"| {method} | {level:g} | " + " | ".join(cells) + " |")
+    lines += [floor_bound(key, *runs[key], floor, reference) for key in runs if key[1] == REFERENCE[1]]
+    lines += [""] + reasons_table(runs, floor)
     return "\n".join(lines)
 
 
-def floor_bound(method: str, results: Results, reason: np.ndarray, floor: np.ndarray, reference: Results) -> str:
+def reasons_table(runs: dict, floor: np.ndarray) -> list[str]:
+    """Per run and stop reason: share of all passes / passes per input / oracle floor per input / inputs."""
+    seen = {r for _, reason in runs.values() for r in reason}
+    groups = list(STOP_GROUPS) + sorted(seen - set(STOP_GROUPS))
+    lines = ["Where the passes go (per stop reason: share of all passes / passes per input / oracle floor per "
+             "input / inputs):", "",
+             "| procedure | DECISION_LEVEL | VALUE_PRICE | " + " | ".join(groups) + " |",
+             "|---|---:|---:|" + "---|" * len(groups)]
+    for (method, level, price), (results, reason) in runs.items():
+        total = results[2].sum()
+        cells = []
+        for group in groups:
+            chosen = reason == group
+            cells.append("-" if not chosen.any() else
+                         f"{100 * results[2][chosen].sum() / total:.0f} % / {results[2][chosen].mean():,.0f} / "
+                         f"{floor[chosen].mean():,.0f} / {int(chosen.sum())}")
+        lines.append(f"| {method} | {level:g} | {price:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def floor_bound(key: tuple, results: Results, reason: np.ndarray, floor: np.ndarray, reference: Results) -> str:
     """What the passes by stop reason allow: the ratio to the reference were every input that stopped
     before n_max decided at its oracle floor (the n_max inputs kept), and were every input at its floor."""
+    method, level, price = key
     passes, ran_out = results[2], reason == "n_max"
     decided_at_floor = passes[ran_out].sum() + floor[~ran_out].sum()
     share = passes[ran_out].sum() / passes.sum()
-    return (f"{method} at DECISION_LEVEL = {REFERENCE[1]:g}: {ran_out.mean():.1%} of the inputs ran to n_max "
-            f"and took {share:.0%} of the passes; with every other input decided at its oracle floor it would be "
-            f"{reference[2].sum() / decided_at_floor:.2f}x cheaper than the reference, and "
-            f"{reference[2].sum() / floor.sum():.2f}x with the n_max inputs at their floor too.")
+    return (f"{method} at DECISION_LEVEL = {level:g}, VALUE_PRICE = {price:g}: {ran_out.mean():.1%} of the "
+            f"inputs ran to n_max and took {share:.0%} of the passes; with every other input decided at its "
+            f"oracle floor it would be {reference[2].sum() / decided_at_floor:.2f}x cheaper than the reference, "
+            f"and {reference[2].sum() / floor.sum():.2f}x with the n_max inputs at their floor too.")
 
 
 def frontier_verdict(runs: dict, reference: Results, grid) -> str:
-    """The cheapest run of each procedure within TARGET_POINTS of the reference at every radius."""
+    """The cheapest run of each procedure (and VALUE_PRICE) within TARGET_POINTS of the reference at every
+    radius."""
     said = []
-    for method in ("bonferroni", "anytime"):
-        within = [(level, results) for (m, level), (results, _) in runs.items()
-                  if m == method and largest_gap(results, reference, grid) <= TARGET_POINTS]
+    for method, price in dict.fromkeys((m, v) for m, _, v in runs):
+        within = [(level, results) for (m, level, v), (results, _) in runs.items()
+                  if (m, v) == (method, price) and largest_gap(results, reference, grid) <= TARGET_POINTS]
+        name = f"{method} (VALUE_PRICE = {price:g})"
         if not within:
-            said.append(f"{method}: no level within {TARGET_POINTS} points")
+            said.append(f"{name}: no level within {TARGET_POINTS} points")
             continue
         level, results = min(within, key=lambda item: item[1][2].sum())
         ratio = reference[2].sum() / results[2].sum()
         verdict = (f"{TARGET_RATIO / ratio:.2f}x short of the target" if ratio < TARGET_RATIO
                    else "target met")
-        said.append(f"{method}: {ratio:.2f}x fewer passes at best within {TARGET_POINTS} points "
+        said.append(f"{name}: {ratio:.2f}x fewer passes at best within {TARGET_POINTS} points "
                     f"(DECISION_LEVEL = {level:g}; {verdict})")
     return "; ".join(said) + " (the gap includes the Monte Carlo noise of one run)"
 

@@ -161,38 +161,49 @@ def test_voracek_rejects_an_unknown_kind():
 
 
 # -- the frontier's patch --------------------------------------------------------------------------------
-def test_decision_level_patch_is_restored(monkeypatch):
+def test_stopping_rules_patch_is_restored(monkeypatch):
     from benchmarks import certify_adaptive as bench
     from wulff.certify import adaptive
 
+    monkeypatch.setattr(adaptive, "VALUE_PRICE", 0.2, raising=False)
     before = adaptive.DECISION_LEVEL
-    with bench.decision_level(0.4):
-        assert adaptive.DECISION_LEVEL == 0.4
-    assert adaptive.DECISION_LEVEL == before
-    with pytest.raises(KeyError), bench.decision_level(1e-4):
+    with bench.stopping_rules(0.4, 0.0):
+        assert adaptive.DECISION_LEVEL == 0.4 and adaptive.VALUE_PRICE == 0.0
+    assert adaptive.DECISION_LEVEL == before and adaptive.VALUE_PRICE == 0.2
+    with pytest.raises(KeyError), bench.stopping_rules(1e-4):
         raise KeyError("the patch is undone on the way out")
     assert adaptive.DECISION_LEVEL == before
+    assert bench.value_prices() == (0.0, 0.2)
+    monkeypatch.delattr(adaptive, "VALUE_PRICE")
+    assert bench.value_prices() == (0.0,)
+    with bench.stopping_rules(0.2, 0.0):  # no such rule: nothing to turn off
+        assert adaptive.DECISION_LEVEL == 0.2
+    with pytest.raises(RuntimeError, match="VALUE_PRICE"), bench.stopping_rules(0.2, 0.3):
+        pass
     monkeypatch.delattr(adaptive, "DECISION_LEVEL")
-    with pytest.raises(RuntimeError, match="DECISION_LEVEL"), bench.decision_level(0.2):
+    with pytest.raises(RuntimeError, match="DECISION_LEVEL"), bench.stopping_rules(0.2):
         pass
 
 
 def test_frontier_table_on_a_small_population(monkeypatch):
-    """The frontier on 40 synthetic inputs at two levels: a row per procedure and level, the four stop groups
-    as columns, and the verdict against the 1.5x target."""
+    """The frontier on 40 synthetic inputs at two levels and two prices: a row per procedure, level and
+    price in both tables, the stop groups as columns (an unknown reason gets its own), the verdicts."""
     import wulff.distributions as D
     from benchmarks import certify_adaptive as bench
     from wulff import best_certificate
+    from wulff.certify import adaptive
 
     monkeypatch.setattr(bench, "DECISION_LEVELS", (0.05, 0.4))
+    monkeypatch.setattr(adaptive, "VALUE_PRICE", 0.2, raising=False)
     cert = best_certificate(D.Laplace(64, sigma=0.5), bench.ADVERSARY)
     population = bench.synthetic(40, np.random.default_rng(4))
     text = bench.frontier_section("toy", population, cert, (0.0, 0.5, 1.0), seed=0)
     for group in bench.STOP_GROUPS:
         assert group in text
-    assert text.count("| anytime | 0.4 |") == 2 and text.count("| bonferroni | 0.05 |") == 2
-    assert "bonferroni:" in text and "anytime:" in text
-    assert text.count("x cheaper than the reference") == 2
+    for row in ("| anytime | 0.4 | 0.2 |", "| bonferroni | 0.05 | 0 |", "| bonferroni | 0.4 | 0.2 |"):
+        assert text.count(row) == 2
+    assert "bonferroni (VALUE_PRICE = 0)" in text and "anytime (VALUE_PRICE = 0.2)" in text
+    assert text.count("x cheaper than the reference") == 4
 
 
 def test_floor_bound_arithmetic():
@@ -203,7 +214,7 @@ def test_floor_bound_arithmetic():
     results = (np.zeros(3), np.ones(3, dtype=bool), np.array([100, 10, 10]))
     reason = np.array(["n_max", "next grid radius out of reach", "abstain ..."], dtype=object)
     reference = (np.zeros(3), np.ones(3, dtype=bool), np.array([80, 80, 80]))
-    text = bench.floor_bound("anytime", results, reason, np.array([20.0, 5.0, 5.0]), reference)
+    text = bench.floor_bound(("anytime", 0.05, 0.0), results, reason, np.array([20.0, 5.0, 5.0]), reference)
     assert "33.3% of the inputs" in text and "83% of the passes" in text
     assert "2.18x cheaper" in text and "8.00x with the n_max inputs" in text
 
@@ -214,3 +225,13 @@ def test_union_test_claims_nothing_on_the_uniform_alone():
     rng = np.random.default_rng(5)
     decided = published.voracek(toy(0.95, 2000), [0.999], ALPHA, rng, 30, "union")
     assert not np.any(decided.level > 0)
+
+
+def test_reasons_table_gives_an_unknown_reason_its_column():
+    from benchmarks import certify_adaptive as bench
+
+    results = (np.zeros(2), np.ones(2, dtype=bool), np.array([300, 100]))
+    reason = np.array(["n_max", "a reason of a later rule"], dtype=object)
+    lines = bench.reasons_table({("anytime", 0.05, 0.0): (results, reason)}, np.array([50.0, 10.0]))
+    assert lines[2].endswith("| a reason of a later rule |")
+    assert lines[4] == "| anytime | 0.05 | 0 | 75 % / 300 / 50 / 1 | - | - | - | 25 % / 100 / 10 / 1 |"

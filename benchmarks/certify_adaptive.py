@@ -25,7 +25,10 @@ The procedures:
 * **Cohen** (CERTIFY): n0 votes choose the class, n = 100,000 fresh ones give the Clopper-Pearson bound;
   **Cohen, randomized CP**: the same votes with Voracek's randomized Clopper-Pearson bound.
 * **bonferroni**: :func:`certify_sequential` with ``method="bonferroni"`` (looks at 500, 1000, 2000, ...;
-  half of alpha on the last look, the other half split over the others).
+  half of alpha on the last look, the other half split over the others), with the library's stopping
+  rules as they are; **bonferroni, issue 12 rules**: the same with the rule added since ("next grid
+  radius not worth its samples") turned off (``VALUE_PRICE = 0``): the procedure the issue's 1.5x target
+  is measured against (the "x fewer" column's reference).
 * **anytime**: ``method="anytime"`` (the beta-binomial confidence sequence after every 10 % more
   samples, half of alpha; Clopper-Pearson at the last look with the other half).
 * **Horvath et al.**: adaptive sampling for a predetermined radius, three stages of fresh samples at
@@ -50,7 +53,8 @@ d = 64, sigma = 0.5, against l1, for the populations; the digits model as traine
 
 The frontier (on (a), and on (b) with the digits): forward passes against certified accuracy at every
 radius as the stopping rules' DECISION_LEVEL (``wulff.certify.adaptive.DECISION_LEVEL``, patched for the
-run) takes 1e-4 ... 0.4, for both wulff procedures, with where the passes go: the inputs grouped by
+run) takes 1e-4 ... 0.4, for both wulff procedures, with VALUE_PRICE = 0 and at the library's value, with
+where the passes go: the inputs grouped by
 why they stopped, each group's passes beside its oracle floor (:func:`floor_per_input`), and what that
 allows (:func:`floor_bound`: the ratio to the reference were every input that stopped before n_max
 decided at its floor).

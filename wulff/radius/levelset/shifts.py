@@ -38,10 +38,12 @@ class Shift:
         """eta with G(y + eta) - G(y) = tau (broadcast), -inf where no such eta exists."""
         raise NotImplementedError
 
-    def shift_near(self, y: np.ndarray, tau: np.ndarray, near: np.ndarray) -> np.ndarray:
+    def shift_near(self, y: np.ndarray, tau: np.ndarray, near: np.ndarray, *,
+                   overwrite: bool = False) -> np.ndarray:
         """:meth:`shift`, given ``near``: an approximation of the result (same shape), e.g. from nearby
-        levels, which a solver may start from. The result is the same root to the solver's tolerance;
-        by default ``near`` is ignored."""
+        levels, which a solver may start from (and overwrite, with ``overwrite``: an array of floats
+        of the result's shape). The result is the same root to the solver's tolerance; by default
+        ``near`` is ignored."""
         return self.shift(y, tau)
 
 
@@ -60,7 +62,7 @@ class PowerShift(Shift):
                 return np.where(z > -1.0, np.log1p(np.maximum(z, -1.0)) / self.k, -np.inf)
         return self._newton(a, tau)
 
-    def shift_near(self, y, tau, near):
+    def shift_near(self, y, tau, near, *, overwrite=False):
         """Newton's method on f (see :meth:`_newton`) from ``near`` for at most WARM_STEPS steps; an
         element still moving then, or not finite, is solved again from the one-term roots."""
         if self.j == 0.0:
@@ -68,7 +70,9 @@ class PowerShift(Shift):
         a = self.c * np.exp(self.k * np.asarray(y, dtype=float))
         tau = np.asarray(tau, dtype=float)
         shape = np.broadcast_shapes(a.shape, tau.shape, np.shape(near))
-        eta = np.array(np.broadcast_to(np.asarray(near, dtype=float), shape))  # a copy: near is kept
+        reuse = (overwrite and isinstance(near, np.ndarray) and near.dtype == np.float64 and near.shape == shape
+                 and near.flags.c_contiguous and near.flags.writeable)
+        eta = near if reuse else np.array(np.broadcast_to(np.asarray(near, dtype=float), shape))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             moving = self._converge(a, tau, eta, self.WARM_STEPS, from_right=False)
         flat = eta.reshape(-1)

@@ -95,7 +95,11 @@ def sphere_outside(x: np.ndarray, d: int) -> np.ndarray:
     lies outside the ball of radius s around eps e_1 iff (1 + u_1)/2 < x. In d = 1, u_1 = +-1. At
     low d the Beta CDF has a closed form (:func:`_beta_cdf_closed`), several times cheaper.
     """
-    x = np.clip(x, 0.0, 1.0)
+    return _sphere_outside_clipped(np.clip(x, 0.0, 1.0), d)
+
+
+def _sphere_outside_clipped(x: np.ndarray, d: int) -> np.ndarray:
+    """:func:`sphere_outside` of an x already in [0, 1]."""
     if d == 1:
         return np.where(x <= 0.0, 0.0, np.where(x >= 1.0, 1.0, 0.5))
     if d in CLOSED_FORM_DIMS:
@@ -116,7 +120,10 @@ def _beta_cdf_closed(x: np.ndarray, d: int) -> np.ndarray:
     smaller of x and 1 - x (relative accuracy there), the other side by symmetry, I_x = 1 - I_{1-x}.
     """
     if d == 2:
-        return np.arcsin(np.sqrt(x)) * (2.0 / math.pi)
+        value = np.sqrt(x)
+        np.arcsin(value, out=value)
+        value *= 2.0 / math.pi
+        return value
     m = (d - 1) // 2
     low = np.minimum(x, 1.0 - x)
     total = np.zeros_like(low)
@@ -221,7 +228,8 @@ class GrowthFunction:
         for lo in range(0, eps.size, rows):
             t = np.exp(log_t[lo:lo + rows])[:, None]
             eta = self._shifts(eps[lo:lo + rows], sign * t, sign)
-            values = sphere_outside(self._argument(eps[lo:lo + rows], eta, sign), self.d)
+            x = self._argument(eps[lo:lo + rows], eta, sign)
+            values = _sphere_outside_clipped(np.clip(x, 0.0, 1.0, out=x), self.d)
             est[lo:lo + rows], err[lo:lo + rows] = self.quad.mean(values)
         return est, err
 
@@ -243,7 +251,12 @@ class GrowthFunction:
             distance_below = np.abs(np.log(last_eps[below] / eps))
             at = np.where(distance_below < distance_above, below, above)
             if np.all(np.minimum(distance_above, distance_below) <= WARM_RADIUS):
-                eta = self.profile.shift_near(self.quad.y, tau, last_eta[at] * (tau / last_tau[at]))
+                same_rows = at.size == last_eps.size and np.array_equal(at, np.arange(at.size))
+                with np.errstate(all="ignore"):  # a start that is not finite is solved cold
+                    near = last_eta * (tau / last_tau) if same_rows else last_eta[at]
+                    if not same_rows:
+                        near *= tau / last_tau[at]
+                eta = self.profile.shift_near(self.quad.y, tau, near, overwrite=True)
         if eta is None:
             eta = self.profile.shift(self.quad.y, tau)
         if eps.size < 2 or np.all(np.diff(eps) > 0):

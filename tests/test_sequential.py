@@ -153,3 +153,17 @@ def test_two_class_scores_bound_their_smaller_mean_at_rate_alpha(method):
         gained += out.score_lower > out.rho_lower
     assert wrong / runs <= binomial_limit(ALPHA, runs)
     assert gained > runs / 2
+
+
+@pytest.mark.parametrize("prior", ["jeffreys", "selection"])
+def test_the_lower_end_is_nondecreasing_in_the_count(prior):
+    """What makes the two scores' bound at least p_A's on the same votes (adaptive.py, step 4): for a
+    fixed n and prior the confidence sequence's lower end does not decrease when the count grows, at
+    every count of small n and on a spread of counts of large n."""
+    from wulff.certify.sequential import PRIOR, selection_prior
+    shape = PRIOR if prior == "jeffreys" else selection_prior(93, 100)
+    for n in (1, 2, 7, 40, 333, 20_000, 99_900):
+        counts = np.unique(np.r_[np.arange(min(n, 60) + 1), np.linspace(0, n, 200).astype(int), n - np.arange(30)])
+        counts = counts[(counts >= 0) & (counts <= n)]
+        ends = [cs_lower(int(k), n, 0.001, shape) for k in counts]
+        assert all(b >= a for a, b in zip(ends, ends[1:])), n

@@ -115,7 +115,7 @@ CLOSED_FORM_DIMS = (2, 3, 5, 7, 9)
 def _beta_cdf_closed(x: np.ndarray, d: int) -> np.ndarray:
     """BetaCDF(x; a, a), a = (d - 1)/2, for x in [0, 1] and d in CLOSED_FORM_DIMS.
 
-    d = 2: (2/pi) arcsin(sqrt(x)) (the arcsine law). Odd d, a = m integer: the binomial sum
+    d = 2: (2/pi) arcsin(sqrt(x)) (the arcsine law); d = 3: x itself. Odd d, a = m integer: the binomial sum
     I_x(m, m) = sum_{i=m}^{2m-1} C(2m-1, i) x^i (1-x)^(2m-1-i), a sum of positive terms for the
     smaller of x and 1 - x (relative accuracy there), the other side by symmetry, I_x = 1 - I_{1-x}.
     """
@@ -124,6 +124,8 @@ def _beta_cdf_closed(x: np.ndarray, d: int) -> np.ndarray:
         np.arcsin(value, out=value)
         value *= 2.0 / math.pi
         return value
+    if d == 3:  # I_x(1, 1) = x: the uniform law of (1 + u_1) / 2 (Archimedes)
+        return x
     m = (d - 1) // 2
     low = np.minimum(x, 1.0 - x)
     total = np.zeros_like(low)

@@ -106,6 +106,11 @@ def test_torch_reads_the_same_table(pair):
     tensor = env.unit_torch(torch.tensor(rho)).numpy()
     np.testing.assert_allclose(tensor, on_host, rtol=1e-12, atol=0)
     _assert_sound_tight_and_monotone(tensor, env.radius_unit_torch(torch.tensor(rho)).numpy(), rho)
+    # the torch operations a device runs (a CPU tensor takes numpy's): the same values
+    on_device, missing = env.table._on_device(torch.tensor(rho))
+    if missing is not None:
+        env.table.settle(on_device, missing, env.radius_unit_torch(missing.rho))
+    np.testing.assert_array_equal(on_device.numpy(), tensor)
 
 
 def test_the_table_finds_its_cells_without_a_search(monkeypatch):

@@ -351,7 +351,19 @@ class IndexedTaylorTable:
         return (out if rho.ndim == 1 else out.reshape(rho.shape)), missing  # a fresh array, not a view
 
     def _torch(self, rho: torch.Tensor):
-        """:meth:`__call__` on rho's device (float64): the same operations, the columns copied there once."""
+        """:meth:`__call__` for a tensor: on the host, numpy's operations on the tensor's memory (torch's
+        are no faster there, and slower on a busy machine), tensors out; on a device,
+        :meth:`_on_device`."""
+        if rho.device.type != "cpu":
+            return self._on_device(rho)
+        values, missing = self(rho.detach().to(torch.float64).numpy())
+        if missing is not None:
+            missing = Missing(*(torch.from_numpy(np.ascontiguousarray(field)) for field in missing))
+        return torch.from_numpy(values), missing
+
+    def _on_device(self, rho: torch.Tensor):
+        """:meth:`__call__` in torch on rho's device (float64): the same operations, the columns copied
+        there once."""
         columns = self._columns.on(rho.device)
         flat = rho.reshape(-1).to(torch.float64)
         u = 1.0 - flat

@@ -173,6 +173,9 @@ TABLE_LOSS = 1e-9
 #: error of the coefficients, the three roundings of an evaluation and the last digits of the radius
 #: tabulated (so the table also stays below that radius's own float values)
 TABLE_MARGIN = 1e-12
+#: an :class:`IndexedTaylorTable` reads rho in chunks of this many values, so that the intermediate
+#: arrays of a chunk stay in the cache (about twice as fast on 10^6 values as whole-array passes)
+TABLE_CHUNK = 1 << 14
 #: u = 1 - rho of a float64 rho in [1/2, 1] is 0 or a multiple of 2^-53 (the spacing of floats below 1)
 _SMALLEST_U_EXPONENT = -53
 
@@ -332,23 +335,34 @@ class IndexedTaylorTable:
             return self._torch(rho)
         rho = np.asarray(rho, dtype=np.float64)
         flat = rho.reshape(-1)
-        u = np.subtract(1.0, flat)
-        key = np.right_shift(u.view(np.int64), self._shift)
-        t = np.left_shift(key + 1, self._shift).view(np.float64)  # the cell's anchor m'
+        out = np.empty(flat.size)
+        size = min(flat.size, TABLE_CHUNK)
+        buffers = (np.empty(size), np.empty(size, dtype=np.int64), np.empty(size), np.empty(size))
+        for start in range(0, flat.size, max(size, 1)):
+            stop = min(start + size, flat.size)
+            self._evaluate(flat[start:stop], out[start:stop], *(buffer[:stop - start] for buffer in buffers))
+        missing = None
+        if np.isnan(out).any():
+            where = np.flatnonzero(np.isnan(out))
+            row = np.right_shift(np.subtract(1.0, flat[where]).view(np.int64), self._shift) - self._offset
+            missing = Missing(where, flat[where], np.clip(row, 0, self.rows - 1))
+        return (out if rho.ndim == 1 else out.reshape(rho.shape)), missing
+
+    def _evaluate(self, rho, out, u, row, t, scratch) -> None:
+        """The table at rho into ``out``, in the buffers u, row, t, scratch (all of rho's length)."""
+        np.subtract(1.0, rho, out=u)
+        np.right_shift(u.view(np.int64), self._shift, out=row)
+        anchor = t.view(np.int64)
+        np.add(row, 1, out=anchor)
+        np.left_shift(anchor, self._shift, out=anchor)  # the bits of the cell's anchor m'
         t -= u
-        row = key
         row -= self._offset  # below 0 for u = 0 and past the end for u >= 1/2: np.take clips
-        columns, scratch = self._columns.arrays, u  # u is not needed any more
-        out = np.take(columns["c"], row, mode="clip")
+        columns = self._columns.arrays
+        np.take(columns["c"], row, out=out, mode="clip")
         out *= t
         out += np.take(columns["b"], row, out=scratch, mode="clip")
         out *= t
         out += np.take(columns["a"], row, out=scratch, mode="clip")
-        missing = None
-        if np.isnan(out).any():
-            where = np.flatnonzero(np.isnan(out))
-            missing = Missing(where, flat[where], np.clip(row[where], 0, self.rows - 1))
-        return (out if rho.ndim == 1 else out.reshape(rho.shape)), missing  # a fresh array, not a view
 
     def _torch(self, rho: torch.Tensor):
         """:meth:`__call__` for a tensor: on the host, numpy's operations on the tensor's memory (torch's

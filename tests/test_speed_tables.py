@@ -159,8 +159,25 @@ def test_refine_half_survives_a_wrong_slope():
     growth = table_module.GrowthFunction(shift_of(radial), radial.radius_law, radial.d, 256)
     eps = np.geomspace(1e-2, 2.0, 6)
     exact = growth.solve_half(eps, 2 * np.log(eps), tolerance=1e-13)
-    for slope in (-1e-300, 1e-3, -1e300):
+    for slope in (-1e-300, 0.0, 1e-3, -1e300):
         u = growth.refine_half(eps, exact + 1e-3, np.full(eps.size, slope), 1e-12)
         f = growth.p1_upper(eps, u) - 0.5
         assert np.all(f <= 0)
         assert np.all((f >= -1e-12) | (np.abs(u - exact) <= 1e-6))
+
+
+def test_a_table_whose_rough_slope_vanishes_still_builds():
+    """Exp2(2, k=0.5, j=1): the rough quadrature's forward-difference slope is 0 at some rows, and a
+    secant step of -f / 0 used to send kappa to infinity (ArithmeticError from the level shift). The
+    table builds, and its rows keep their values: at most the sound p of Theorem T.1 recomputed at the
+    table's quadrature, and below it by no more than the accuracy target."""
+    radial = spherical_form(D.Exp2(2, k=0.5, j=1, lam=1.0))
+    shift = shift_of(radial)
+    table = build_table(shift, radial.radius_law, radial.d)
+    radii, p = table["radii"], table["p"]
+    assert np.all(np.diff(radii) > 0) and np.all(np.diff(p) <= 0) and np.all(p > 0)
+    rows = np.unique(np.linspace(0, radii.size - 1, 12).round().astype(int))
+    reference = tail_bound(shift, radial.radius_law, radial.d, radii[rows] / (1.0 - LOW_D_RADIUS_MARGIN),
+                           table["half_nodes"])
+    assert np.all(p[rows] <= reference * (1 + 1e-6))
+    assert np.all(reference - p[rows] <= P_RTOL * np.minimum(reference, 0.5 - reference) + 1e-12)

@@ -365,7 +365,8 @@ class GrowthFunction:
         for _ in range(evaluations - 1):
             if not active.size:
                 break
-            step = np.clip((f[active] + 0.5 * tolerance) / secant[active], -MAX_STEP, MAX_STEP)
+            with np.errstate(divide="ignore", invalid="ignore"):  # a slope of 0: the capped step
+                step = np.clip((f[active] + 0.5 * tolerance) / secant[active], -MAX_STEP, MAX_STEP)
             step_to = u[active] - np.where(np.isfinite(step), step, 0.0)
             f_to = self.p1_upper(eps[active], step_to) - 0.5
             prev_u[active], prev_f[active] = u[active], f[active]

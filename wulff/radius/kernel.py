@@ -137,7 +137,8 @@ def as_kernel(radius_unit, radius_unit_torch=None) -> Kernel:
 
 
 #: mantissa bits of the indexed table of a :class:`TangentTable` with a concave Phi (each of its
-#: 52 * 2^12 cells evaluates the slow formula three times when the table is built: 0.1-0.4 s, once)
+#: 52 * 2^12 cells evaluates the slow formula three times when the table is built: 0.1-0.4 s, once;
+#: with 11 bits, cells of ExpP's table beyond rho = 0.51 lost more than the stated loss)
 TANGENT_TABLE_BITS = 12
 #: a curvature from secants of Phi is taken times 1 - this (it absorbs Phi's float error, amplified by
 #: the difference of two close values; the curvature term is at most ~1e-7 of the radius)

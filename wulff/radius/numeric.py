@@ -163,8 +163,8 @@ class Locator:
         return j
 
 
-#: mantissa bits of u = 1 - rho that pick an :class:`IndexedTaylorTable` cell: 2^12 cells per binade of u
-TABLE_BITS = 12
+#: mantissa bits of u = 1 - rho that pick an :class:`IndexedTaylorTable` cell: 2^11 cells per binade of u
+TABLE_BITS = 11
 #: the largest relative loss an :class:`IndexedTaylorTable` cell may have against the radius it
 #: tabulates (measured at each cell's far end and midpoint); a cell that would lose more is evaluated
 #: by that radius itself

@@ -120,48 +120,71 @@ class PowerShift(Shift):
         right of the root (f' increasing: f'(x) >= f' between the root and x) leaves an error at most
         (k/2) h^2; from a point left of it, at most (k/2) e^(k |h|) h^2, below k h^2 for k |h| <= 1/2
         (which the test below implies: |eta| < 1500 for any finite r and s, so h^2 <= 1e-12 / k). An
-        element whose step makes that bound at most _ETA_RTOL |eta| / 4 is final after the step. The
-        elements still moving are gathered into shorter arrays after each step. From a cold start
-        (``from_right``) a step that is not finite (f = 0 exactly at an infinite level) counts as 0;
-        from a warm one it leaves eta not finite, for the caller to solve again."""
-        k, j = self.k, self.j
-        limit = 0.25 * _ETA_RTOL / (0.5 * k if from_right else k)
+        element whose step makes that bound at most _ETA_RTOL |eta| / 4 is final after the step. While
+        more than GATHER_BELOW of the elements are still moving, the steps are taken on the whole array
+        and applied only to those (cheaper than gathering them); then the elements still moving are
+        gathered into shorter arrays after each step. Every element sees the same operations either
+        way. From a cold start (``from_right``) a step that is not finite (f = 0 exactly at an infinite
+        level) counts as 0; from a warm one it leaves eta not finite, for the caller to solve again."""
+        limit = 0.25 * _ETA_RTOL / (0.5 * self.k if from_right else self.k)
         shape, flat = eta.shape, eta.reshape(-1)
-        active = None  # every element (a and tau broadcast against eta), until the first gathering
+        active = None  # flat indices of the gathered elements; None: the whole array, masked by `still`
+        still = None  # while on the whole array: the elements still moving (None: all of them)
         a_on, tau_on, eta_on = a, tau, eta
+        slope, step = np.empty(shape), np.empty(shape)  # f' and f / f', then views of their first elements
         for _ in range(steps):
-            g = np.multiply(eta_on, k)
-            np.expm1(g, out=g)
-            h = a_on * g  # f = a expm1(k eta) + j eta - tau
-            h -= tau_on
-            h += j * eta_on
-            g += 1.0  # f' = k a (expm1(k eta) + 1) + j
-            g *= a_on
-            g *= k
-            g += j
-            h /= g
-            if from_right and not np.isfinite(h).all():
-                h[~np.isfinite(h)] = 0.0
-            eta_on -= h
-            h *= h
-            np.abs(eta_on, out=g)
-            g *= limit
-            moving = np.nonzero((h > g).reshape(-1))[0]
-            if moving.size < eta_on.size:
-                if active is not None:
+            self._newton_step(a_on, tau_on, eta_on, slope, step, from_right)
+            if still is None:
+                eta_on -= step
+            else:
+                np.subtract(eta_on, step, out=eta_on, where=still)
+            step *= step
+            np.abs(eta_on, out=slope)
+            slope *= limit
+            moving = np.greater(step, slope)
+            if active is None:
+                if still is not None:
+                    moving &= still
+                count = np.count_nonzero(moving)
+                if not count:
+                    return np.flatnonzero(moving)
+                if count > self.GATHER_BELOW * eta.size:
+                    still = moving
+                    continue
+                moving = np.flatnonzero(moving)
+                a_on, tau_on = _gather((a, tau), shape, moving)
+                active, eta_on, still = moving, flat[moving], None
+            else:
+                moving = np.flatnonzero(moving)
+                if moving.size < eta_on.size:
                     flat[active] = eta_on
-                if not moving.size:
-                    return moving
-                if active is None:
-                    at = np.unravel_index(moving, shape)
-                    a_on, tau_on = np.broadcast_to(a, shape)[at], np.broadcast_to(tau, shape)[at]
-                    active, eta_on = moving, flat[moving]
-                else:
+                    if not moving.size:
+                        return moving
                     active, a_on, tau_on, eta_on = active[moving], a_on[moving], tau_on[moving], eta_on[moving]
+            slope, step = slope.reshape(-1)[:moving.size], step.reshape(-1)[:moving.size]
         if active is None:
-            return np.arange(eta.size)
+            return np.arange(eta.size) if still is None else np.flatnonzero(still)
         flat[active] = eta_on
         return active
+
+    #: the fraction of elements still moving below which :meth:`_converge` gathers them
+    GATHER_BELOW = 0.3
+
+    def _newton_step(self, a, tau, eta, slope, step, from_right: bool) -> None:
+        """f / f' at eta into ``step`` (``slope``: scratch of its shape), f = a expm1(k eta) + j eta - tau;
+        from a cold start (``from_right``) 0 where it is not finite."""
+        k, j = self.k, self.j
+        np.expm1(_times(eta, k, out=slope), out=slope)
+        np.multiply(a, slope, out=step)  # f
+        step -= tau
+        step += _times(eta, j)
+        slope += 1.0  # f' = k a (expm1(k eta) + 1) + j
+        slope *= a
+        _times(slope, k, out=slope)
+        slope += j
+        step /= slope
+        if from_right and not np.isfinite(step).all():
+            step[~np.isfinite(step)] = 0.0
 
     def _raw_step(self, a, tau, eta):
         """The Newton step f(eta) / f'(eta) of :meth:`_newton` (nan or inf where it overflows)."""
@@ -173,6 +196,35 @@ class PowerShift(Shift):
         step = self._raw_step(a, tau, eta)
         return np.where(np.isfinite(step), step, 0.0)
 
+
+def _times(x: np.ndarray, factor: float, out: np.ndarray | None = None) -> np.ndarray:
+    """x * factor (into ``out`` if given), or x itself when factor is 1 (x * 1 is x, for every float)."""
+    if factor == 1.0:
+        return x
+    return np.multiply(x, factor, out=out)
+
+
+def _gather(operands: tuple, shape: tuple, flat_index: np.ndarray) -> list[np.ndarray]:
+    """np.broadcast_to(x, shape).reshape(-1)[flat_index] for each x of ``operands``, without the
+    broadcast copies: an x of the full shape, a scalar, a row (the last axis) or a column (the first of
+    two axes) is indexed directly (row and column of flat_index by one integer division), else by
+    unravelling."""
+    rows = cols = None
+    gathered = []
+    for x in operands:
+        x = np.asarray(x)
+        if x.shape == shape:
+            gathered.append(x.reshape(-1)[flat_index])
+        elif x.size == 1:
+            gathered.append(np.full(flat_index.size, x.reshape(-1)[0]))
+        elif len(shape) == 2 and x.shape in ((shape[1],), (1, shape[1]), (shape[0], 1)):
+            if rows is None:
+                rows = flat_index // shape[1]
+                cols = flat_index - rows * shape[1]
+            gathered.append(x.reshape(-1)[cols if x.shape[-1] == shape[1] else rows])
+        else:
+            gathered.append(np.broadcast_to(x, shape)[np.unravel_index(flat_index, shape)])
+    return gathered
 
 class LogPowerShift(Shift):
     """g(r) = a log(1 + c r^k) (+ const): D = a log1p(c r^k expm1(k eta) / (1 + c r^k)) (Example T.3)."""

@@ -76,9 +76,8 @@ class PowerShift(Shift):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             moving = self._converge(a, tau, eta, self.WARM_STEPS, from_right=False)
         flat = eta.reshape(-1)
-        left = np.nonzero(~np.isfinite(flat))[0]
-        if moving.size:
-            left = np.union1d(left, moving)
+        finite = np.isfinite(flat)
+        left = moving if finite.all() else np.union1d(np.flatnonzero(~finite), moving)
         if left.size:
             at = np.unravel_index(left, shape)
             flat[left] = self._newton(np.broadcast_to(a, shape)[at], np.broadcast_to(tau, shape)[at])

@@ -98,12 +98,13 @@ def sphere_outside(x: np.ndarray, d: int) -> np.ndarray:
     return _sphere_outside_clipped(np.clip(x, 0.0, 1.0), d)
 
 
-def _sphere_outside_clipped(x: np.ndarray, d: int) -> np.ndarray:
-    """:func:`sphere_outside` of an x already in [0, 1]."""
+def _sphere_outside_clipped(x: np.ndarray, d: int, overwrite: bool = False) -> np.ndarray:
+    """:func:`sphere_outside` of an x already in [0, 1] (a float array that may be overwritten with
+    ``overwrite``)."""
     if d == 1:
         return np.where(x <= 0.0, 0.0, np.where(x >= 1.0, 1.0, 0.5))
     if d in CLOSED_FORM_DIMS:
-        return _beta_cdf_closed(x, d)
+        return _beta_cdf_closed(x, d, overwrite)
     a = 0.5 * (d - 1)
     return special.betainc(a, a, x)
 
@@ -112,15 +113,16 @@ def _sphere_outside_clipped(x: np.ndarray, d: int) -> np.ndarray:
 CLOSED_FORM_DIMS = (2, 3, 5, 7, 9)
 
 
-def _beta_cdf_closed(x: np.ndarray, d: int) -> np.ndarray:
+def _beta_cdf_closed(x: np.ndarray, d: int, overwrite: bool = False) -> np.ndarray:
     """BetaCDF(x; a, a), a = (d - 1)/2, for x in [0, 1] and d in CLOSED_FORM_DIMS.
 
     d = 2: (2/pi) arcsin(sqrt(x)) (the arcsine law); d = 3: x itself. Odd d, a = m integer: the binomial sum
     I_x(m, m) = sum_{i=m}^{2m-1} C(2m-1, i) x^i (1-x)^(2m-1-i), a sum of positive terms for the
     smaller of x and 1 - x (relative accuracy there), the other side by symmetry, I_x = 1 - I_{1-x}.
+    With ``overwrite`` (x a float array), the arcsine law is computed in x's memory.
     """
     if d == 2:
-        value = np.sqrt(x)
+        value = np.sqrt(x, out=x if overwrite else None)
         np.arcsin(value, out=value)
         value *= 2.0 / math.pi
         return value
@@ -158,6 +160,7 @@ class RadiusQuadrature:
         self.lost_mass = lost + float(w[~usable].sum() + w_half[~usable].sum())
         self.r, self.w, self.w_half = r[usable], w[usable], w_half[usable]
         self.y = np.log(self.r)
+        self.inv_r = 1.0 / self.r
         self._both_weights = np.stack([self.w, self.w_half], axis=1)  # one pass over the values for both
 
     @staticmethod
@@ -213,13 +216,12 @@ class GrowthFunction:
         """x = 1/2 - sign * :meth:`_offset` (rows eps x nodes): W_d(x) is the sphere's fraction outside
         the ball (sign = +1), and 1 - W_d(x) = W_d(1 - x) inside it (sign = -1, Beta(a, a) symmetric).
         Computed in place: (1/2 + sign eps / (4 r)) - sign r expm1(2 eta) / (4 eps)."""
-        r = self.quad.r
         with np.errstate(invalid="ignore", over="ignore"):
             x = np.multiply(eta, 2.0)
             np.expm1(x, out=x)
-            x *= r
+            x *= self.quad.r
             x *= (-0.25 * sign / eps)[:, None]
-            x += np.multiply.outer(0.25 * sign * eps, 1.0 / r)
+            x += np.multiply.outer(0.25 * sign * eps, self.quad.inv_r)
             x += 0.5
         return x
 
@@ -231,7 +233,7 @@ class GrowthFunction:
             t = np.exp(log_t[lo:lo + rows])[:, None]
             eta = self._shifts(eps[lo:lo + rows], sign * t, sign)
             x = self._argument(eps[lo:lo + rows], eta, sign)
-            values = _sphere_outside_clipped(np.clip(x, 0.0, 1.0, out=x), self.d)
+            values = _sphere_outside_clipped(np.clip(x, 0.0, 1.0, out=x), self.d, overwrite=True)
             est[lo:lo + rows], err[lo:lo + rows] = self.quad.mean(values)
         return est, err
 

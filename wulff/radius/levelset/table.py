@@ -205,6 +205,9 @@ class GrowthFunction:
         #: per sign, the rows (increasing eps) of the last chunk evaluated, their levels and their level
         #: shifts at the nodes: the next evaluation of any of those rows starts its shift solver there
         self._last_shifts: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        #: per sign, the rows of the last chunk evaluated and their terms of x that do not depend on the
+        #: level (:meth:`_row_terms`): refine_half evaluates a chunk's rows several times
+        self._last_row_terms: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def _offset(self, eps, eta):
         """r expm1(2 eta) / (4 eps) - eps / (4 r) = 1/2 - x, for rows eps and the quadrature nodes."""
@@ -220,10 +223,22 @@ class GrowthFunction:
             x = np.multiply(eta, 2.0)
             np.expm1(x, out=x)
             x *= self.quad.r
-            x *= (-0.25 * sign / eps)[:, None]
-            x += np.multiply.outer(0.25 * sign * eps, self.quad.inv_r)
+            scale, offset = self._row_terms(eps, sign)
+            x *= scale
+            x += offset
             x += 0.5
         return x
+
+    def _row_terms(self, eps, sign):
+        """-sign / (4 eps) (a column) and sign eps / (4 r) (rows x nodes), the terms of :meth:`_argument`
+        that depend on the rows only; the last chunk's are kept per sign and used again for the same rows."""
+        last = self._last_row_terms.get(sign)
+        if last is not None and np.array_equal(last[0], eps):
+            return last[1], last[2]
+        scale = (-0.25 * sign / eps)[:, None]
+        offset = np.multiply.outer(0.25 * sign * eps, self.quad.inv_r)
+        self._last_row_terms[sign] = (eps.copy(), scale, offset)
+        return scale, offset
 
     def _mean_over_rows(self, eps, log_t, sign):
         """E of W_d(r, s1) (sign = +1) or of 1 - W_d(r, s0) (sign = -1), rows in chunks."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 import pytest
+import sympy as sp
 import torch
 from wulff.diffmethod.derive import derive
 from wulff.diffmethod.envelope import Envelope
@@ -226,3 +227,17 @@ def test_a_slow_closed_form_reads_an_indexed_table_within_the_stated_loss(pair):
     sample = np.concatenate([above, [0.5 + 2.0 ** -30, 0.6, 0.75, 0.9, 0.99, 0.999999, 1 - 2.0 ** -40]])
     reference = cert.verified_radius(sample)
     assert np.all(table(sample) * cert.lam <= reference), (table(sample), reference)
+
+
+def test_the_scale_applied_in_the_table_pass_is_one_multiplication_of_the_unit_radius():
+    """A kernel's scaled radius is its unit radius times factor_below(lam / C), flagged cells included,
+    numpy and torch (the multiplication is done chunk by chunk, the same float product)."""
+    env = _envelope("Laplace", "linf")
+    table, _ = _tangent_table("ExpP", "l1")
+    rho = _dense_rho()
+    for kernel in (env, table):
+        factor = (0.37, sp.sqrt(3))
+        f = kernel.factor(factor)
+        expected = kernel.unit(rho) * f
+        np.testing.assert_array_equal(kernel.scaled(rho, factor), expected)
+        np.testing.assert_array_equal(kernel.scaled(torch.tensor(rho), factor).numpy(), expected)

@@ -217,10 +217,22 @@ class TangentTable(Kernel):
 
     def __call__(self, rho) -> np.ndarray:
         rho = np.asarray(rho, dtype=float)
+        return self._on_grid(rho) if self.indexed is None else self._tabulated(rho)
+
+    def _tabulated(self, rho, scale: float = 1.0):
+        """The indexed table at rho (numpy or torch) times ``scale``, the grid tangents in its flagged
+        cells."""
+        out, missing = self.indexed(rho, scale)
+        if missing is None:
+            return out
+        grid = self._on_grid_torch if isinstance(rho, torch.Tensor) else self._on_grid
+        return self.indexed.settle(out, missing, grid(missing.rho), scale)
+
+    def scaled(self, rho, factor: Factor, lo: float | None = None):
+        """:meth:`Kernel.scaled`; with the indexed table, the multiplication done in the table's pass."""
         if self.indexed is None:
-            return self._on_grid(rho)
-        out, missing = self.indexed(rho)
-        return out if missing is None else self.indexed.settle(out, missing, self._on_grid(missing.rho))
+            return super().scaled(rho, factor, lo)
+        return self._tabulated(rho, self.factor(factor))
 
     def _on_grid(self, rho: np.ndarray) -> np.ndarray:
         """The tangents of the grid at rho (the formula outside the grid)."""
@@ -266,10 +278,7 @@ class TangentTable(Kernel):
 
     def torch(self, rho: torch.Tensor) -> torch.Tensor:
         """The table on rho's device; the few rho outside it (next to 1) by the formula on the host."""
-        if self.indexed is None:
-            return self._on_grid_torch(rho)
-        out, missing = self.indexed(rho)
-        return out if missing is None else self.indexed.settle(out, missing, self._on_grid_torch(missing.rho))
+        return self._on_grid_torch(rho) if self.indexed is None else self._tabulated(rho)
 
     def _on_grid_torch(self, rho: torch.Tensor) -> torch.Tensor:
         """:meth:`_on_grid` on rho's device."""

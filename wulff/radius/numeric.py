@@ -327,12 +327,13 @@ class IndexedTaylorTable:
         key -= self._offset
         return key
 
-    def __call__(self, rho):
+    def __call__(self, rho, scale: float = 1.0):
         """(values, missing) at float64 rho in (1/2, 1] (any shape; a numpy array, or a tensor evaluated
-        on its device): the table's values, NaN in flagged cells, and None or the :class:`Missing` rho
-        there, which the caller evaluates exactly and hands to :meth:`settle`."""
+        on its device): the table's values times ``scale`` (one float multiplication each, as a kernel's
+        :func:`factor_below` scale is applied), NaN in flagged cells, and None or the :class:`Missing`
+        rho there, which the caller evaluates exactly and hands to :meth:`settle`."""
         if isinstance(rho, torch.Tensor):
-            return self._torch(rho)
+            return self._torch(rho, scale)
         rho = np.asarray(rho, dtype=np.float64)
         flat = rho.reshape(-1)
         out = np.empty(flat.size)
@@ -341,6 +342,8 @@ class IndexedTaylorTable:
         for start in range(0, flat.size, max(size, 1)):
             stop = min(start + size, flat.size)
             self._evaluate(flat[start:stop], out[start:stop], *(buffer[:stop - start] for buffer in buffers))
+            if scale != 1.0:
+                out[start:stop] *= scale  # while the chunk is in the cache
         missing = None
         if np.isnan(out).any():
             where = np.flatnonzero(np.isnan(out))
@@ -364,18 +367,18 @@ class IndexedTaylorTable:
         out *= t
         out += np.take(columns["a"], row, out=scratch, mode="clip")
 
-    def _torch(self, rho: torch.Tensor):
+    def _torch(self, rho: torch.Tensor, scale: float = 1.0):
         """:meth:`__call__` for a tensor: on the host, numpy's operations on the tensor's memory (torch's
         are no faster there, and slower on a busy machine), tensors out; on a device,
         :meth:`_on_device`."""
         if rho.device.type != "cpu":
-            return self._on_device(rho)
-        values, missing = self(rho.detach().to(torch.float64).numpy())
+            return self._on_device(rho, scale)
+        values, missing = self(rho.detach().to(torch.float64).numpy(), scale)
         if missing is not None:
             missing = Missing(*(torch.from_numpy(np.ascontiguousarray(field)) for field in missing))
         return torch.from_numpy(values), missing
 
-    def _on_device(self, rho: torch.Tensor):
+    def _on_device(self, rho: torch.Tensor, scale: float = 1.0):
         """:meth:`__call__` in torch on rho's device (float64): the same operations, the columns copied
         there once."""
         columns = self._columns.on(rho.device)
@@ -388,6 +391,8 @@ class IndexedTaylorTable:
         out += torch.index_select(columns["b"], 0, row)
         out *= t
         out += torch.index_select(columns["a"], 0, row)
+        if scale != 1.0:
+            out *= scale
         flagged = torch.isnan(out)
         missing = None
         if bool(flagged.any()):
@@ -395,19 +400,20 @@ class IndexedTaylorTable:
             missing = Missing(where, flat[where], row[where])
         return out.reshape(rho.shape), missing
 
-    def settle(self, out, missing: Missing, exact):
+    def settle(self, out, missing: Missing, exact, scale: float = 1.0):
         """``out`` with the flagged cells' values: ``exact`` (the tabulated radius at ``missing.rho``)
         less the margin, clipped into [the cell's anchor, the next cell's anchor] so that the table stays
-        nondecreasing across cells. numpy or torch, as :meth:`__call__` gave them; ``out`` is changed."""
+        nondecreasing across cells, times ``scale`` (that of :meth:`__call__`). numpy or torch, as
+        :meth:`__call__` gave them; ``out`` is changed."""
         flat = out.reshape(-1)
         if isinstance(out, torch.Tensor):
             a = self._columns.on(out.device)["a"]
             exact = torch.as_tensor(exact, dtype=torch.float64, device=out.device) * (1.0 - TABLE_MARGIN)
-            flat[missing.where] = torch.minimum(torch.maximum(exact, a[missing.row]), a[missing.row - 1])
+            flat[missing.where] = torch.minimum(torch.maximum(exact, a[missing.row]), a[missing.row - 1]) * scale
             return out
         a = self._columns.arrays["a"]
         exact = np.asarray(exact, dtype=np.float64) * (1.0 - TABLE_MARGIN)
-        flat[missing.where] = np.minimum(np.maximum(exact, a[missing.row]), a[missing.row - 1])
+        flat[missing.where] = np.minimum(np.maximum(exact, a[missing.row]), a[missing.row - 1]) * scale
         return out
 
 def monotone_envelope(rho: np.ndarray, radius: np.ndarray) -> np.ndarray:

@@ -180,17 +180,26 @@ class Envelope(Kernel):
         with np.errstate(divide="ignore"):
             return keep / phi, keep * self.c[piece] / (phi * phi)
 
-    def _tabulated(self, rho, exact):
-        """The table at rho (numpy or torch), ``exact`` (:meth:`radius_unit` or its torch twin) in the
-        table's flagged cells."""
-        out, missing = self.table(rho)
-        return out if missing is None else self.table.settle(out, missing, exact(missing.rho))
+    def _tabulated(self, rho, scale: float = 1.0):
+        """The table at rho (numpy or torch) times ``scale``, :meth:`radius_unit` (or its torch twin) in
+        the table's flagged cells."""
+        out, missing = self.table(rho, scale)
+        if missing is None:
+            return out
+        exact = self.radius_unit_torch if isinstance(rho, torch.Tensor) else self.radius_unit
+        return self.table.settle(out, missing, exact(missing.rho), scale)
 
     def unit(self, rho: np.ndarray) -> np.ndarray:
-        return self._tabulated(rho, self.radius_unit)
+        return self._tabulated(rho)
 
     def unit_torch(self, rho: torch.Tensor) -> torch.Tensor:
-        return self._tabulated(rho, self.radius_unit_torch)
+        return self._tabulated(rho)
+
+    def scaled(self, rho, factor, lo: float | None = None):
+        """The unit radius times :func:`~wulff.radius.numeric.factor_below` of the scale, as
+        :meth:`Kernel.scaled <wulff.radius.kernel.Kernel.scaled>`, the multiplication done in the
+        table's pass."""
+        return self._tabulated(rho, self.factor(factor))
 
     def Phi_torch(self, p: torch.Tensor) -> torch.Tensor:
         """:meth:`Phi` on p's device: the active line at each p."""

@@ -52,9 +52,21 @@ class PowerShift(Shift):
 
     def __init__(self, c: float, k: float, j: float):
         self.c, self.k, self.j = float(c), float(k), float(j)
+        self._last_scale: tuple[np.ndarray, np.ndarray] | None = None  # (y, c e^(k y)) of the last call
+
+    def _scale(self, y) -> np.ndarray:
+        """a = c r^k = c e^(k y) at log radii y; kept for the next call with equal y (a table passes its
+        quadrature's nodes at every call)."""
+        y = np.asarray(y, dtype=float)
+        last = self._last_scale
+        if last is not None and last[0].shape == y.shape and np.array_equal(last[0], y):
+            return last[1]
+        a = self.c * np.exp(self.k * y)
+        self._last_scale = (y.copy(), a)
+        return a
 
     def shift(self, y, tau):
-        a = self.c * np.exp(self.k * np.asarray(y, dtype=float))  # c r^k
+        a = self._scale(y)  # c r^k
         tau = np.asarray(tau, dtype=float)
         if self.j == 0.0:
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -67,7 +79,7 @@ class PowerShift(Shift):
         element still moving then, or not finite, is solved again from the one-term roots."""
         if self.j == 0.0:
             return self.shift(y, tau)
-        a = self.c * np.exp(self.k * np.asarray(y, dtype=float))
+        a = self._scale(y)
         tau = np.asarray(tau, dtype=float)
         shape = np.broadcast_shapes(a.shape, tau.shape, np.shape(near))
         reuse = (overwrite and isinstance(near, np.ndarray) and near.dtype == np.float64 and near.shape == shape

@@ -369,8 +369,8 @@ class GrowthFunction:
             u[rows], secants[rows] = self._refine_block(eps[rows], start_here, slope_here, tolerance,
                                                         progress, evaluations)
             if rough is not None and lo > 0:  # the next chunk starts as this one would have better
-                use_gap = by_trend is None or (np.median(np.abs(by_gap - u[rows]))
-                                               <= np.median(np.abs(by_trend - u[rows])))
+                use_gap = by_trend is None or (_median(np.abs(by_gap - u[rows]))
+                                               <= _median(np.abs(by_trend - u[rows])))
         return u
 
     def _refine_block(self, eps, start, slope, tolerance, progress, evaluations):
@@ -399,6 +399,17 @@ class GrowthFunction:
             u[active] = self.solve_half(eps[active], u[active], width=width, progress=progress,
                                         tolerance=tolerance)
         return u, secant
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median of a short 1-d array (the same float: the middle value, or the mean of the two middle
+    ones; nan if any is nan) without np.median's overhead."""
+    ordered = np.sort(values)
+    n = ordered.size
+    if not n or np.isnan(ordered[-1]):
+        return math.nan
+    middle = n // 2
+    return float(ordered[middle]) if n % 2 else float((ordered[middle - 1] + ordered[middle]) / 2.0)
 
 
 def _extrapolate(x: np.ndarray, u: np.ndarray, lo: int, spacing: int, at: np.ndarray) -> np.ndarray | None:

@@ -18,6 +18,7 @@ eta (-inf where g(r) + tau lies below inf g, i.e. no such s exists).
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import sympy as sp
@@ -142,7 +143,7 @@ class PowerShift(Shift):
         active = None  # flat indices of the gathered elements; None: the whole array, masked by `still`
         still = None  # while on the whole array: the elements still moving (None: all of them)
         a_on, tau_on, eta_on = a, tau, eta
-        slope, step = np.empty(shape), np.empty(shape)  # f' and f / f', then views of their first elements
+        slope, step = _scratch_pair(shape)  # f' and f / f', then views of their first elements
         for _ in range(steps):
             self._newton_step(a_on, tau_on, eta_on, slope, step, from_right)
             if still is None:
@@ -206,6 +207,24 @@ class PowerShift(Shift):
         """The Newton step f(eta) / f'(eta) of :meth:`_newton` (0 where f(eta) = 0 exactly)."""
         step = self._raw_step(a, tau, eta)
         return np.where(np.isfinite(step), step, 0.0)
+
+
+#: per thread, two float buffers that :meth:`PowerShift._converge` reuses from call to call
+_SCRATCH = threading.local()
+#: the largest buffers kept (2^20 doubles: 8 MiB each); larger solves allocate their own
+_SCRATCH_LIMIT = 2 ** 20
+
+
+def _scratch_pair(shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Two float arrays of ``shape`` for a solver's intermediates, the same memory at every call in this
+    thread (fresh memory at every call costs a page fault per 4 KiB)."""
+    size = math.prod(shape)
+    if size > _SCRATCH_LIMIT:
+        return np.empty(shape), np.empty(shape)
+    pair = getattr(_SCRATCH, "pair", None)
+    if pair is None or pair[0].size < size:
+        pair = _SCRATCH.pair = (np.empty(size), np.empty(size))
+    return pair[0][:size].reshape(shape), pair[1][:size].reshape(shape)
 
 
 def _times(x: np.ndarray, factor: float, out: np.ndarray | None = None) -> np.ndarray:

@@ -208,6 +208,7 @@ class GrowthFunction:
         #: per sign, the rows of the last chunk evaluated and their terms of x that do not depend on the
         #: level (:meth:`_row_terms`): refine_half evaluates a chunk's rows several times
         self._last_row_terms: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._x_memory: np.ndarray | None = None  # :meth:`_scratch`
 
     def _offset(self, eps, eta):
         """r expm1(2 eta) / (4 eps) - eps / (4 r) = 1/2 - x, for rows eps and the quadrature nodes."""
@@ -220,7 +221,7 @@ class GrowthFunction:
         the ball (sign = +1), and 1 - W_d(x) = W_d(1 - x) inside it (sign = -1, Beta(a, a) symmetric).
         Computed in place: (1/2 + sign eps / (4 r)) - sign r expm1(2 eta) / (4 eps)."""
         with np.errstate(invalid="ignore", over="ignore"):
-            x = np.multiply(eta, 2.0)
+            x = np.multiply(eta, 2.0, out=self._scratch(eta.shape))
             np.expm1(x, out=x)
             x *= self.quad.r
             scale, offset = self._row_terms(eps, sign)
@@ -228,6 +229,14 @@ class GrowthFunction:
             x += offset
             x += 0.5
         return x
+
+    def _scratch(self, shape: tuple) -> np.ndarray:
+        """A float array of ``shape`` in memory this growth function reuses for x (fresh memory at every
+        chunk costs a page fault per 4 KiB); its contents are consumed before the next chunk."""
+        size = math.prod(shape)
+        if self._x_memory is None or self._x_memory.size < size:
+            self._x_memory = np.empty(size)
+        return self._x_memory[:size].reshape(shape)
 
     def _row_terms(self, eps, sign):
         """-sign / (4 eps) (a column) and sign eps / (4 r) (rows x nodes), the terms of :meth:`_argument`

@@ -209,6 +209,7 @@ class GrowthFunction:
         #: level (:meth:`_row_terms`): refine_half evaluates a chunk's rows several times
         self._last_row_terms: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._x_memory: np.ndarray | None = None  # :meth:`_scratch`
+        self._start_memories: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # :meth:`_start_memory`
 
     def _offset(self, eps, eta):
         """r expm1(2 eta) / (4 eps) - eps / (4 r) = 1/2 - x, for rows eps and the quadrature nodes."""
@@ -237,6 +238,17 @@ class GrowthFunction:
         if self._x_memory is None or self._x_memory.size < size:
             self._x_memory = np.empty(size)
         return self._x_memory[:size].reshape(shape)
+
+    def _start_memory(self, sign: float, last_eta: np.ndarray, shape: tuple) -> np.ndarray:
+        """A float array of ``shape`` for the shift solver's start (which it overwrites with the shifts,
+        kept as the last chunk's): per sign, two blocks of memory used in turn, never the one holding
+        ``last_eta``."""
+        size = math.prod(shape)
+        pair = self._start_memories.get(sign)
+        if pair is None or pair[0].size < size:
+            pair = self._start_memories[sign] = (np.empty(size), np.empty(size))
+        free = pair[1] if np.may_share_memory(pair[0], last_eta) else pair[0]
+        return free[:size].reshape(shape)
 
     def _row_terms(self, eps, sign):
         """-sign / (4 eps) (a column) and sign eps / (4 r) (rows x nodes), the terms of :meth:`_argument`
@@ -281,8 +293,11 @@ class GrowthFunction:
             if np.all(np.minimum(distance_above, distance_below) <= WARM_RADIUS):
                 same_rows = at.size == last_eps.size and np.array_equal(at, np.arange(at.size))
                 with np.errstate(all="ignore"):  # a start that is not finite is solved cold
-                    near = last_eta * (tau / last_tau) if same_rows else last_eta[at]
-                    if not same_rows:
+                    memory = self._start_memory(sign, last_eta, (eps.size, last_eta.shape[1]))
+                    if same_rows:
+                        near = np.multiply(last_eta, tau / last_tau, out=memory)
+                    else:
+                        near = np.take(last_eta, at, axis=0, out=memory)
                         near *= tau / last_tau[at]
                 eta = self.profile.shift_near(self.quad.y, tau, near, overwrite=True)
         if eta is None:

@@ -48,8 +48,8 @@ p ~ U[0, 0.5]; 80 % with p = 1 - 10^U(-3, -1)); (c) p_A drawn from Beta laws of 
 easy (Beta(8, 1) on [1/2, 1]), mostly hard (Beta(1, 4) on [1/2, 1]), bimodal (half near 1/2, half near
 1); (d) three plausible classes (p_A ~ U[0.55, 0.95], the runner-up 30 % of the rest, the other 8
 share 70 %), where the two-class form matters; (e) two plausible classes (the synthetic population's
-p_A, the runner-up taking all the rest: the two-class form adds nothing); (b) the digits demo model. Laplace noise in
-d = 64, sigma = 0.5, against l1, for the populations; the digits model as trained by the demo
+p_A, the runner-up taking all the rest: the two-class form adds nothing); (b) the digits demo model.
+Laplace noise in d = 64, sigma = 0.5, against l1, for the populations; the digits model as trained by the demo
 (Laplace sigma = 0.5).
 
 The frontier (on (a), and on (b) with the digits): forward passes against certified accuracy at every

@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import special
-from wulff.diffmethod.derive import _float_constants
 
 import wulff
 from wulff.catalog import ADVERSARIES, FAMILY_NAMES
 from wulff.certificate import rho_symbol
+from wulff.diffmethod.derive import _float_constants
 from wulff.distributions import registry
 from wulff.special import lambdify_numpy, lambdify_torch
 

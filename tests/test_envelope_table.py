@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import sympy as sp
 import torch
-from wulff.diffmethod.derive import derive
-from wulff.diffmethod.envelope import Envelope
-from wulff.diffmethod.structure import gamma_law
 
 import wulff
 import wulff.distributions as D
+from wulff.diffmethod.derive import derive
+from wulff.diffmethod.envelope import Envelope
+from wulff.diffmethod.structure import gamma_law
 from wulff.distributions import registry
 from wulff.radius import numeric
 from wulff.radius.kernel import TangentTable

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import sympy as sp
 import torch
-import wulff.levelset.table as table_module
 from references import theorem_r1
 from scipy.stats import norm
-from wulff.levelset.shifts import GenericShift, LogPowerShift, PowerShift, shift_of
-from wulff.levelset.table import GRID_RATIO, GrowthFunction, tangent_slope
 
+import wulff.levelset.table as table_module
 from wulff import cache
 from wulff.distributions import Exp1, Exp2, ExpInf, Gaussian, Laplace, Power2, Radial, UniformBall, r
 from wulff.levelset import certified_tail, derive, spherical_form
+from wulff.levelset.shifts import GenericShift, LogPowerShift, PowerShift, shift_of
+from wulff.levelset.table import GRID_RATIO, GrowthFunction, tangent_slope
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -192,9 +192,8 @@ def test_power2_heavy_tail_table_is_monotone_and_covers_the_tail():
 def test_numeric_radius_law_path_reproduces_the_gaussian():
     """The log-radius rule used for numeric laws (quantiles only interpolated): with the Gaussian
     profile's law built numerically, Algorithm 1 still gives p(eps) = 1 - Phi(eps)."""
-    from wulff.levelset.table import tail_bound
-
     from wulff.distributions import NumericRadiusLaw
+    from wulff.levelset.table import tail_bound
     d = 50
     law = NumericRadiusLaw(r ** 2 / 2, d)
     eps = np.array([1e-3, 0.3, 1.0, 2.5, 4.0])

@@ -162,9 +162,8 @@ def test_the_output_checks_are_the_same_for_numpy_and_torch():
 
 def test_the_engines_share_their_numeric_pieces_from_below():
     """One TangentTable, one OnDevice, one factor_below: the engines import them from wulff.radius."""
-    import wulff.diffmethod.envelope as envelope
-
     import wulff.certificate
+    import wulff.diffmethod.envelope as envelope
     import wulff.uniform
     from wulff.radius import kernel, numeric
 

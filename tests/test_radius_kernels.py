@@ -379,3 +379,34 @@ def test_the_ball_torch_table_is_below_the_formula_and_nondecreasing(d):
     assert np.all(table <= formula), (rho[table > formula], (table / formula - 1)[table > formula])
     assert np.all(np.diff(table) >= 0), rho[1:][np.diff(table) < 0]
     assert np.all(table >= formula * (1 - 2e-7))  # the table stays close (tangents between grid points)
+
+
+def _sorted_entries(shape: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    if shape == "uniform":
+        a = rng.uniform(0, 0.5, n)
+    elif shape == "crowded next to 1/2":
+        a = 0.5 - 10.0 ** rng.uniform(-12, -0.31, n)
+    elif shape == "spread over 300 decades":
+        a = 10.0 ** rng.uniform(-300, -0.31, n)
+    else:
+        a = np.r_[rng.uniform(0.4999, 0.5, n // 2), 10.0 ** rng.uniform(-20, -1, n - n // 2)]
+    return np.sort(a[a > 0])
+
+
+@pytest.mark.parametrize("shape", ["uniform", "crowded next to 1/2", "spread over 300 decades", "mixed"])
+def test_the_locator_is_searchsorted_exactly(shape):
+    """numeric.Locator (cells by the float bits of p, a few steps, searchsorted in dense cells) gives
+    np.searchsorted(a, p, "left") exactly: random p, every entry of a and its two float neighbours,
+    0, -0, 1/2, subnormals, and any array shape."""
+    from wulff.radius.numeric import Locator
+    rng = np.random.default_rng(len(shape))
+    for n in (0, 1, 5, 3000):
+        a = _sorted_entries(shape, n, rng)
+        edges = [0.0, -0.0, 0.5, 1e-320, 5e-324]
+        p = np.r_[rng.uniform(0, 0.5, 2000), a, np.nextafter(a, 0), np.nextafter(a, 1), edges]
+        p = p[p <= 0.5]
+        locator = Locator(a)
+        assert np.array_equal(locator.left(p), np.searchsorted(a, p, side="left"))
+        block = p[:6].reshape(2, 3)
+        assert np.array_equal(locator.left(block), np.searchsorted(a, block.ravel(), side="left").reshape(2, 3))
+        assert locator.left(np.float64(0.25)).shape == ()

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wulff.diffmethod.structure import gamma_law
-from wulff.diffmethod.verified import VerifiedStopLoss
 
 from wulff import distributions as D
 from wulff.diffmethod import derive
+from wulff.diffmethod.structure import gamma_law
+from wulff.diffmethod.verified import VerifiedStopLoss
 from wulff.uniform import derive_uniform
 
 pytestmark = pytest.mark.usefixtures("private_cache")

@@ -193,29 +193,11 @@ def _warm_solve_inputs(c: float, k: float, j: float):
 
 
 @pytest.mark.parametrize("k", [1.0, 2.0])
-def test_warm_shift_steps_cost_a_dozen_array_passes(k):
-    """Issue 29 (Exp2 j = 1 tables at d = 2 under 3 s): the warm shift solve of a table chunk takes its
-    Newton steps on the whole array while many elements still move, instead of gathering them after
-    every step. Measured against one expm1 pass over the same array in the same run (best of 30): at most
-    17 of them (about 12 now; 21 when every step gathered its elements). The roots are those of the cold
-    solve to 1e-13."""
-    import time
-
+def test_warm_shift_solves_give_the_cold_roots(k):
+    """The warm shift solve of a table chunk (Newton on the whole array while many elements move) finds
+    the roots of the cold solve to 1e-13 (its cost is measured in benchmarks/levelset.py, not here)."""
     y, tau, start = _warm_solve_inputs(1.0, k, 1.0)
     shift = PowerShift(1.0, k, 1.0)
-    scratch = np.empty_like(start)
-
-    def best(run) -> float:
-        fastest = np.inf
-        for _ in range(30):
-            began = time.perf_counter()
-            run()
-            fastest = min(fastest, time.perf_counter() - began)
-        return fastest
-
-    warm = best(lambda: shift.shift_near(y, tau, start.copy(), overwrite=True))
-    one_pass = best(lambda: np.expm1(start, out=scratch))
-    assert warm <= 17 * one_pass, f"warm solve {warm * 1e6:.0f} us = {warm / one_pass:.1f} expm1 passes"
     np.testing.assert_allclose(shift.shift_near(y, tau, start.copy()), shift.shift(y, tau), rtol=1e-13, atol=0)
 
 

@@ -9,6 +9,7 @@ from wulff.cache import cached, check_not_above, spot_rows
 from wulff.distributions import Distribution, Radial
 from wulff.radius.certificate import Certificate, check_adversary
 from wulff.radius.kernel import Kernel
+from wulff.radius.numeric import Locator
 
 from .shifts import shift_of
 from .table import (
@@ -35,9 +36,10 @@ class TableLookup(Kernel):
     def __init__(self, table: dict):
         self.table = table
         self._on_device: dict = {}
+        self._locator = Locator(np.ascontiguousarray(np.asarray(table["p"], dtype=np.float64)[::-1]))
 
     def unit(self, rho: np.ndarray) -> np.ndarray:
-        return np.where(rho >= 1.0, np.inf, lookup(self.table, rho))
+        return np.where(rho >= 1.0, np.inf, lookup(self.table, rho, self._locator))
 
     def unit_torch(self, rho: torch.Tensor) -> torch.Tensor:
         key = str(rho.device)

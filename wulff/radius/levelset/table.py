@@ -45,6 +45,7 @@ from scipy import special
 
 from wulff.distributions import NumericRadiusLaw, RadiusLaw
 from wulff.progress import tqdm  # the process-wide switch of --no-progress
+from wulff.radius.numeric import Locator
 
 from .shifts import Shift
 
@@ -590,10 +591,12 @@ def _coarse_walk(growth: GrowthFunction, eps0: float, slope: float):
     return eps0, eps_all[:last + 1], u_all[:last + 1], p_all[:last + 1], err_all[:last + 1]
 
 
-def lookup(table: dict, rho):
+def lookup(table: dict, rho, locator: Locator | None = None):
     """Algorithm 2 at unit scale: the largest eps_i with p_i >= 1 - rho (0 if none), never above the
     table; combined with the tangent bound (rho - 1/2) / Phi(1/2). rho is a float array in (1/2, 1]:
-    numpy, or a float64 tensor (then ``table`` holds tensors on its device, :func:`table_on`)."""
+    numpy, or a float64 tensor (then ``table`` holds tensors on its device, :func:`table_on`).
+    ``locator``, a :class:`~wulff.radius.numeric.Locator` of the p_i in ascending order, counts them
+    for a numpy rho without a binary search per value (the same counts)."""
     radii, p_ascending = table["radii"], table.get("p_ascending")
     tail = 1.0 - rho  # exact for rho in [1/2, 1]
     tangent = (rho - 0.5) / table["slope"]
@@ -602,7 +605,8 @@ def lookup(table: dict, rho):
         from_table = torch.where(count > 0, radii[torch.clamp(count - 1, min=0)], 0.0)
         return torch.maximum(from_table, tangent)
     p = table["p"]
-    count = p.size - np.searchsorted(p[::-1], tail, side="left")  # how many p_i >= 1 - rho
+    below = locator.left(tail) if locator is not None else np.searchsorted(p[::-1], tail, side="left")
+    count = p.size - below  # how many p_i >= 1 - rho
     from_table = np.where(count > 0, radii[np.maximum(count - 1, 0)], 0.0)
     return np.maximum(from_table, tangent)
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 from toys import run_cli as cli
+from toys import train_with_cli
 
 import wulff.distributions as D
 from wulff.certify import Smoothed, certify_dataset, read_results
@@ -82,12 +83,7 @@ CERT = ["--n0", "10", "--n", "1990", "--batch-size", "500", "--alpha", "0.01", "
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from wulff.cli import main
-
-    run = tmp_path_factory.mktemp("run")
-    assert main(["train", "--sigma", "0.5", "--epochs", "1", "--out", str(run), "--batch-size", "512",
-                 "--no-progress", "--threads", "1"]) == 0
-    return run / "checkpoint.pt"
+    return train_with_cli(tmp_path_factory.mktemp("run"))
 
 
 def test_cli_certify_adaptive_and_report_prints_the_forward_passes(checkpoint, tmp_path, capsys):

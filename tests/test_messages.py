@@ -12,11 +12,11 @@ import torch
 import tqdm.std
 from torch.utils.data import TensorDataset
 from toys import run_cli as cli
+from toys import train_with_cli
 
 import wulff.distributions as D
 from wulff.advisor import compare
 from wulff.certify import read_results
-from wulff.cli import main
 from wulff.errors import NonFiniteError
 from wulff.train import TrainConfig, build_model, load_dataset, train_smoothed
 from wulff.train.objectives import OBJECTIVES, build_objective
@@ -59,9 +59,7 @@ def test_macer_with_a_billion_draws_is_refused_before_training(tmp_path, capsys)
 # -- item 8: every checkpoint field is validated on load ---------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("run")
-    assert main(["train", "--sigma", "0.5", "--epochs", "1", "--out", str(run), *FAST]) == 0
-    return run / "checkpoint.pt"
+    return train_with_cli(tmp_path_factory.mktemp("run"))
 
 
 GAUSSIAN_65 = {"name": "Gaussian", "d": 65, "lam": 0.5, "params": {}}

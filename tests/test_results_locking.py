@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch.utils.data import TensorDataset
-from toys import run_cli
+from toys import run_cli, train_with_cli
 
 import wulff.distributions as D
 from wulff.certify import Smoothed, certify_dataset, read_results
@@ -60,11 +60,7 @@ def one_line_error(capsys, *args) -> str:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("run")
-    from wulff.cli import main
-
-    assert main(["train", "--sigma", "0.5", "--epochs", "1", "--out", str(run), *FAST]) == 0
-    return run / "checkpoint.pt"
+    return train_with_cli(tmp_path_factory.mktemp("run"))
 
 
 class Threshold(torch.nn.Module):

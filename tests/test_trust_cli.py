@@ -8,6 +8,7 @@ import os
 import pytest
 import torch
 from toys import run_cli as cli
+from toys import train_with_cli
 
 from wulff.certify import read_results
 from wulff.cli import main
@@ -34,9 +35,7 @@ def one_line_error(capsys, *args) -> str:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("run")
-    assert main(["train", "--sigma", "0.5", "--epochs", "1", "--out", str(run), *FAST]) == 0
-    return run
+    return train_with_cli(tmp_path_factory.mktemp("run")).parent
 
 
 def test_certify_resumes_the_same_checkpoint_under_another_path_and_shards_merge(trained, tmp_path, monkeypatch,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import beta, norm
-from toys import Slabs, run_cli
+from toys import Slabs, run_cli, train_with_cli
 
 import wulff.distributions as D
 from wulff.certify import DerandomizedSmoothed, Smoothed, certify_dataset, read_results
@@ -202,12 +202,7 @@ def test_two_class_is_refused_for_dssn_which_is_certified_exactly(tmp_path):
 # -- the command line --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    run = tmp_path_factory.mktemp("run")
-    from wulff.cli import main
-
-    assert main(["train", "--sigma", "0.5", "--epochs", "1", "--out", str(run), "--batch-size", "512",
-                 "--no-progress", "--threads", "1"]) == 0
-    return run / "checkpoint.pt"
+    return train_with_cli(tmp_path_factory.mktemp("run"))
 
 
 CERT = ["--n0", "100", "--n", "400", "--batch-size", "500", "--alpha", "0.1", "--skip", "90",

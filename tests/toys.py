@@ -49,6 +49,16 @@ def train_digits_mlp(folder: Path, q) -> Path:
     return checkpoint
 
 
+def train_with_cli(run: Path) -> Path:
+    """``wulff train`` of the default model (Gaussian, sigma 0.5, one epoch, one thread) into ``run``; the
+    checkpoint's path."""
+    from wulff.cli import main
+
+    assert main(["train", "--sigma", "0.5", "--epochs", "1", "--out", str(run), "--batch-size", "512",
+                 "--no-progress", "--threads", "1"]) == 0
+    return run / "checkpoint.pt"
+
+
 def run_cli(capsys, *args) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of ``wulff ARGS`` run in-process (argparse exits included)."""
     from wulff.cli import main

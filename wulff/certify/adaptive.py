@@ -342,12 +342,11 @@ def radius_of(certificate: Certificate, rho: float) -> float:
 
 @dataclass
 class Votes:
-    """The estimation votes so far: for the candidate, the runner-up (chosen by the selection) and the
-    rest; with ``coins``, a fair coin tossed for each vote of the runner-up and of the rest (the heads
-    of the two-class scores, :meth:`successes`)."""
+    """The estimation votes so far: how many, and how many for the candidate; with ``coins``, the heads
+    of a fair coin tossed for each vote of the runner-up (chosen by the selection) and of the rest (the
+    two-class scores, :meth:`successes`)."""
 
     top: int = 0
-    second: int = 0
     used: int = 0
     heads_second: int = 0
     heads_rest: int = 0
@@ -355,14 +354,10 @@ class Votes:
     def add(self, votes: np.ndarray, candidate: int, runner: int,
             coins: np.random.Generator | None = None) -> None:
         top, second, used = int(votes[candidate]), int(votes[runner]), int(np.sum(votes))
-        self.top, self.second, self.used = self.top + top, self.second + second, self.used + used
+        self.top, self.used = self.top + top, self.used + used
         if coins is not None:
             self.heads_second += int(coins.binomial(second, 0.5))
             self.heads_rest += int(coins.binomial(used - top - second, 0.5))
-
-    @property
-    def rest(self) -> int:
-        return self.used - self.top - self.second
 
     def successes(self, two_class: bool) -> tuple[int, ...]:
         """The successes of each bounded stream: the candidate's votes (p_A form), or the two scores of

@@ -30,6 +30,7 @@ from .kernel import Factor, Kernel, RadiusKernel, as_kernel
 from .numeric import (  # noqa: F401  (re-exported: public here before wulff.radius.numeric existed)
     SMALLEST_KEPT_RADIUS,
     UNIT_ROUNDOFF,
+    IndexedMaximum,
     cast_toward_zero,
     checked_rho,
     exact_scale,
@@ -496,6 +497,22 @@ def _inside(rho: np.ndarray, a: float, b: float) -> np.ndarray:
     return (rho >= a) & (rho < b)
 
 
+def _cell_reach(intervals: list[tuple[float, float]], anchor: np.ndarray,
+                far: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inside, cut) per row of an indexed table (row 0: rho = 1; rows 1 .. n: u = 1 - rho in
+    [far, anchor); the last row: rho <= 1/2, never read): whether the rho intervals [a, b) of a
+    :class:`Maximum` candidate hold all of the row's rho, or some but maybe not all. The rho of a cell lie
+    in [1 - anchor, 1 - far], widened here by one ulp each way."""
+    lo = np.concatenate([[1.0], np.nextafter(1.0 - anchor, 0.0), [-np.inf]])
+    hi = np.concatenate([[1.0], np.nextafter(1.0 - far, 2.0), [0.5]])
+    inside, meets = np.zeros(lo.shape, dtype=bool), np.zeros(lo.shape, dtype=bool)
+    for a, b in intervals:
+        inside |= (a <= lo) & (hi < b)
+        meets |= (hi >= a) & (lo < b)
+    inside[-1], meets[-1] = False, False
+    return inside, meets & ~inside
+
+
 class Maximum(Kernel):
     """The kernel of a pointwise maximum of certificates (:class:`wulff.selector.BestCertificate`): a
     maximum of sound lower bounds is a sound lower bound. Each candidate's kernel is evaluated at the
@@ -555,12 +572,93 @@ class Maximum(Kernel):
 
     def scaled(self, rho, factor, lo: float | None = None):
         """The largest radius among each rho's cell candidates (rho > 1/2), NaN and inf propagating.
-        numpy: a candidate whose intervals cover the batch's range is evaluated on all of it, one whose
-        intervals miss the range not at all, any other on the rho inside its intervals only. torch: a
-        candidate that can win somewhere in the range is evaluated on the whole batch (on a device,
-        elementwise work is cheap and gathering is not)."""
+        numpy (and a tensor on the host): read from the candidates' cells in one pass where they have
+        them (:meth:`cells`), the rest as on a device. On a device (and without cells): a candidate
+        whose intervals cover the batch's range is evaluated on all of it, one whose intervals miss the
+        range not at all, any other on the rho inside its intervals only (numpy), or on the whole batch
+        (torch: on a device, elementwise work is cheap and gathering is not)."""
         if isinstance(rho, torch.Tensor):
+            if rho.device.type == "cpu" and self.cells() is not None:
+                return torch.from_numpy(self.scaled(rho.detach().to(torch.float64).numpy(), factor, lo))
             return self._scaled_torch(rho, lo)
+        cells = self.cells()
+        if cells is None or not rho.size:
+            return self._by_candidates(rho, lo)
+        out, missing = cells(rho)
+        if missing is not None:
+            out.reshape(-1)[missing.where] = self._by_candidates(missing.rho)
+        return out
+
+    def cells(self) -> IndexedMaximum | None:
+        """The candidates read in one pass (built at the first use), or None: one candidate with an
+        indexed quadratic table (:meth:`~wulff.radius.kernel.Kernel.quadratic_cells`), at most one step
+        function (:meth:`~wulff.radius.kernel.Kernel.step_cells`), any others left to their kernels in
+        the cells their intervals reach (marked exact). In each cell a candidate is read where its
+        intervals hold the whole cell, skipped (a zero row) where they miss it, and the cell is exact
+        where they cut it: the same candidates at each rho as :meth:`_by_candidates`, the same float
+        operations, so the same values, bit for bit."""
+        if "_cells" not in self.__dict__:
+            self._cells = self._build_cells()
+        return self._cells
+
+    def _build_cells(self) -> IndexedMaximum | None:
+        quadratic = [(c, c.kernel.quadratic_cells()) for c, intervals in zip(self.certificates, self.intervals)
+                     if intervals and callable(getattr(c.kernel, "quadratic_cells", None))]
+        quadratic = [(c, table) for c, table in quadratic if table is not None]
+        if not quadratic:
+            return None
+        anchor, far = quadratic[0][1].cell_edges()
+        reach = {id(c): _cell_reach(intervals, anchor, far)
+                 for c, intervals in zip(self.certificates, self.intervals)}
+        # the quadratic table read in one pass: the one whose intervals hold the most cells
+        certificate, table = max(quadratic, key=lambda pair: int(reach[id(pair[0])][0].sum()))
+        if table.rows != anchor.size + 2:  # another cell size: the cells are those of the chosen table
+            anchor, far = table.cell_edges()
+            reach = {id(c): _cell_reach(intervals, anchor, far)
+                     for c, intervals in zip(self.certificates, self.intervals)}
+        scale = certificate.kernel.factor(certificate._exact_factor)
+        inside, cut = reach[id(certificate)]
+        exact, step = cut.copy(), None
+        # the quadratic's smallest value on each cell: its anchor a (t >= 0), as the table scales it
+        lowest = np.where(inside, table.a * scale if scale != 1.0 else table.a, 0.0)
+        for other in self.certificates:
+            if other is certificate:
+                continue
+            other_inside, other_cut = reach[id(other)]
+            found = other.kernel.step_cells(anchor, far, other.kernel.factor(other._exact_factor)) \
+                if step is None and callable(getattr(other.kernel, "step_cells", None)) else None
+            if found is None:  # evaluated by its own kernel wherever it may win
+                exact |= other_inside | other_cut
+                continue
+            step = found
+            # a cell whose steps never exceed the quadratic reads no step (its value is kept: the cell
+            # after it reads it as its step up, and here it is below the quadratic, so the maximum is
+            # the same); outside the candidate's intervals its values must stay below the quadratic
+            unused = ~other_inside | (step.top <= lowest)
+            step.threshold[unused] = -np.inf
+            exact |= other_cut | (other_inside & ((step.exact & ~unused) | ~self._below_cells(
+                step, table, anchor - far, inside, scale, np.maximum(lowest, step.value))))
+            exact |= ~other_inside & (step.value > lowest)
+        if exact.sum() > table.rows // 2:  # mostly left to the kernels: one pass would only add to them
+            return None
+        return IndexedMaximum(table, scale, inside, step, exact)
+
+    @staticmethod
+    def _below_cells(step, table, width: np.ndarray, inside: np.ndarray, scale: float,
+                     floor: np.ndarray) -> np.ndarray:
+        """Rows where the step kernel's other terms (at most ceiling + ceiling_slope t) never exceed the
+        cells' maximum: at most the smallest value ``floor`` on the whole cell, or at most the quadratic
+        pointwise (its anchor and slope times the scale above the ceiling's, by a relative 2^-45 that
+        covers the roundings of both evaluations; its t^2 term is >= 0)."""
+        ceiling, rate = step.ceiling, step.ceiling_slope
+        margin = 1.0 + 2.0 ** -45
+        flat = ceiling + rate * np.concatenate([[0.0], width, [0.0]]) * margin <= floor
+        with np.errstate(invalid="ignore"):
+            pointwise = inside & (table.a * scale >= ceiling * margin) & (table.b * scale >= rate * margin)
+        return flat | pointwise
+
+    def _by_candidates(self, rho: np.ndarray, lo: float | None = None) -> np.ndarray:
+        """:meth:`scaled` on a numpy rho by the candidates' own kernels."""
         if not rho.size:
             return np.zeros(rho.shape, dtype=np.float64)
         lo, hi = float(rho.min()) if lo is None else lo, float(rho.max())

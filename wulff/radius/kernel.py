@@ -21,7 +21,7 @@ import numpy as np
 import sympy as sp
 import torch
 
-from .numeric import ROUNDING_MARGIN, IndexedTaylorTable, Locator, OnDevice, exact_scale, factor_below
+from .numeric import ROUNDING_MARGIN, IndexedTaylorTable, Locator, OnDevice, StepCells, exact_scale, factor_below
 
 #: the scale a kernel applies: 1 (none), or the pair (lam, C) of the exact scale lam and the exact
 #: norm-conversion constant C (the radius is lam R_unit / C)
@@ -69,6 +69,18 @@ class Kernel:
 
     def unit(self, rho: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def quadratic_cells(self) -> IndexedTaylorTable | None:
+        """The :class:`~wulff.radius.numeric.IndexedTaylorTable` this kernel's ``scaled`` reads (its values
+        times the scale, its flagged cells evaluated otherwise), or None. A pointwise maximum reads it
+        together with the other candidates (:class:`~wulff.radius.certificate.Maximum`)."""
+        return None
+
+    def step_cells(self, anchor: np.ndarray, far: np.ndarray, scale: float) -> StepCells | None:
+        """This kernel's ``scaled`` radius, when it is a step function of rho (and terms bounded on each
+        cell), on the cells u in [far, anchor) of an indexed table (rows 1 .. n; row 0 is rho = 1, the last
+        row rho <= 1/2): a :class:`~wulff.radius.numeric.StepCells`; None: not a step function."""
+        return None
 
     def __call__(self, rho) -> np.ndarray:
         """The unit radius of rho (any array-like)."""
@@ -227,6 +239,9 @@ class TangentTable(Kernel):
             return out
         grid = self._on_grid_torch if isinstance(rho, torch.Tensor) else self._on_grid
         return self.indexed.settle(out, missing, grid(missing.rho), scale)
+
+    def quadratic_cells(self) -> IndexedTaylorTable | None:
+        return self.indexed
 
     def scaled(self, rho, factor: Factor, lo: float | None = None):
         """:meth:`Kernel.scaled`; with the indexed table, the multiplication done in the table's pass."""

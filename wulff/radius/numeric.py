@@ -350,38 +350,16 @@ class IndexedTaylorTable:
         rho there, which the caller evaluates exactly and hands to :meth:`settle`."""
         if isinstance(rho, torch.Tensor):
             return self._torch(rho, scale)
-        rho = np.asarray(rho, dtype=np.float64)
-        flat = rho.reshape(-1)
-        out = np.empty(flat.size)
-        size = min(flat.size, TABLE_CHUNK)
-        buffers = (np.empty(size), np.empty(size, dtype=np.int64), np.empty(size), np.empty(size))
-        for start in range(0, flat.size, max(size, 1)):
-            stop = min(start + size, flat.size)
-            self._evaluate(flat[start:stop], out[start:stop], *(buffer[:stop - start] for buffer in buffers))
-            if scale != 1.0:
-                out[start:stop] *= scale  # while the chunk is in the cache
-        missing = None
-        if np.isnan(out).any():
-            where = np.flatnonzero(np.isnan(out))
-            row = np.right_shift(np.subtract(1.0, flat[where]).view(np.int64), self._shift) - self._offset
-            missing = Missing(where, flat[where], np.clip(row, 0, self.rows - 1))
-        return (out if rho.ndim == 1 else out.reshape(rho.shape)), missing
+        return evaluate_cells(self, self._columns.arrays, np.asarray(rho, dtype=np.float64), scale,
+                              flagged=bool(self.flagged.any()))
 
-    def _evaluate(self, rho, out, u, row, t, scratch) -> None:
-        """The table at rho into ``out``, in the buffers u, row, t, scratch (all of rho's length)."""
-        np.subtract(1.0, rho, out=u)
-        np.right_shift(u.view(np.int64), self._shift, out=row)
-        anchor = t.view(np.int64)
-        np.add(row, 1, out=anchor)
-        np.left_shift(anchor, self._shift, out=anchor)  # the bits of the cell's anchor m'
-        t -= u
-        row -= self._offset  # below 0 for u = 0 and past the end for u >= 1/2: np.take clips
-        columns = self._columns.arrays
-        np.take(columns["c"], row, out=out, mode="clip")
-        out *= t
-        out += np.take(columns["b"], row, out=scratch, mode="clip")
-        out *= t
-        out += np.take(columns["a"], row, out=scratch, mode="clip")
+    def cell_edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """(m', m): the anchor (largest u) and far end (smallest u) of the cells of rows 1 .. rows - 2,
+        the cell of row r being u in [m, m'), rho in (1 - m', 1 - m]."""
+        first_key = self._offset + 1
+        keys = first_key + np.arange(self.rows - 1, dtype=np.int64)
+        edges = (keys << self._shift).view(np.float64)
+        return edges[1:], edges[:-1]
 
     def _torch(self, rho: torch.Tensor, scale: float = 1.0):
         """:meth:`__call__` for a tensor: on the host, numpy's operations on the tensor's memory (torch's
@@ -431,6 +409,109 @@ class IndexedTaylorTable:
         exact = np.asarray(exact, dtype=np.float64) * (1.0 - TABLE_MARGIN)
         flat[missing.where] = np.minimum(np.maximum(exact, a[missing.row]), a[missing.row - 1]) * scale
         return out
+
+
+class StepCells(NamedTuple):
+    """A nondecreasing step function of rho read on the cells of an :class:`IndexedTaylorTable`, with at
+    most one step inside each cell (:class:`IndexedMaximum`), and what a caller needs to know of the
+    function's value beyond the columns (one entry per row, values at the kernel's scale).
+
+    ``value[r]``: the function on the part of cell r next to its smallest rho; ``threshold[r]``: the
+    u = 1 - rho at or below which cell r takes ``value[r - 1]`` instead (the value of the next cell up
+    in rho: one step up inside the cell); -inf where the cell has no step. ``top[r]``: the largest value
+    of the steps on the cell; ``exact[r]``: the columns cannot give the steps of the cell (two steps or
+    more). The kernel's other terms, which the columns leave out, are at most ``ceiling[r] +
+    ceiling_slope[r] t`` on the cell, t = m' - u as in the cell's quadratic (both 0: none)."""
+
+    value: np.ndarray
+    threshold: np.ndarray
+    top: np.ndarray
+    ceiling: np.ndarray
+    ceiling_slope: np.ndarray
+    exact: np.ndarray
+
+
+class IndexedMaximum:
+    """The pointwise maximum of a quadratic table and a step function, read in one pass: the cells of an
+    :class:`IndexedTaylorTable` (times its scale), the larger of that and a :class:`StepCells` on the same
+    cells (one comparison against the cell's threshold), and NaN in the rows marked ``exact``, which the
+    caller evaluates by its own means (:class:`Missing`).
+
+    It evaluates, value for value, the same float operations as the two parts on their own: the table's
+    chain a + t (b + c t) times ``scale`` (as :meth:`IndexedTaylorTable.__call__`) and the step's value
+    as stored, then their maximum. So where a caller builds it from its candidates' own tables it
+    returns their maximum bit for bit; soundness and monotonicity are theirs (the quadratic's rows
+    inactive in a cell are zero rows: they give 0, below every radius).
+    """
+
+    def __init__(self, table: IndexedTaylorTable, scale: float, active: np.ndarray,
+                 step: StepCells | None, exact: np.ndarray):
+        a, b, c = (table._columns.arrays[name].copy() for name in "abc")
+        a[~active], b[~active], c[~active] = 0.0, 0.0, 0.0
+        exact = exact | (active & np.isnan(b))  # the table's own flagged cells
+        b[exact] = np.nan
+        self.columns = {"a": a, "b": b, "c": c}
+        self._shift, self._offset, self.rows = table._shift, table._offset, table.rows
+        self.scale, self.step, self.exact = float(scale), step, exact
+        if step is not None:
+            self.columns["value"] = np.asarray(step.value, dtype=np.float64)
+            self.columns["threshold"] = np.asarray(step.threshold, dtype=np.float64)
+
+    def __call__(self, rho: np.ndarray) -> tuple[np.ndarray, Missing | None]:
+        """(values, missing) at float64 rho in (1/2, 1] (numpy, any shape): NaN and :class:`Missing` in
+        the rows marked exact."""
+        return evaluate_cells(self, self.columns, np.asarray(rho, dtype=np.float64), self.scale,
+                              flagged=bool(self.exact.any()))
+
+
+def evaluate_cells(layout, columns: dict, rho: np.ndarray, scale: float, *, flagged: bool):
+    """The cell tables' numpy evaluation (:class:`IndexedTaylorTable`, :class:`IndexedMaximum`): rho in
+    chunks of :data:`TABLE_CHUNK` (the intermediate arrays stay in the cache), each cell's quadratic in
+    t = m' - u times ``scale``, then, with ``value`` and ``threshold`` columns, the larger of that and
+    the step. ``flagged``: whether any row is NaN (each chunk is then checked with one sum, NaN
+    propagating). Returns (values, :class:`Missing` or None)."""
+    flat = rho.reshape(-1)
+    out = np.empty(flat.size)
+    size = min(flat.size, TABLE_CHUNK)
+    buffers = (np.empty(size), np.empty(size, dtype=np.int64), np.empty(size), np.empty(size),
+               np.empty(size, dtype=bool))
+    nan_at = []
+    for start in range(0, flat.size, max(size, 1)):
+        stop = min(start + size, flat.size)
+        chunk = out[start:stop]
+        _evaluate_chunk(layout, columns, flat[start:stop], chunk, scale,
+                        *(buffer[:stop - start] for buffer in buffers))
+        if flagged and np.isnan(np.add.reduce(chunk)):  # radii are >= 0: only a NaN makes the sum NaN
+            nan_at.append(start + np.flatnonzero(np.isnan(chunk)))
+    missing = None
+    if nan_at:
+        where = np.concatenate(nan_at)
+        row = np.right_shift(np.subtract(1.0, flat[where]).view(np.int64), layout._shift) - layout._offset
+        missing = Missing(where, flat[where], np.clip(row, 0, layout.rows - 1))
+    return (out if rho.ndim == 1 else out.reshape(rho.shape)), missing
+
+
+def _evaluate_chunk(layout, columns: dict, rho, out, scale: float, u, row, t, scratch, below) -> None:
+    """One chunk of :func:`evaluate_cells` into ``out``, in the buffers (all of rho's length)."""
+    np.subtract(1.0, rho, out=u)
+    np.right_shift(u.view(np.int64), layout._shift, out=row)
+    anchor = t.view(np.int64)
+    np.add(row, 1, out=anchor)
+    np.left_shift(anchor, layout._shift, out=anchor)  # the bits of the cell's anchor m'
+    t -= u
+    row -= layout._offset  # below 0 for u = 0 and past the end for u >= 1/2: np.take clips
+    np.take(columns["c"], row, out=out, mode="clip")
+    out *= t
+    out += np.take(columns["b"], row, out=scratch, mode="clip")
+    out *= t
+    out += np.take(columns["a"], row, out=scratch, mode="clip")
+    if scale != 1.0:
+        out *= scale
+    if "threshold" in columns:
+        np.less_equal(u, np.take(columns["threshold"], row, out=scratch, mode="clip"), out=below)
+        row -= below  # one step up inside the cell: the value of the row before
+        np.maximum(out, np.take(columns["value"], row, out=scratch, mode="clip"), out=out)
+
 
 def monotone_envelope(rho: np.ndarray, radius: np.ndarray) -> np.ndarray:
     """radius made nondecreasing in rho over the batch: each value replaced by the smallest radius at

@@ -167,6 +167,9 @@ class Envelope(Kernel):
             self._table = IndexedTaylorTable(self.radius_unit, self._lower_derivatives)
         return self._table
 
+    def quadratic_cells(self) -> IndexedTaylorTable:
+        return self.table
+
     def _lower_derivatives(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """At rho = 1 - p: (dR/drho, a lower bound on d2R/drho2 for every rho >= 1 - p), R = radius_unit.
 

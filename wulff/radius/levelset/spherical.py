@@ -9,7 +9,7 @@ from wulff.cache import cached, check_not_above, spot_rows
 from wulff.distributions import Distribution, Radial
 from wulff.radius.certificate import Certificate, check_adversary
 from wulff.radius.kernel import Kernel
-from wulff.radius.numeric import Locator
+from wulff.radius.numeric import Locator, StepCells
 
 from .shifts import shift_of
 from .table import (
@@ -40,6 +40,40 @@ class TableLookup(Kernel):
 
     def unit(self, rho: np.ndarray) -> np.ndarray:
         return np.where(rho >= 1.0, np.inf, lookup(self.table, rho, self._locator))
+
+    def step_cells(self, anchor: np.ndarray, far: np.ndarray, scale: float) -> StepCells:
+        """Algorithm 2's lookup on the cells u = 1 - rho in [far, anchor) (:meth:`Kernel.step_cells
+        <wulff.radius.kernel.Kernel.step_cells>`), each value times ``scale`` as :meth:`scaled` does.
+
+        With c(u) = #{p_i >= u}, the table's value is radii[c(u) - 1] (0 when c(u) = 0), nonincreasing in
+        u. On a cell it is radii[c(anchor) - 1] above the largest p_i of the cell and one row up at or
+        below it: that p_i is the cell's threshold, and one row up is the value of the cell before
+        (whose anchor is this cell's far end); radii[c(far) - 1] is the largest. Exact (left to the
+        caller) are the cells holding two p_i or more, and the first cell if it holds one (the row before
+        is rho = 1). The lookup's other term, the tangent bound (rho - 1/2) / slope (next to rho = 1/2), is
+        (1/2 - anchor + t) / slope at rho = 1 - anchor + t (rho - 1/2 is exact in floats, the division
+        and the scale round it by an ulp each): the ceiling, with a relative 2^-49 for those roundings."""
+        p_ascending, radii = self._locator.a, np.asarray(self.table["radii"], dtype=np.float64)
+        n = p_ascending.size
+
+        def steps(count: np.ndarray) -> np.ndarray:  # radii[count - 1], 0 for count = 0, at the scale
+            unit = np.where(count > 0, radii[np.maximum(count - 1, 0)], 0.0)
+            return unit * scale if scale != 1.0 else unit  # as Kernel.scaled multiplies
+
+        above_anchor = n - np.searchsorted(p_ascending, anchor, side="left")  # c(anchor)
+        above_far = n - np.searchsorted(p_ascending, far, side="left")  # c(far)
+        inside = above_far - above_anchor
+        threshold = np.where(inside == 1, p_ascending[np.clip(n - above_anchor - 1, 0, n - 1)], -np.inf)
+        rate = scale / float(self.table["slope"]) * (1.0 + 2.0 ** -49)
+        exact = inside >= 2
+        exact[0] |= inside[0] >= 1
+        # row 0: rho = 1 (inf); the last row: rho <= 1/2 (never read: a certificate answers 0 there)
+        return StepCells(value=np.concatenate([[np.inf], steps(above_anchor), [0.0]]),
+                         threshold=np.concatenate([[-np.inf], threshold, [-np.inf]]),
+                         top=np.concatenate([[np.inf], steps(above_far), [0.0]]),
+                         ceiling=np.concatenate([[0.0], (0.5 - anchor) * rate, [0.0]]),
+                         ceiling_slope=np.concatenate([[0.0], np.full(anchor.shape, rate), [0.0]]),
+                         exact=np.concatenate([[False], exact, [False]]))
 
     def unit_torch(self, rho: torch.Tensor) -> torch.Tensor:
         key = str(rho.device)

@@ -388,24 +388,29 @@ def _sorted_entries(shape: str, n: int, rng: np.random.Generator) -> np.ndarray:
         a = 0.5 - 10.0 ** rng.uniform(-12, -0.31, n)
     elif shape == "spread over 300 decades":
         a = 10.0 ** rng.uniform(-300, -0.31, n)
-    else:
+    elif shape == "mixed":
         a = np.r_[rng.uniform(0.4999, 0.5, n // 2), 10.0 ** rng.uniform(-20, -1, n - n // 2)]
+    else:  # a level-set table's rows (geometric towards 1/2), 1/4 and 1/2 themselves, repeated entries
+        a = np.r_[0.5 - 1e-5 * 1.004 ** np.arange(n), [0.25, 0.5, 0.5, 0.25 + 2.0 ** -54] * (n > 4)]
     return np.sort(a[a > 0])
 
 
-@pytest.mark.parametrize("shape", ["uniform", "crowded next to 1/2", "spread over 300 decades", "mixed"])
+@pytest.mark.parametrize("shape", ["uniform", "crowded next to 1/2", "spread over 300 decades", "mixed",
+                                   "level-set rows"])
 def test_the_locator_is_searchsorted_exactly(shape):
-    """numeric.Locator (cells by the float bits of p, a few steps, searchsorted in dense cells) gives
-    np.searchsorted(a, p, "left") exactly: random p, every entry of a and its two float neighbours,
-    0, -0, 1/2, subnormals, and any array shape."""
+    """numeric.Locator (cells by the float bits of p, a few steps; in dense cells, the bits of 1/2 - p
+    above 1/4 and searchsorted below) gives np.searchsorted(a, p, "left") exactly: random p, every entry
+    of a and its two float neighbours, 0, -0, 1/4, 1/2, subnormals, and any array shape."""
     from wulff.radius.numeric import Locator
     rng = np.random.default_rng(len(shape))
     for n in (0, 1, 5, 3000):
         a = _sorted_entries(shape, n, rng)
-        edges = [0.0, -0.0, 0.5, 1e-320, 5e-324]
+        edges = [0.0, -0.0, 0.5, 0.25, np.nextafter(0.25, 0), np.nextafter(0.25, 1), 1e-320, 5e-324]
         p = np.r_[rng.uniform(0, 0.5, 2000), a, np.nextafter(a, 0), np.nextafter(a, 1), edges]
         p = p[p <= 0.5]
         locator = Locator(a)
+        if shape in ("crowded next to 1/2", "level-set rows") and n == 3000:
+            assert locator._near is not None  # the dense cells next to 1/2 are counted from 1/2
         assert np.array_equal(locator.left(p), np.searchsorted(a, p, side="left"))
         block = p[:6].reshape(2, 3)
         assert np.array_equal(locator.left(block), np.searchsorted(a, block.ravel(), side="left").reshape(2, 3))

@@ -634,7 +634,7 @@ class Maximum(Kernel):
             # a cell whose steps never exceed the quadratic reads no step (its value is kept: the cell
             # after it reads it as its step up, and here it is below the quadratic, so the maximum is
             # the same); outside the candidate's intervals its values must stay below the quadratic
-            unused = ~other_inside | (step.top <= lowest)
+            unused = ~other_inside | (step.top <= lowest) | self._steps_below(step, table, scale, lowest)
             step.threshold[unused] = -np.inf
             exact |= other_cut | (other_inside & ((step.exact & ~unused) | ~self._below_cells(
                 step, table, anchor - far, inside, scale, np.maximum(lowest, step.value))))
@@ -642,6 +642,28 @@ class Maximum(Kernel):
         if exact.sum() > table.rows // 2:  # mostly left to the kernels: one pass would only add to them
             return None
         return IndexedMaximum(table, scale, inside, step, exact)
+
+    @staticmethod
+    def _steps_below(step, table, scale: float, lowest: np.ndarray) -> np.ndarray:
+        """Rows where no step exceeds the quadratic: the cell's first value at most the quadratic's
+        smallest, and each step inside at most the quadratic's float value where it starts (t = m' - u
+        exact, the same operations as the pass, nondecreasing in t from there)."""
+        edges = step.edges[(step.edges > 0.0) & (step.edges < 0.5)]
+        values = step.edge_values[(step.edges > 0.0) & (step.edges < 0.5)]
+        row = (edges.view(np.int64) >> table._shift) - table._offset
+        anchor = ((row + table._offset + 1) << table._shift).view(np.float64)
+        t = anchor - edges
+        with np.errstate(invalid="ignore"):
+            quadratic = table.c[row] * t
+            quadratic += table.b[row]
+            quadratic *= t
+            quadratic += table.a[row]
+            if scale != 1.0:
+                quadratic *= scale
+            above = ~(values <= quadratic)  # NaN (a flagged cell) counts as above
+        rows_above = np.zeros(lowest.shape, dtype=bool)
+        rows_above[row[above]] = True
+        return (step.value <= lowest) & ~rows_above
 
     @staticmethod
     def _below_cells(step, table, width: np.ndarray, inside: np.ndarray, scale: float,

@@ -134,16 +134,21 @@ class Locator:
     mantissa bits) is nondecreasing in p >= 0, so no search finds a cell. For p in the cell [m, m') the
     answer lies in [#{a < m}, #{a < m'}]: starting from the lower end, STEPS vectorized steps
     (j += a[j] < p) reach it wherever the cell holds at most STEPS entries of a; queries in denser cells
-    (tables whose rows crowd next to 1/2, say) go to np.searchsorted. Cells cover BINADES binades below
-    the largest entry of a; a p below them (and below m of the first cell) has the answer
-    #{a < p} in [0, #{a < m}], settled the same way.
+    go to np.searchsorted. Cells cover BINADES binades below the largest entry of a; a p below them (and
+    below m of the first cell) has the answer #{a < p} in [0, #{a < m}], settled the same way.
+
+    Next to 1/2 (the rows of a level-set table crowd geometrically towards p = 1/2, many to a cell), the
+    dense cells' queries p >= 1/4 are counted from the other side: #{a < p} = n - #{a >= p}, and for
+    the entries in [1/4, 1/2], a_i >= p exactly when w_i = 1/2 - a_i <= w = 1/2 - p (both exact,
+    Sterbenz), which a second locator of the w_i counts by the bits of w: cells of relative width 2^-BITS
+    next to w = 0, where the entries are spread.
     """
 
     BITS = 10
     STEPS = 4
     BINADES = 64
 
-    def __init__(self, a: np.ndarray):
+    def __init__(self, a: np.ndarray, *, near_half: bool = True):
         self.a = np.ascontiguousarray(a, dtype=np.float64)
         self._padded = np.append(self.a, np.inf)
         if self.a.size == 0:
@@ -160,6 +165,11 @@ class Locator:
         high = np.concatenate([counts[:1], counts[1:-1], [self.a.size]]).astype(np.int64)
         self._dense = (high - self._low) > self.STEPS
         self._any_dense = bool(self._dense.any())
+        self._near = None
+        upper = (self.a >= 0.25) & (self.a <= 0.5)
+        if near_half and self._any_dense and upper.any():
+            self._near = Locator(np.ascontiguousarray((0.5 - self.a[upper])[::-1]), near_half=False)
+            self._above_half = int(np.count_nonzero(self.a > 0.5))
 
     def left(self, p: np.ndarray) -> np.ndarray:
         """#{a < p} for every p."""
@@ -173,10 +183,21 @@ class Locator:
         for _ in range(self.STEPS):
             j += self._padded[j] < flat
         if self._any_dense:
-            dense = self._dense[row]
-            if dense.any():
-                j[dense] = np.searchsorted(self.a, flat[dense], side="left")
+            dense = np.flatnonzero(self._dense[row])
+            if dense.size:
+                j[dense] = self._in_dense_cells(flat[dense])
         return j.reshape(p.shape)
+
+    def _in_dense_cells(self, p: np.ndarray) -> np.ndarray:
+        """#{a < p} for queries in dense cells: from the side of 1/2 for p >= 1/4, else by binary search."""
+        if self._near is None:
+            return np.searchsorted(self.a, p, side="left")
+        out = np.empty(p.shape, dtype=np.int64)
+        high = p >= 0.25
+        w = np.nextafter(0.5 - p[high], 1.0)  # #{w_i <= w} = #{w_i < the next float}
+        out[high] = self.a.size - self._above_half - self._near.left(w)
+        out[~high] = np.searchsorted(self.a, p[~high], side="left")
+        return out
 
 
 #: mantissa bits of u = 1 - rho that pick an :class:`IndexedTaylorTable` cell: 2^11 cells per binade of u
@@ -421,7 +442,8 @@ class StepCells(NamedTuple):
     in rho: one step up inside the cell); -inf where the cell has no step. ``top[r]``: the largest value
     of the steps on the cell; ``exact[r]``: the columns cannot give the steps of the cell (two steps or
     more). The kernel's other terms, which the columns leave out, are at most ``ceiling[r] +
-    ceiling_slope[r] t`` on the cell, t = m' - u as in the cell's quadratic (both 0: none)."""
+    ceiling_slope[r] t`` on the cell, t = m' - u as in the cell's quadratic (both 0: none). Its steps:
+    at u = ``edges[i]`` (ascending) and below it down to the next edge, the function is ``edge_values[i]``."""
 
     value: np.ndarray
     threshold: np.ndarray
@@ -429,6 +451,8 @@ class StepCells(NamedTuple):
     ceiling: np.ndarray
     ceiling_slope: np.ndarray
     exact: np.ndarray
+    edges: np.ndarray
+    edge_values: np.ndarray
 
 
 class IndexedMaximum:
@@ -482,7 +506,8 @@ def evaluate_cells(layout, columns: dict, rho: np.ndarray, scale: float, *, flag
         _evaluate_chunk(layout, columns, flat[start:stop], chunk, scale,
                         *(buffer[:stop - start] for buffer in buffers))
         if flagged and np.isnan(np.add.reduce(chunk)):  # radii are >= 0: only a NaN makes the sum NaN
-            nan_at.append(start + np.flatnonzero(np.isnan(chunk)))
+            nan = np.isnan(chunk, out=buffers[-1][:stop - start])
+            nan_at.append(np.flatnonzero(nan) + start)
     missing = None
     if nan_at:
         where = np.concatenate(nan_at)

@@ -73,7 +73,8 @@ class TableLookup(Kernel):
                          top=np.concatenate([[np.inf], steps(above_far), [0.0]]),
                          ceiling=np.concatenate([[0.0], (0.5 - anchor) * rate, [0.0]]),
                          ceiling_slope=np.concatenate([[0.0], np.full(anchor.shape, rate), [0.0]]),
-                         exact=np.concatenate([[False], exact, [False]]))
+                         exact=np.concatenate([[False], exact, [False]]),
+                         edges=p_ascending, edge_values=steps(n - np.searchsorted(p_ascending, p_ascending)))
 
     def unit_torch(self, rho: torch.Tensor) -> torch.Tensor:
         key = str(rho.device)

@@ -16,7 +16,9 @@ Targets: wulff <= 1.5x bare, <= 100 us per scalar call, <= 200 MB for the d = 15
 A second table (issue 29) times the pairs whose radius is an envelope or a table (Laplace, Exp1 and
 Pareto vs linf; PowerInf, Power2, Exp2 and ExpP vs l1, l2, linf) against wulff's own Laplace vs l1 closed form
 on the same rho, the two taking turns in each round; "kernels" names the candidates evaluated in the
-range (an envelope is read through its indexed Taylor table). Target: <= 1.5x Laplace vs l1.
+range (an envelope is read through its indexed Taylor table) and, where the best certificate reads them
+in one pass (:class:`~wulff.radius.numeric.IndexedMaximum`), the share of rho left to their own
+kernels. Target: <= 1.5x Laplace vs l1.
 """
 from __future__ import annotations
 
@@ -91,12 +93,20 @@ ENVELOPE_PAIRS = [("Laplace", "linf"), ("Exp1", "linf"), ("Pareto", "linf"),
                     for adversary in ADVERSARIES)]
 
 
-def kernel_names(best, lo: float, hi: float) -> str:
-    """The kernels of the best certificate's candidates that can win somewhere in [lo, hi]."""
+def kernel_names(best, rho: np.ndarray) -> str:
+    """The kernels of the best certificate's candidates that can win somewhere in rho's range, and
+    whether they are read in one pass (:meth:`Maximum.cells`) with the share of rho left to them."""
     kernel = best.kernel
     if not hasattr(kernel, "_plans"):
         return type(kernel).__name__
-    return " + ".join(type(candidate.kernel).__name__ for _, candidate, _ in kernel._plans(lo, hi))
+    names = " + ".join(type(candidate.kernel).__name__
+                       for _, candidate, _ in kernel._plans(float(rho.min()), float(rho.max())))
+    cells = kernel.cells()
+    if cells is None:
+        return names
+    _, missing = cells(rho)
+    left = 0.0 if missing is None else missing.where.size / rho.size
+    return f"{names}, one pass ({100 * left:.1f} % left to the kernels)"
 
 
 def envelope_rows(args, rho: np.ndarray) -> None:
@@ -122,7 +132,7 @@ def envelope_rows(args, rho: np.ndarray) -> None:
         ours_t, base_tt = best_of_each([ours_torch, base_t], args.repeat)
         print(f"| {name} vs {adversary} | {ours * 1e3:.1f} | {base * 1e3:.1f} | {ours / base:.2f}x "
               f"| {ours_t * 1e3:.1f} | {base_tt * 1e3:.1f} | {ours_t / base_tt:.2f}x "
-              f"| {kernel_names(best, float(rho.min()), float(rho.max()))} |", flush=True)
+              f"| {kernel_names(best, rho)} |", flush=True)
 
 
 def scalar_cost(q, adversary: str, calls: int = 2000) -> float:

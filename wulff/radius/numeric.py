@@ -212,7 +212,7 @@ TABLE_LOSS = 1e-9
 TABLE_MARGIN = 1e-12
 #: an :class:`IndexedTaylorTable` reads rho in chunks of this many values, so that the intermediate
 #: arrays of a chunk stay in the cache (about twice as fast on 10^6 values as whole-array passes)
-TABLE_CHUNK = 1 << 14
+TABLE_CHUNK = 1 << 15
 #: u = 1 - rho of a float64 rho in [1/2, 1] is 0 or a multiple of 2^-53 (the spacing of floats below 1)
 _SMALLEST_U_EXPONENT = -53
 

@@ -117,3 +117,13 @@ def test_the_level_set_steps_on_the_cells_are_algorithm_2(name, d):
     assert np.all(steps.top[row][fine] >= read[fine])
     t = anchor[row - 1] - u
     assert np.all(tangent * scale <= steps.ceiling[row] + steps.ceiling_slope[row] * t)
+
+
+def test_any_shape_and_a_single_value_read_the_same_pass():
+    best = _best("Exp2", "l2", 3072)
+    rho = np.random.default_rng(4).uniform(0.5, 1.0, 24)
+    flat = best.radius(rho)
+    np.testing.assert_array_equal(best.radius(rho.reshape(2, 3, 4)), flat.reshape(2, 3, 4))
+    np.testing.assert_array_equal(best.radius(rho[::-2]), flat[::-2])  # a strided view
+    assert [float(best.radius(float(r))) for r in rho[:5]] == flat[:5].tolist()
+    assert best.radius(np.zeros((0, 3))).shape == (0, 3)

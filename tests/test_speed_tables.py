@@ -216,3 +216,66 @@ def test_whole_array_and_gathered_newton_steps_agree_bitwise(monkeypatch, k):
     for other in results[1:]:
         for got, first in zip(other, results[0]):
             np.testing.assert_array_equal(got, first)
+
+
+def _solved_widths(monkeypatch) -> list[int]:
+    """Records the number of nodes (the last axis) of every level-shift solve of a PowerShift."""
+    widths: list[int] = []
+    original_shift, original_near = PowerShift.shift, PowerShift.shift_near
+
+    def shift(self, y, tau):
+        widths.append(np.shape(y)[-1])
+        return original_shift(self, y, tau)
+
+    def shift_near(self, y, tau, near, *, overwrite=False):
+        widths.append(np.shape(y)[-1])
+        return original_near(self, y, tau, near, overwrite=overwrite)
+
+    monkeypatch.setattr(PowerShift, "shift", shift)
+    monkeypatch.setattr(PowerShift, "shift_near", shift_near)
+    return widths
+
+
+def _evaluations(growth, eps, log_t):
+    """p1 and p0 (with its error) at two nearby levels, as refine_half and p0_lower call them."""
+    return [growth.p1_upper(eps, log_t), growth.p1_upper(eps, log_t + 1e-6),
+            *growth.p0_lower(eps, log_t), *growth.p0_lower(eps * GRID_RATIO, log_t + 1e-6)]
+
+
+def test_a_chunk_skips_the_nodes_its_rows_clip_and_keeps_every_value(monkeypatch):
+    """The nodes with r + s(r) <= eps (x >= 1: the sphere outside the ball) are a prefix: after a first
+    evaluation, the next ones solve no level shifts there, and p1, p0 and its error are bit for bit
+    those of evaluating every node (the same calls with the skip turned off)."""
+    radial = spherical_form(D.Exp2(2, k=1, j=1, lam=1.0))
+    eps = 0.5 * GRID_RATIO ** np.arange(12)
+    log_t = np.log(eps) + 0.5
+    every = table_module.GrowthFunction(shift_of(radial), radial.radius_law, radial.d, 256)
+    every._window_start = lambda sign: 0
+    expected = _evaluations(every, eps, log_t)
+    widths = _solved_widths(monkeypatch)
+    skipping = table_module.GrowthFunction(shift_of(radial), radial.radius_law, radial.d, 256)
+    got = _evaluations(skipping, eps, log_t)
+    nodes = skipping.quad.r.size
+    assert len(widths) == 4 and widths[0] == widths[2] == nodes  # the first p1 and p0 calls: every node
+    assert max(widths[1], widths[3]) < 0.8 * nodes
+    for value, reference in zip(got, expected):
+        assert np.array_equal(value, reference)
+
+
+def test_a_window_past_the_clipped_nodes_is_evaluated_again_from_the_first_node(monkeypatch):
+    """A window that starts where some row's sphere still meets the ball fails its check and the chunk is
+    evaluated again from the first node, from the shifts the failed window started from: the same values."""
+    radial = spherical_form(D.Exp2(2, k=1, j=1, lam=1.0))
+    eps = 0.5 * GRID_RATIO ** np.arange(12)
+    log_t = np.log(eps) + 0.5
+    every = table_module.GrowthFunction(shift_of(radial), radial.radius_law, radial.d, 256)
+    every._window_start = lambda sign: 0
+    expected = _evaluations(every, eps, log_t)
+    widths = _solved_widths(monkeypatch)
+    too_far = table_module.GrowthFunction(shift_of(radial), radial.radius_law, radial.d, 256)
+    nodes = too_far.quad.r.size
+    too_far._window_start = lambda sign: nodes // 2  # the median radius: the sphere meets the ball
+    got = _evaluations(too_far, eps, log_t)
+    assert widths == [nodes - nodes // 2, nodes] * 4
+    for value, reference in zip(got, expected):
+        assert np.array_equal(value, reference)

@@ -56,12 +56,15 @@ class PowerShift(Shift):
         self._last_scale: tuple[np.ndarray, np.ndarray] | None = None  # (y, c e^(k y)) of the last call
 
     def _scale(self, y) -> np.ndarray:
-        """a = c r^k = c e^(k y) at log radii y; kept for the next call with equal y (a table passes its
-        quadrature's nodes at every call)."""
+        """a = c r^k = c e^(k y) at log radii y; kept for the next call with equal y, or with y a tail of
+        the last y (a table passes its quadrature's nodes, or those from a first one, at every call)."""
         y = np.asarray(y, dtype=float)
         last = self._last_scale
-        if last is not None and last[0].shape == y.shape and np.array_equal(last[0], y):
-            return last[1]
+        if last is not None:
+            last_y, last_a = last
+            tail = last_y[last_y.size - y.size:] if y.ndim == 1 and last_y.ndim == 1 else last_y
+            if tail.shape == y.shape and np.array_equal(tail, y):
+                return last_a[last_a.size - y.size:] if y.ndim == 1 else last_a
         a = self.c * np.exp(self.k * y)
         self._last_scale = (y.copy(), a)
         return a

@@ -36,6 +36,7 @@ Numerics (all sound in the direction that matters):
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -112,6 +113,13 @@ def _sphere_outside_clipped(x: np.ndarray, d: int, overwrite: bool = False) -> n
 
 #: dimensions whose W_d is evaluated in closed form
 CLOSED_FORM_DIMS = (2, 3, 5, 7, 9)
+
+
+@functools.cache
+def _clipped_value(d: int, sign: float) -> float:
+    """The value :meth:`GrowthFunction._mean_over_rows` gives a node whose x is clipped at the prefix's end
+    (x >= 1: W_d(1) for sign = +1; the clip of 1 - x to 0: W_d(0) for sign = -1), computed as there."""
+    return float(_sphere_outside_clipped(np.array([1.0 if sign > 0 else 0.0]), d, overwrite=True)[0])
 
 
 def _beta_cdf_closed(x: np.ndarray, d: int, overwrite: bool = False) -> np.ndarray:
@@ -205,11 +213,13 @@ class GrowthFunction:
         self.quad = RadiusQuadrature(law, half_nodes)
         #: per sign, the rows (increasing eps) of the last chunk evaluated, their levels and their level
         #: shifts at the nodes: the next evaluation of any of those rows starts its shift solver there
-        self._last_shifts: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._last_shifts: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
         #: per sign, the rows of the last chunk evaluated and their terms of x that do not depend on the
         #: level (:meth:`_row_terms`): refine_half evaluates a chunk's rows several times
         self._last_row_terms: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._x_memory: np.ndarray | None = None  # :meth:`_scratch`
+        #: per sign, the nodes that the last chunk evaluated found clipped in every row (:meth:`_window_start`)
+        self._clipped_before: dict[float, int] = {}
         self._start_memories: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # :meth:`_start_memory`
 
     def _offset(self, eps, eta):
@@ -218,17 +228,18 @@ class GrowthFunction:
         with np.errstate(invalid="ignore", over="ignore"):
             return r * np.expm1(2.0 * eta) / (4.0 * eps) - eps / (4.0 * r)
 
-    def _argument(self, eps, eta, sign):
-        """x = 1/2 - sign * :meth:`_offset` (rows eps x nodes): W_d(x) is the sphere's fraction outside
-        the ball (sign = +1), and 1 - W_d(x) = W_d(1 - x) inside it (sign = -1, Beta(a, a) symmetric).
-        Computed in place: (1/2 + sign eps / (4 r)) - sign r expm1(2 eta) / (4 eps)."""
+    def _argument(self, eps, eta, sign, start: int = 0, out: np.ndarray | None = None):
+        """x = 1/2 - sign * :meth:`_offset` (rows eps x nodes from ``start``, the columns of ``eta``): W_d(x)
+        is the sphere's fraction outside the ball (sign = +1), and 1 - W_d(x) = W_d(1 - x) inside it
+        (sign = -1, Beta(a, a) symmetric). Computed in place (in ``out`` if given):
+        (1/2 + sign eps / (4 r)) - sign r expm1(2 eta) / (4 eps)."""
         with np.errstate(invalid="ignore", over="ignore"):
-            x = np.multiply(eta, 2.0, out=self._scratch(eta.shape))
+            x = np.multiply(eta, 2.0, out=self._scratch(eta.shape) if out is None else out)
             np.expm1(x, out=x)
-            x *= self.quad.r
+            x *= self.quad.r[start:]
             scale, offset = self._row_terms(eps, sign)
             x *= scale
-            x += offset
+            x += offset[:, start:]
             x += 0.5
         return x
 
@@ -263,29 +274,92 @@ class GrowthFunction:
         return scale, offset
 
     def _mean_over_rows(self, eps, log_t, sign):
-        """E of W_d(r, s1) (sign = +1) or of 1 - W_d(r, s0) (sign = -1), rows in chunks."""
+        """E of W_d(r, s1) (sign = +1) or of 1 - W_d(r, s0) (sign = -1), rows in chunks.
+
+        The nodes r + s(r) <= eps of a row (a sphere entirely outside the ball around the other centre:
+        x >= 1, W_d = 1 for s1 and 1 - W_d = 0 for s0) are a prefix of the nodes, because r + s(r)
+        increases with r (g increasing). A chunk skips the nodes that the last chunk of this sign found
+        clipped in all its rows, less a margin (:meth:`_window_start`): no level shifts are solved there
+        and the values are those a clipped x gives. The skip is checked on every row after the shifts
+        (:meth:`_prefix_clipped`); a chunk that fails is evaluated again from the first node. The values
+        are those of every node evaluated: the skipped ones' x would clip, and every other node's level
+        shift is solved from the same start (the shifts are solved node by node)."""
         est, err = np.empty(eps.size), np.empty(eps.size)
-        rows = max(1, CHUNK_ELEMENTS // self.quad.r.size)
+        nodes = self.quad.r.size
+        rows = max(1, CHUNK_ELEMENTS // nodes)
         for lo in range(0, eps.size, rows):
-            t = np.exp(log_t[lo:lo + rows])[:, None]
-            eta = self._shifts(eps[lo:lo + rows], sign * t, sign)
-            x = self._argument(eps[lo:lo + rows], eta, sign)
-            values = _sphere_outside_clipped(np.clip(x, 0.0, 1.0, out=x), self.d, overwrite=True)
+            eps_here = eps[lo:lo + rows]
+            tau = sign * np.exp(log_t[lo:lo + rows])[:, None]
+            start, previous = self._window_start(sign), self._last_shifts.get(sign)
+            eta = self._shifts(eps_here, tau, sign, start)
+            if start and not self._prefix_clipped(eps_here, eta[:, 0], start):
+                start = 0  # again from the first node, and from the shifts the failed window started from
+                self._last_shifts.pop(sign, None)
+                if previous is not None:
+                    self._last_shifts[sign] = previous
+                eta = self._shifts(eps_here, tau, sign, start)
+            values = self._values_memory((eps_here.size, nodes))
+            x = self._argument(eps_here, eta, sign, start, out=values[:, start:])
+            self._note_clipped(x, sign, start)
+            window = _sphere_outside_clipped(np.clip(x, 0.0, 1.0, out=x), self.d, overwrite=True)
+            if window is not x:
+                values[:, start:] = window
+            values[:, :start] = _clipped_value(self.d, sign)
             est[lo:lo + rows], err[lo:lo + rows] = self.quad.mean(values)
         return est, err
 
-    def _shifts(self, eps: np.ndarray, tau: np.ndarray, sign: float) -> np.ndarray:
-        """The level shifts eta (rows eps x nodes) at levels tau (a column).
+    #: nodes a chunk evaluates before the prefix the last chunk of its sign found clipped (the next rows
+    #: have a longer prefix; the same rows at a level moved by refine_half's steps about the same one)
+    WINDOW_MARGIN = 1 / 64
+    #: relative margin of the check r + s(r) <= eps: covers the shift solver's tolerance (|eta| < 1500)
+    CLIPPED_MARGIN = 1e-9
+
+    def _window_start(self, sign: float) -> int:
+        """The first node a chunk of this sign evaluates (see :meth:`_mean_over_rows`): WINDOW_MARGIN before
+        the prefix the last chunk found clipped, or the last chunk's first node while that lies between
+        half the margin and twice the margin before it (a node skipped once starts its shifts cold when
+        evaluated again)."""
+        clipped = self._clipped_before.get(sign, 0)
+        margin = max(8, int(self.WINDOW_MARGIN * self.quad.r.size))
+        last = self._last_shifts.get(sign)
+        if last is not None and clipped - 2 * margin <= last[3] <= clipped - margin // 2:
+            return last[3]
+        return max(0, clipped - margin)
+
+    def _prefix_clipped(self, eps: np.ndarray, eta_first: np.ndarray, start: int) -> bool:
+        """Whether node ``start`` (so every node before it) has r + s(r) <= eps in every row, with s = r
+        e^eta from its level shift eta_first (per row; -inf: no s, s = 0), by a relative margin."""
+        r = self.quad.r[start]
+        with np.errstate(over="ignore", invalid="ignore"):
+            reach = r * (1.0 + np.exp(eta_first))
+        return bool(np.all(reach <= eps * (1.0 - self.CLIPPED_MARGIN)))
+
+    def _note_clipped(self, x: np.ndarray, sign: float, start: int) -> None:
+        """Records how many nodes (from the first) x clips in every row of the chunk: x >= 1 (the sphere
+        outside the ball), a guess for the next chunk's :meth:`_window_start` (checked there)."""
+        clipped = x >= 1.0 if sign > 0 else x <= 0.0
+        first_open = np.argmin(clipped, axis=1)
+        all_clipped = clipped[np.arange(clipped.shape[0]), first_open]
+        first_open[all_clipped] = clipped.shape[1]
+        self._clipped_before[sign] = start + int(first_open.min())
+
+    def _values_memory(self, shape: tuple) -> np.ndarray:
+        """A float array of ``shape`` (rows x all nodes) for the values of a chunk, reused from chunk to chunk."""
+        return self._scratch(shape)
+
+    def _shifts(self, eps: np.ndarray, tau: np.ndarray, sign: float, start: int = 0) -> np.ndarray:
+        """The level shifts eta (rows eps x the nodes from ``start``) at levels tau (a column).
 
         Where every row of this chunk has a row of the last chunk of this sign within WARM_RADIUS in
         log eps (the same row, evaluated again by :meth:`refine_half`'s steps, or a neighbour of the
         table's grid), the solver starts from that row's shifts scaled by the ratio of the levels
         (eta ~ tau / G'(y) for small shifts). Only the start changes: the solver's tolerance fixes the
-        result."""
+        result. Nodes the last chunk skipped (before its start) start cold."""
         last = self._last_shifts.get(sign)
         eta = None
+        y = self.quad.y[start:]
         if last is not None:
-            last_eps, last_tau, last_eta = last
+            last_eps, last_tau, last_eta, last_start = last
             above = np.minimum(np.searchsorted(last_eps, eps), last_eps.size - 1)
             below = np.maximum(above - 1, 0)
             distance_above = np.abs(np.log(last_eps[above] / eps))
@@ -293,18 +367,21 @@ class GrowthFunction:
             at = np.where(distance_below < distance_above, below, above)
             if np.all(np.minimum(distance_above, distance_below) <= WARM_RADIUS):
                 same_rows = at.size == last_eps.size and np.array_equal(at, np.arange(at.size))
+                memory = self._start_memory(sign, last_eta, (eps.size, y.size))
+                near = memory[:, max(last_start - start, 0):]
+                known = last_eta[:, max(start - last_start, 0):]
                 with np.errstate(all="ignore"):  # a start that is not finite is solved cold
-                    memory = self._start_memory(sign, last_eta, (eps.size, last_eta.shape[1]))
                     if same_rows:
-                        near = np.multiply(last_eta, tau / last_tau, out=memory)
+                        np.multiply(known, tau / last_tau, out=near)
                     else:
-                        near = np.take(last_eta, at, axis=0, out=memory)
+                        np.take(known, at, axis=0, out=near)
                         near *= tau / last_tau[at]
-                eta = self.profile.shift_near(self.quad.y, tau, near, overwrite=True)
+                memory[:, :max(last_start - start, 0)] = np.nan
+                eta = self.profile.shift_near(y, tau, memory, overwrite=True)
         if eta is None:
-            eta = self.profile.shift(self.quad.y, tau)
+            eta = self.profile.shift(y, tau)
         if eps.size < 2 or np.all(np.diff(eps) > 0):
-            self._last_shifts[sign] = (eps.copy(), tau, eta)
+            self._last_shifts[sign] = (eps.copy(), tau, eta, start)
         return eta
 
     def p1_upper(self, eps: np.ndarray, log_t: np.ndarray) -> np.ndarray:

@@ -89,6 +89,16 @@ def test_low_d_table_solves_each_row_in_a_few_evaluations_and_keeps_its_values(l
     assert np.all(reference - p[rows] <= P_RTOL * np.minimum(reference, 0.5 - reference) + 1e-12)
 
 
+def test_the_rough_solve_refines_each_row_from_the_rows_before_it(low_d_table):
+    """The rough first solve of the table's kappa (a start for the fine quadrature) refines the rows a
+    block at a time from the coarse walk's log t and the rows solved before (refine_half): under 4
+    evaluations a row at the rough quadrature on average (bracketing and the Illinois method took about
+    10, and cost half of a d = 10 table, where W_d is a Beta function). The previous test checks the
+    values."""
+    _, _, table, work = low_d_table
+    assert work[2 * table_module.ROUGH_HALF_NODES + 1] < 4 * table["radii"].size
+
+
 # ---------------------------------------------------------------------------------------------
 # warm starts (the rows of a table are solved a chunk at a time, each level shift started from a
 # nearby row's) and the guard on the secant steps

@@ -51,7 +51,7 @@ from wulff.radius.numeric import Locator
 from .shifts import Shift
 
 #: bump when the table contents change meaning (invalidates the disk cache)
-TABLE_VERSION = 2
+TABLE_VERSION = 3
 #: normal-score window of the quadrature: mass outside is 2 Phi(-8.5) ~ 2e-17
 Z_MAX = 8.5
 #: ratio of consecutive table radii: rounding rho down loses at most 1 - 1/1.004 < 0.4 % of a radius
@@ -76,6 +76,8 @@ SMOOTH_SPHERE_D = 12
 LOW_D_RADIUS_MARGIN = 1e-4
 #: quadrature size of a rough first solve of the table's kappa (a starting point only)
 ROUGH_HALF_NODES = 64
+#: rows the rough solve refines at a time, each from the rows solved before it (:meth:`GrowthFunction.refine_half`)
+ROUGH_BLOCK = 32
 #: the table's kappa are solved until p1_upper is within this of 1/2 (or log kappa within 1e3 times
 #: this of its root): it moves p0 by about as much, below 1e-6 of 1/2 - p0 >= NEAR_HALF, and far
 #: below P_RTOL p0 in the tail
@@ -456,7 +458,13 @@ class GrowthFunction:
         1.004^8 in eps, and their gaps far less than the gaps interpolated between radii a factor 2
         apart), or on the parabola through the log t of three rows solved (:func:`_extrapolate`),
         whichever would have started the chunk before it closer. Only the starts depend on this."""
-        block = max(1, CHUNK_ELEMENTS // self.quad.r.size)
+        return self._refine_rows(eps, start, slope, tolerance, progress, evaluations, rough=rough)[0]
+
+    def _refine_rows(self, eps, start, slope, tolerance, progress=None, evaluations=8, *, rough=None,
+                     block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`refine_half` in chunks of ``block`` rows (default: CHUNK_ELEMENTS rows x nodes): (log t, the
+        last secant slope df/du) per row."""
+        block = block or max(1, CHUNK_ELEMENTS // self.quad.r.size)
         u, slope = np.empty(eps.size), np.broadcast_to(np.asarray(slope, dtype=float), eps.shape)
         log_eps, secants = np.log(eps), np.empty(eps.size)
         use_gap = True
@@ -473,7 +481,7 @@ class GrowthFunction:
             if rough is not None and lo > 0:  # the next chunk starts as this one would have better
                 use_gap = by_trend is None or (_median(np.abs(by_gap - u[rows]))
                                                <= _median(np.abs(by_trend - u[rows])))
-        return u
+        return u, secants
 
     def _refine_block(self, eps, start, slope, tolerance, progress, evaluations):
         """:meth:`refine_half` on one chunk of rows: (log t, the last secant slope) per row."""
@@ -625,9 +633,10 @@ def _solve_rows(radii: np.ndarray, growth: GrowthFunction, coarse_eps: np.ndarra
         log_t = growth.solve_half(radii, guess, width=0.05, tolerance=SOLVE_TOLERANCE, progress=bar)
     else:
         rough = GrowthFunction(growth.profile, growth.law, growth.d, ROUGH_HALF_NODES)
-        rough_u = rough.solve_half(radii, guess, width=0.05, tolerance=SOLVE_TOLERANCE)
-        step = 1e-4  # the rough df/du at each row, by a forward difference (a Newton slope estimate)
-        slope = (rough.p1_upper(radii, rough_u + step) - rough.p1_upper(radii, rough_u)) / step
+        step = 1e-4  # the rough df/du at the first row, by a forward difference (a Newton slope estimate)
+        first_slope = (rough.p1_upper(radii[:1], guess[:1] + step) - rough.p1_upper(radii[:1], guess[:1])) / step
+        rough_u, slope = rough._refine_rows(radii, guess, first_slope, SOLVE_TOLERANCE, rough=guess,
+                                            block=ROUGH_BLOCK)
         gap = coarse_u - rough.solve_half(coarse_eps, coarse_u, width=0.05, tolerance=SOLVE_TOLERANCE)
         start = rough_u + np.interp(np.log(radii), np.log(coarse_eps), gap)
         log_t = growth.refine_half(radii, start, slope, SOLVE_TOLERANCE, progress=bar, rough=rough_u)

@@ -99,6 +99,35 @@ def test_the_rough_solve_refines_each_row_from_the_rows_before_it(low_d_table):
     assert work[2 * table_module.ROUGH_HALF_NODES + 1] < 4 * table["radii"].size
 
 
+def test_a_table_at_the_rough_quadrature_solves_each_row_in_a_few_evaluations_and_keeps_its_values():
+    """At d >= 64 the table's own quadrature is the rough one (2 * 64 + 1 nodes): its kappa are refined
+    from the coarse walk and the rows solved before in under 5 evaluations a row on average (bracketing
+    and the Illinois method took 9 here, and nearly all of a d = 3072 table's time), and every p is at most the
+    sound p of Theorem T.1 (tail_bound, solved to 1e-14) and below it by no more than P_RTOL of
+    min(p, 1/2 - p)."""
+    radial = spherical_form(D.Exp2(100, k=1, lam=1.0))
+    shift = shift_of(radial)
+    work: dict[int, int] = {}
+    original = table_module.GrowthFunction._mean_over_rows
+
+    def counted(self, eps, log_t, sign):
+        work[self.quad.r.size] = work.get(self.quad.r.size, 0) + eps.size
+        return original(self, eps, log_t, sign)
+
+    table_module.GrowthFunction._mean_over_rows = counted
+    try:
+        table = build_table(shift, radial.radius_law, radial.d)
+    finally:
+        table_module.GrowthFunction._mean_over_rows = original
+    radii, p = table["radii"], table["p"]
+    assert table["half_nodes"] == table_module.ROUGH_HALF_NODES and list(work) == [2 * table["half_nodes"] + 1]
+    assert work[2 * table["half_nodes"] + 1] < 5 * radii.size
+    rows = np.unique(np.linspace(0, radii.size - 1, 30).round().astype(int))
+    reference = tail_bound(shift, radial.radius_law, radial.d, radii[rows], table["half_nodes"])
+    assert np.all(p[rows] <= reference * (1 + 1e-6))
+    assert np.all(reference - p[rows] <= P_RTOL * np.minimum(reference, 0.5 - reference) + 1e-12)
+
+
 # ---------------------------------------------------------------------------------------------
 # warm starts (the rows of a table are solved a chunk at a time, each level shift started from a
 # nearby row's) and the guard on the secant steps

@@ -51,7 +51,7 @@ from wulff.radius.numeric import Locator
 from .shifts import Shift
 
 #: bump when the table contents change meaning (invalidates the disk cache)
-TABLE_VERSION = 3
+TABLE_VERSION = 4
 #: normal-score window of the quadrature: mass outside is 2 Phi(-8.5) ~ 2e-17
 Z_MAX = 8.5
 #: ratio of consecutive table radii: rounding rho down loses at most 1 - 1/1.004 < 0.4 % of a radius
@@ -623,25 +623,35 @@ def _solve_rows(radii: np.ndarray, growth: GrowthFunction, coarse_eps: np.ndarra
                 bar) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(log t, sound p, its error bound) per row at the table's quadrature ``growth``.
 
-    Where that quadrature is finer than ROUGH_HALF_NODES, every row's log t is first solved with the
-    rough quadrature (from the coarse walk's log t, interpolated: a starting point only), shifted by
-    the gap between the two quadratures' log t on the coarse walk (interpolated), and finished at the
-    table's quadrature by :meth:`GrowthFunction.refine_half` (about three evaluations a row instead
-    of solve_half's eight or more)."""
+    Every row's log t is solved at the rough quadrature (ROUGH_HALF_NODES) by
+    :func:`_refine_from_coarse` (from the coarse walk's log t, interpolated, and the rows solved before:
+    2-4 evaluations a row instead of the ~10-20 of bracketing and the Illinois method); where the
+    table's quadrature is finer, that is a start: shifted by the gap between the two quadratures' log t
+    on the coarse walk (interpolated), and finished at the table's quadrature by
+    :meth:`GrowthFunction.refine_half` (about three evaluations a row). Either way every row ends with
+    p1_upper <= 1/2 within SOLVE_TOLERANCE."""
     guess = np.interp(np.log(radii), np.log(coarse_eps), coarse_u)
     if growth.quad.half_nodes <= ROUGH_HALF_NODES:
-        log_t = growth.solve_half(radii, guess, width=0.05, tolerance=SOLVE_TOLERANCE, progress=bar)
+        log_t, _ = _refine_from_coarse(growth, radii, guess, progress=bar)
     else:
         rough = GrowthFunction(growth.profile, growth.law, growth.d, ROUGH_HALF_NODES)
-        step = 1e-4  # the rough df/du at the first row, by a forward difference (a Newton slope estimate)
-        first_slope = (rough.p1_upper(radii[:1], guess[:1] + step) - rough.p1_upper(radii[:1], guess[:1])) / step
-        rough_u, slope = rough._refine_rows(radii, guess, first_slope, SOLVE_TOLERANCE, rough=guess,
-                                            block=ROUGH_BLOCK)
+        rough_u, slope = _refine_from_coarse(rough, radii, guess)
         gap = coarse_u - rough.solve_half(coarse_eps, coarse_u, width=0.05, tolerance=SOLVE_TOLERANCE)
         start = rough_u + np.interp(np.log(radii), np.log(coarse_eps), gap)
         log_t = growth.refine_half(radii, start, slope, SOLVE_TOLERANCE, progress=bar, rough=rough_u)
     p, err = growth.p0_lower(radii, log_t)
     return log_t, p, err
+
+
+def _refine_from_coarse(growth: GrowthFunction, radii: np.ndarray, guess: np.ndarray,
+                        progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """(log t, the last secant slope) per row, solved ROUGH_BLOCK rows at a time by
+    :meth:`GrowthFunction.refine_half` from ``guess`` (the coarse walk's log t, interpolated) and the rows
+    solved before; the first block's slope df/du is a forward difference at the first row."""
+    step = 1e-4
+    first_slope = (growth.p1_upper(radii[:1], guess[:1] + step) - growth.p1_upper(radii[:1], guess[:1])) / step
+    return growth._refine_rows(radii, guess, first_slope, SOLVE_TOLERANCE, progress, rough=guess,
+                               block=ROUGH_BLOCK)
 
 
 def _coarse_walk(growth: GrowthFunction, eps0: float, slope: float):

@@ -316,3 +316,21 @@ def test_a_forged_table_entry_is_not_used(gaussian_table, monkeypatch):
     with pytest.warns(cache.CacheEntryWarning, match="failed its check"):
         got = spherical.table_for(radial)
     assert calls == [1] and got is table
+
+
+def test_a_low_d_table_is_rechecked_at_the_radii_its_p_were_computed_for(cache_dir, monkeypatch):
+    """Below SMOOTH_SPHERE_D build_table computes p_i at eps_i and stores eps_i (1 - 1e-4): the recheck
+    recomputes p_i at eps_i. At the stored radius a quadrature's p in the far tail of Power2(2, a=12) falls
+    short of the table's by up to 1.2e-3 (every honest table re-read was refused when a spot row fell
+    there); at eps_i it agrees, and a p raised by 1e-5 is still refused."""
+    from wulff.levelset import spherical
+    from wulff.levelset.shifts import shift_of
+    radial = spherical.spherical_form(D.Power2(2, a=12, lam=1.0))
+    table = spherical.table_for(radial)
+    tail = np.arange(table["radii"].size - 60, table["radii"].size)  # the far tail, where the two differ
+    monkeypatch.setattr(spherical, "spot_rows", lambda size, count: tail)
+    spherical._check_loaded_table(table, shift_of(radial), radial)
+    raised = {**table, "p": table["p"].copy()}
+    raised["p"][tail[-20]] *= 1 + 1e-5
+    with pytest.raises(ValueError):
+        spherical._check_loaded_table(raised, shift_of(radial), radial)

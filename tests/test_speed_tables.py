@@ -281,18 +281,27 @@ def _evaluations(growth, eps, log_t):
             *growth.p0_lower(eps, log_t), *growth.p0_lower(eps * GRID_RATIO, log_t + 1e-6)]
 
 
+def _every_node_and_a_fresh_growth(monkeypatch):
+    """(the evaluations of Exp2(2, k=1, j=1) rows with the skip turned off, their eps and log t, a fresh
+    GrowthFunction, the widths of the level-shift solves it will make)."""
+    radial = spherical_form(D.Exp2(2, k=1, j=1, lam=1.0))
+    eps = 0.5 * GRID_RATIO ** np.arange(12)
+    log_t = np.log(eps) + 0.5
+
+    def growth():
+        return table_module.GrowthFunction(shift_of(radial), radial.radius_law, radial.d, 256)
+
+    every = growth()
+    every._window_start = lambda sign: 0
+    expected = _evaluations(every, eps, log_t)
+    return expected, eps, log_t, growth(), _solved_widths(monkeypatch)
+
+
 def test_a_chunk_skips_the_nodes_its_rows_clip_and_keeps_every_value(monkeypatch):
     """The nodes with r + s(r) <= eps (x >= 1: the sphere outside the ball) are a prefix: after a first
     evaluation, the next ones solve no level shifts there, and p1, p0 and its error are bit for bit
     those of evaluating every node (the same calls with the skip turned off)."""
-    radial = spherical_form(D.Exp2(2, k=1, j=1, lam=1.0))
-    eps = 0.5 * GRID_RATIO ** np.arange(12)
-    log_t = np.log(eps) + 0.5
-    every = table_module.GrowthFunction(shift_of(radial), radial.radius_law, radial.d, 256)
-    every._window_start = lambda sign: 0
-    expected = _evaluations(every, eps, log_t)
-    widths = _solved_widths(monkeypatch)
-    skipping = table_module.GrowthFunction(shift_of(radial), radial.radius_law, radial.d, 256)
+    expected, eps, log_t, skipping, widths = _every_node_and_a_fresh_growth(monkeypatch)
     got = _evaluations(skipping, eps, log_t)
     nodes = skipping.quad.r.size
     assert len(widths) == 4 and widths[0] == widths[2] == nodes  # the first p1 and p0 calls: every node
@@ -304,14 +313,7 @@ def test_a_chunk_skips_the_nodes_its_rows_clip_and_keeps_every_value(monkeypatch
 def test_a_window_past_the_clipped_nodes_is_evaluated_again_from_the_first_node(monkeypatch):
     """A window that starts where some row's sphere still meets the ball fails its check and the chunk is
     evaluated again from the first node, from the shifts the failed window started from: the same values."""
-    radial = spherical_form(D.Exp2(2, k=1, j=1, lam=1.0))
-    eps = 0.5 * GRID_RATIO ** np.arange(12)
-    log_t = np.log(eps) + 0.5
-    every = table_module.GrowthFunction(shift_of(radial), radial.radius_law, radial.d, 256)
-    every._window_start = lambda sign: 0
-    expected = _evaluations(every, eps, log_t)
-    widths = _solved_widths(monkeypatch)
-    too_far = table_module.GrowthFunction(shift_of(radial), radial.radius_law, radial.d, 256)
+    expected, eps, log_t, too_far, widths = _every_node_and_a_fresh_growth(monkeypatch)
     nodes = too_far.quad.r.size
     too_far._window_start = lambda sign: nodes // 2  # the median radius: the sphere meets the ball
     got = _evaluations(too_far, eps, log_t)

@@ -48,10 +48,8 @@ def test_power_shift_with_a_log_term_converges_at_every_level(c, k, j):
     np.testing.assert_allclose(eta, exact, rtol=1e-13, atol=0.0)
 
 
-@pytest.fixture(scope="module")
-def low_d_table():
-    """The d = 3 table of Exp2(k=1), built once, with the rows each quadrature size evaluated."""
-    radial = spherical_form(D.Exp2(3, k=1, lam=1.0))
+def _build_counting(radial):
+    """(shift, the table of radial, the rows each quadrature size evaluated while building it)."""
     shift = shift_of(radial)
     work: dict[int, int] = {}
     original = table_module.GrowthFunction._mean_over_rows
@@ -66,7 +64,14 @@ def low_d_table():
         table = build_table(shift, radial.radius_law, radial.d)
     finally:
         table_module.GrowthFunction._mean_over_rows = original
-    return radial, shift, table, work
+    return shift, table, work
+
+
+@pytest.fixture(scope="module")
+def low_d_table():
+    """The d = 3 table of Exp2(k=1), built once, with the rows each quadrature size evaluated."""
+    radial = spherical_form(D.Exp2(3, k=1, lam=1.0))
+    return (radial, *_build_counting(radial))
 
 
 def test_low_d_table_solves_each_row_in_a_few_evaluations_and_keeps_its_values(low_d_table):
@@ -106,19 +111,7 @@ def test_a_table_at_the_rough_quadrature_solves_each_row_in_a_few_evaluations_an
     sound p of Theorem T.1 (tail_bound, solved to 1e-14) and below it by no more than P_RTOL of
     min(p, 1/2 - p)."""
     radial = spherical_form(D.Exp2(100, k=1, lam=1.0))
-    shift = shift_of(radial)
-    work: dict[int, int] = {}
-    original = table_module.GrowthFunction._mean_over_rows
-
-    def counted(self, eps, log_t, sign):
-        work[self.quad.r.size] = work.get(self.quad.r.size, 0) + eps.size
-        return original(self, eps, log_t, sign)
-
-    table_module.GrowthFunction._mean_over_rows = counted
-    try:
-        table = build_table(shift, radial.radius_law, radial.d)
-    finally:
-        table_module.GrowthFunction._mean_over_rows = original
+    shift, table, work = _build_counting(radial)
     radii, p = table["radii"], table["p"]
     assert table["half_nodes"] == table_module.ROUGH_HALF_NODES and list(work) == [2 * table["half_nodes"] + 1]
     assert work[2 * table["half_nodes"] + 1] < 5 * radii.size

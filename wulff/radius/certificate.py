@@ -648,8 +648,8 @@ class Maximum(Kernel):
         """Rows where no step exceeds the quadratic: the cell's first value at most the quadratic's
         smallest, and each step inside at most the quadratic's float value where it starts (t = m' - u
         exact, the same operations as the pass, nondecreasing in t from there)."""
-        edges = step.edges[(step.edges > 0.0) & (step.edges < 0.5)]
-        values = step.edge_values[(step.edges > 0.0) & (step.edges < 0.5)]
+        inside = (step.edges >= 2.0 ** -53) & (step.edges < 0.5)  # no float rho < 1 has u below 2^-53
+        edges, values = step.edges[inside], step.edge_values[inside]
         row = (edges.view(np.int64) >> table._shift) - table._offset
         anchor = ((row + table._offset + 1) << table._shift).view(np.float64)
         t = anchor - edges

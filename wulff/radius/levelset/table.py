@@ -300,7 +300,7 @@ class GrowthFunction:
                 if previous is not None:
                     self._last_shifts[sign] = previous
                 eta = self._shifts(eps_here, tau, sign, start)
-            values = self._values_memory((eps_here.size, nodes))
+            values = self._scratch((eps_here.size, nodes))  # rows x all nodes
             x = self._argument(eps_here, eta, sign, start, out=values[:, start:])
             self._note_clipped(x, sign, start)
             window = _sphere_outside_clipped(np.clip(x, 0.0, 1.0, out=x), self.d, overwrite=True)
@@ -344,10 +344,6 @@ class GrowthFunction:
         all_clipped = clipped[np.arange(clipped.shape[0]), first_open]
         first_open[all_clipped] = clipped.shape[1]
         self._clipped_before[sign] = start + int(first_open.min())
-
-    def _values_memory(self, shape: tuple) -> np.ndarray:
-        """A float array of ``shape`` (rows x all nodes) for the values of a chunk, reused from chunk to chunk."""
-        return self._scratch(shape)
 
     def _shifts(self, eps: np.ndarray, tau: np.ndarray, sign: float, start: int = 0) -> np.ndarray:
         """The level shifts eta (rows eps x the nodes from ``start``) at levels tau (a column).

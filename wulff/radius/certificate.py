@@ -607,15 +607,16 @@ class Maximum(Kernel):
         quadratic = [(c, table) for c, table in quadratic if table is not None]
         if not quadratic:
             return None
-        anchor, far = quadratic[0][1].cell_edges()
-        reach = {id(c): _cell_reach(intervals, anchor, far)
-                 for c, intervals in zip(self.certificates, self.intervals)}
+        def reach_on(table) -> tuple[np.ndarray, np.ndarray, dict]:
+            anchor, far = table.cell_edges()
+            return anchor, far, {id(c): _cell_reach(intervals, anchor, far)
+                                 for c, intervals in zip(self.certificates, self.intervals)}
+
+        anchor, far, reach = reach_on(quadratic[0][1])
         # the quadratic table read in one pass: the one whose intervals hold the most cells
         certificate, table = max(quadratic, key=lambda pair: int(reach[id(pair[0])][0].sum()))
         if table.rows != anchor.size + 2:  # another cell size: the cells are those of the chosen table
-            anchor, far = table.cell_edges()
-            reach = {id(c): _cell_reach(intervals, anchor, far)
-                     for c, intervals in zip(self.certificates, self.intervals)}
+            anchor, far, reach = reach_on(table)
         scale = certificate.kernel.factor(certificate._exact_factor)
         inside, cut = reach[id(certificate)]
         exact, step = cut.copy(), None
@@ -634,7 +635,7 @@ class Maximum(Kernel):
             # a cell whose steps never exceed the quadratic reads no step (its value is kept: the cell
             # after it reads it as its step up, and here it is below the quadratic, so the maximum is
             # the same); outside the candidate's intervals its values must stay below the quadratic
-            unused = ~other_inside | (step.top <= lowest) | self._steps_below(step, table, scale, lowest)
+            unused = ~other_inside | (step.top <= lowest) | self._steps_below(step, table, anchor, scale, lowest)
             step.threshold[unused] = -np.inf
             exact |= other_cut | (other_inside & ((step.exact & ~unused) | ~self._below_cells(
                 step, table, anchor - far, inside, scale, np.maximum(lowest, step.value))))
@@ -644,20 +645,16 @@ class Maximum(Kernel):
         return IndexedMaximum(table, scale, inside, step, exact)
 
     @staticmethod
-    def _steps_below(step, table, scale: float, lowest: np.ndarray) -> np.ndarray:
+    def _steps_below(step, table, anchor: np.ndarray, scale: float, lowest: np.ndarray) -> np.ndarray:
         """Rows where no step exceeds the quadratic: the cell's first value at most the quadratic's
         smallest, and each step inside at most the quadratic's float value where it starts (t = m' - u
-        exact, the same operations as the pass, nondecreasing in t from there)."""
+        exact; the table's own operations, :meth:`IndexedTaylorTable._value`, then the scale, as the pass
+        does them; nondecreasing in t from there)."""
         inside = (step.edges >= 2.0 ** -53) & (step.edges < 0.5)  # no float rho < 1 has u below 2^-53
         edges, values = step.edges[inside], step.edge_values[inside]
-        row = (edges.view(np.int64) >> table._shift) - table._offset
-        anchor = ((row + table._offset + 1) << table._shift).view(np.float64)
-        t = anchor - edges
+        row = table._rows(edges)
         with np.errstate(invalid="ignore"):
-            quadratic = table.c[row] * t
-            quadratic += table.b[row]
-            quadratic *= t
-            quadratic += table.a[row]
+            quadratic = table._value(table.a[row], table.b[row], table.c[row], anchor[row - 1] - edges)
             if scale != 1.0:
                 quadratic *= scale
             above = ~(values <= quadratic)  # NaN (a flagged cell) counts as above

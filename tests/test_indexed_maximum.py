@@ -25,7 +25,8 @@ pytestmark = pytest.mark.usefixtures("private_cache")
 #: (Power2), and envelopes with closed forms next to 1/2 and 1 (Laplace, Exp1, Pareto vs linf, PowerInf)
 CASES = [("Exp2", "l2", 3072), ("Exp2", "l1", 3072), ("Power2", "l2", 3072), ("Power2", "linf", 3072),
          ("Power2", "l2", 3), ("Exp2", "l2", 10), ("Laplace", "linf", 3072), ("Exp1", "linf", 100),
-         ("Pareto", "linf", 3072), ("PowerInf", "linf", 3072), ("ExpP", "l2", 3072)]
+         ("Pareto", "linf", 3072), ("PowerInf", "linf", 3072), ("ExpP", "l2", 3072),
+         ("Pareto", "linf", 1), ("Power2", "l2", 2), ("Laplace", "linf", 150528)]
 
 
 def _best(name: str, adversary: str, d: int):
